@@ -1,0 +1,1 @@
+"""Torch-free contracts every stage shares: errors, volume geometry, amplitude scaling, the model card."""

@@ -1,0 +1,115 @@
+"""The model card, ``model.json`` beside ``model.safetensors`` (DESIGN §4). Torch-free.
+
+A card holds the keyword arguments of ``segmentation_models_pytorch.create_model`` under ``smp`` (so plain
+smp + safetensors rebuild the network without this toolkit), the input window, the amplitude contract, the
+training recipe, validation metrics and the sha256 of the weights file.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from impeccable.core.errors import ModelError
+from impeccable.core.geometry import WINDOW
+
+CARD_NAME = "model.json"
+WEIGHTS_NAME = "model.safetensors"
+ONNX_NAME = "model.onnx"
+ONNX_FP16_NAME = "model.fp16.onnx"
+FORMAT_VERSION = 1
+
+#: The seed's network: UNet++ decoder on the TF-ported EfficientNetV2-S encoder, 1 channel in, sigmoid out.
+DEFAULT_SMP = {
+    "arch": "UnetPlusPlus",
+    "encoder_name": "tu-tf_efficientnetv2_s",
+    "encoder_weights": None,
+    "in_channels": 1,
+    "classes": 1,
+    "activation": "sigmoid",
+}
+
+NORMALIZATION = {
+    "kind": "minmax_per_volume",
+    "formula": "(v - min(v)) / (max(v) - min(v)) over the whole noisy volume, float32",
+    "nonfinite": "replaced by 0 before the statistics",
+}
+PADDING = {"kind": "zeros", "where": "end of both axes", "section": "rows = traces, columns = samples"}
+
+
+def new_card(smp_kwargs: dict[str, Any] | None = None, input_size: tuple[int, int] = WINDOW, **extra: Any) -> dict:
+    """A fresh card for a network built from ``smp_kwargs`` (defaults: the seed's network).
+
+    Args:
+        smp_kwargs: Overrides of :data:`DEFAULT_SMP` (e.g. a tiny encoder for tests).
+        input_size: ``(traces, samples)`` window, multiples of 32.
+        **extra: Further top-level fields (``training``, ``data``, ``metrics``, ``name``...).
+    """
+    smp = dict(DEFAULT_SMP)
+    smp.update(smp_kwargs or {})
+    rows, cols = (int(v) for v in input_size)
+    if rows % 32 or cols % 32:
+        raise ModelError("input size is not a multiple of 32", received=(rows, cols), expected="multiples of 32",
+                         todo="choose e.g. 320x1280")
+    card = {
+        "format_version": FORMAT_VERSION,
+        "smp": smp,
+        "input_size": [rows, cols],
+        "normalization": copy.deepcopy(NORMALIZATION),
+        "padding": copy.deepcopy(PADDING),
+        "output_activation": "sigmoid",
+    }
+    card.update(extra)
+    return card
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_card(model_dir: str | Path) -> dict:
+    """Read and validate ``model_dir/model.json``.
+
+    Raises:
+        ModelError: The directory or card is missing, unreadable, or lacks a required field.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / CARD_NAME
+    if not model_dir.is_dir():
+        raise ModelError("model directory not found", received=str(model_dir),
+                         expected=f"a directory with {CARD_NAME} and {WEIGHTS_NAME}",
+                         todo="pass --model with a model directory written by impeccable-train")
+    if not path.is_file():
+        raise ModelError("model directory has no card", received=str(model_dir), expected=f"{CARD_NAME} inside it",
+                         todo="re-export or re-train the model")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError("model card is not valid JSON", received=f"{path}: {exc}", expected="a JSON object",
+                         todo="re-export or re-train the model") from exc
+    missing = [k for k in ("smp", "input_size", "output_activation") if k not in card]
+    if not isinstance(card, dict) or missing:
+        raise ModelError("model card is incomplete", received=f"{path} lacks {missing}",
+                         expected="smp, input_size, output_activation", todo="re-export or re-train the model")
+    return card
+
+
+def write_card(card: dict, model_dir: str | Path) -> Path:
+    """Write ``card`` as ``model_dir/model.json`` (pretty-printed, sorted keys)."""
+    path = Path(model_dir) / CARD_NAME
+    path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def window_of(card: dict) -> tuple[int, int]:
+    """The model's ``(traces, samples)`` input window from its card."""
+    rows, cols = card["input_size"]
+    return int(rows), int(cols)
