@@ -1,0 +1,103 @@
+"""Volume files: one reader/writer protocol, one implementation per format, chosen by file extension.
+
+Readers present any stored volume in canonical ``(inline, crossline, sample)`` order and read blocks of it
+lazily, so volumes larger than memory stream through. Writers write a volume shaped like a reader's source
+(same format, orientation, headers), into a temporary file that ``commit()`` renames into place and
+``abort()`` deletes: a failed run never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from impeccable.core.errors import EngineError, InputError
+
+
+class VolumeReader(Protocol):
+    """A stored volume, read lazily in canonical order.
+
+    Attributes:
+        path: The file.
+        shape: Canonical ``(inline, crossline, sample)`` shape.
+        dtype: The stored sample dtype.
+    """
+
+    path: Path
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+
+    def read(self, inlines: slice = slice(None), crosslines: slice = slice(None)) -> np.ndarray:
+        """A block ``(n_inline, n_crossline, sample)`` float32 of the volume (NaN/Inf left as stored)."""
+
+    def close(self) -> None:
+        """Release the file."""
+
+
+class VolumeWriter(Protocol):
+    """An output volume shaped like a reader's source, written by blocks of inlines, committed atomically."""
+
+    def write(self, inlines: slice, block: np.ndarray) -> None:
+        """Write ``block`` ``(n_inline, crossline, sample)`` (float32, or uint8 for the uint8 scale)."""
+
+    def commit(self) -> None:
+        """Flush and rename the temporary file to the final path."""
+
+    def abort(self) -> None:
+        """Delete the temporary file; the final path is left untouched."""
+
+
+# extension -> (module, reader factory, writer factory); modules import lazily so that segyio/h5py are only
+# needed for their own formats.
+FORMATS: dict[str, tuple[str, str, str, str]] = {
+    ".npy": ("impeccable.runtime.npy_io", "NpyReader", "NpyWriter", ""),
+    ".h5": ("impeccable.runtime.hdf5_io", "Hdf5Reader", "Hdf5Writer", ""),
+    ".hdf5": ("impeccable.runtime.hdf5_io", "Hdf5Reader", "Hdf5Writer", ""),
+    ".sgy": ("impeccable.runtime.segy_io", "SegyReader", "SegyWriter", "segy"),
+    ".segy": ("impeccable.runtime.segy_io", "SegyReader", "SegyWriter", "segy"),
+}
+
+
+def _format_of(path: Path) -> tuple[type, type]:
+    ext = path.suffix.lower()
+    if ext not in FORMATS:
+        raise InputError("unsupported file type", received=path.name, expected=f"one of {', '.join(FORMATS)}",
+                         todo="convert the volume to .npy, .h5 or SEG-Y")
+    module_name, reader, writer, extra = FORMATS[ext]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EngineError(f"reading {ext} files needs an optional package", received=str(exc),
+                          expected=f"impeccable[{extra}]" if extra else module_name,
+                          todo=f"pip install 'impeccable[{extra}]'" if extra else "reinstall impeccable") from exc
+    return getattr(module, reader), getattr(module, writer)
+
+
+def open_reader(path: str | Path, time_axis: int | str = "auto", dataset: str | None = None) -> VolumeReader:
+    """Open a volume file for lazy canonical reads.
+
+    Args:
+        path: ``.npy``, ``.h5``/``.hdf5`` or ``.sgy``/``.segy``.
+        time_axis: Stored time axis (``0``, ``2`` or ``"auto"``), for formats that do not record it (npy, HDF5).
+        dataset: HDF5 dataset path (default: the file's only 3-D dataset).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("input file not found", received=str(path), expected="an existing .npy, .h5 or SEG-Y file",
+                         todo="check the path")
+    reader_cls, _ = _format_of(path)
+    return reader_cls(path, time_axis=time_axis, dataset=dataset)
+
+
+def open_writer(path: str | Path, like: VolumeReader, dtype: np.dtype | type = np.float32) -> VolumeWriter:
+    """Open an output volume of the same format, shape and orientation as ``like``'s source.
+
+    The output's format follows ``path``'s extension, which must be the input's (SEG-Y headers and HDF5
+    dataset names come from ``like``).
+    """
+    path = Path(path)
+    _, writer_cls = _format_of(path)
+    return writer_cls(path, like=like, dtype=np.dtype(dtype))
