@@ -42,6 +42,10 @@ def save_model_dir(model: nn.Module, card: dict, model_dir: str | Path, dtype: t
     os.close(fd)
     try:
         save_file(state, tmp, metadata={"format": "pt"})
+        # mkstemp creates the file owner-only; a model directory is meant to be shared and shipped.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         card = dict(card)
         card["weights_sha256"] = sha256_file(tmp)
         card["weights_dtype"] = str(dtype).removeprefix("torch.")

@@ -1,0 +1,51 @@
+"""TrainConfig: validation of flags, serialization, the resume rule."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from impeccable.core.errors import InputError
+from impeccable.train.config import TrainConfig
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"synthetic": None}, "no training data"),
+    ({"data": Path("x")}, "no training data, or two sources"),
+    ({"crop": (100, 256)}, "--crop is not a multiple of 32"),
+    ({"window": (64, 250)}, "--window is not a multiple of 32"),
+    ({"crop": (128, 256), "window": (64, 256)}, "crop larger than the window"),
+    ({"loss_reduction": "max"}, "unknown loss reduction"),
+    ({"device": "tpu"}, "unknown device"),
+    ({"epochs": 0}, "--epochs must be positive"),
+    ({"ema_decay": 1.0}, "--ema-decay out of range"),
+    ({"val_volumes": -1}, "--val-volumes"),
+])
+def test_bad_values_raise_one_line_errors(tmp_path, make_config, overrides, match):
+    with pytest.raises(InputError, match=match):
+        make_config(tmp_path, **overrides)
+
+
+def test_round_trip_through_dict(tmp_path, make_config):
+    cfg = make_config(tmp_path, crop=(32, 128), encoder_weights=tmp_path / "w.safetensors")
+    again = TrainConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    assert isinstance(again.crop, tuple) and isinstance(again.out, Path)
+
+
+def test_resume_keeps_recipe_and_takes_runtime(tmp_path, make_config):
+    saved = make_config(tmp_path)
+    new = dataclasses.replace(saved, workers=1, max_minutes=5.0, resume=True)
+    merged = saved.resumed_with(new)
+    assert merged.workers == 1 and merged.max_minutes == 5.0 and merged.resume
+    with pytest.raises(InputError, match="--lr cannot change on --resume"):
+        saved.resumed_with(dataclasses.replace(new, lr=1e-3))
+    # Only explicit flags are compared (the CLI's defaults must not clash with a saved recipe).
+    assert saved.resumed_with(dataclasses.replace(new, lr=1e-3), explicit={"workers"}).lr == saved.lr
+
+
+def test_default_validation_volumes(tmp_path, make_config):
+    cfg = make_config(tmp_path, val_volumes=None)
+    assert [cfg.resolved_val_volumes(n) for n in (1, 2, 19, 20, 250)] == [0, 1, 1, 2, 25]

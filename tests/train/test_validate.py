@@ -1,0 +1,47 @@
+"""Validation: the inference pipeline on the scoring sections, scored like the challenge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from impeccable.data.scoring import score_volumes
+from impeccable.train.validate import predict_sections, tile_starts, validate
+
+
+class Identity(nn.Module):
+    """Returns its input: a perfect check of padding, tiling and mirroring."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
+# With TTA, a wrong mirror-back would average the section with its mirror image and fail.
+@pytest.mark.parametrize("tta", [False, True])
+@pytest.mark.parametrize("shape", [(3, 24, 200), (2, 100, 300)])  # fits the window; needs tiling
+def test_predict_sections_identity(shape, tta):
+    sections = np.random.default_rng(0).random(shape, dtype=np.float32)
+    out = predict_sections(Identity(), sections, (64, 256), batch_size=4, tta=tta)
+    np.testing.assert_allclose(out, sections, atol=1e-6)
+
+
+def test_tile_starts_cover():
+    for length, window in [(10, 64), (64, 64), (100, 64), (1259, 256)]:
+        covered = np.zeros(length, bool)
+        for s in tile_starts(length, window):
+            assert 0 <= s and s + min(window, length) <= length
+            covered[s:s + window] = True
+        assert covered.all()
+
+
+def test_noisy_baseline_is_the_challenge_score(volumes):
+    result = validate(Identity(), volumes, [1, 2], (64, 256))
+    for i in (1, 2):
+        noisy, clean = volumes.arrays(i)
+        expected = score_volumes(np.asarray(clean), np.asarray(noisy))
+        assert result["volumes"][volumes.ids[i]]["noisy_score"] == pytest.approx(expected, abs=1e-12)
+    # The identity "denoiser" scores like the noisy input, up to the six-section uint8 range approximation.
+    assert result["val_score"] == pytest.approx(result["val_noisy_score"], abs=0.02)
+    assert set(result) == {"val_score", "val_noisy_score", "val_loss", "volumes"}

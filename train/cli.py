@@ -1,0 +1,101 @@
+"""``impeccable-train``: fit the denoiser and write a model directory (DESIGN §7).
+
+Thin: parse the flags into a :class:`~impeccable.train.config.TrainConfig`, call
+:func:`~impeccable.train.loop.train`, print one-line errors. Runs as a console script, as
+``python -m impeccable.train.cli`` and under ``accelerate launch -m impeccable.train.cli``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from impeccable.core.cli import one_line_errors, parse_shape
+from impeccable.core.errors import InputError
+from impeccable.train.config import DEVICES, LOSS_REDUCTIONS, TrainConfig, check_multiple_of_32
+
+# click parameter name -> TrainConfig field, where they differ.
+_FIELD_OF = {"data_dir": "data", "steps": "steps_per_epoch", "window_text": "window", "crop_text": "crop",
+             "shape_text": "synthetic_shape", "decoder_text": "decoder_channels"}
+
+
+def _size(text: str | None, flag: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    size = parse_shape(text, n=2, name=flag)
+    check_multiple_of_32(flag, size)
+    return size
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--data", "data_dir", type=click.Path(path_type=Path),
+              help="Challenge-layout folder of noisy/clean .npy pairs, or an HDF5 section cache (.h5).")
+@click.option("--synthetic", type=int, help="Generate N synthetic volume pairs (cached in RUN_DIR/synthetic).")
+@click.option("--synthetic-shape", "shape_text", default="1259,128,128", show_default=True,
+              help="T,IL,XL of each synthetic volume (the challenge's are 1259,300,300).")
+@click.option("--synthetic-dir", type=click.Path(path_type=Path), help="Cache folder of the synthetic volumes.")
+@click.option("--min-ssim", type=float,
+              help="Skip challenge pairs whose noisy-vs-clean score is below this (seed: 0.7).")
+@click.option("--time-axis", type=click.Choice(["auto", "0", "2"]), default="auto", show_default=True,
+              help="Stored time axis of the challenge files.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="Run directory: best model at the top level, last/ checkpoint, metrics.jsonl.")
+@click.option("--epochs", type=int, default=100, show_default=True, help="Epochs of the cosine schedule.")
+@click.option("--steps-per-epoch", "steps", type=int, help="Updates per epoch [default: one pass over the sections].")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Sections per update, per process.")
+@click.option("--crop", "crop_text",
+              help="Train on random HxW crops of the padded window (multiples of 32), e.g. 128x256.")
+@click.option("--slice-stride", type=int, default=5, show_default=True, help="Every k-th inline and crossline section.")
+@click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak AdamW learning rate.")
+@click.option("--weight-decay", type=float, default=1e-5, show_default=True, help="AdamW weight decay.")
+@click.option("--loss-reduction", type=click.Choice(LOSS_REDUCTIONS), default="mean", show_default=True,
+              help="MSE reduction (the seed summed).")
+@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA decay (after its warm-up ramp).")
+@click.option("--val-volumes", type=int, help="Held-out validation volumes [default: 10 %, at least 1 of 2+].")
+@click.option("--val-tta/--no-val-tta", default=False, show_default=True, help="Flip TTA during validation.")
+@click.option("--encoder", default="tu-tf_efficientnetv2_s", show_default=True,
+              help="smp encoder (tu-test_resnet for a smoke run).")
+@click.option("--encoder-weights", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Local timm weights file for the encoder [default: from scratch].")
+@click.option("--decoder-channels", "decoder_text", help="UNet++ decoder widths, e.g. 16,16,8,8,8 (tiny models).")
+@click.option("--window", "window_text", help="Model input window RxC [default: 320x1280].")
+@click.option("--init-from", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Model directory whose weights start the run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data split, order, augmentation, init.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--max-minutes", type=float, help="Stop cleanly (with a checkpoint) after this many minutes.")
+@click.option("--checkpoint-every", type=float, default=10.0, show_default=True, help="Minutes between checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out (recipe flags may be left out).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
+@click.pass_context
+@one_line_errors
+def main(ctx: click.Context, **opts: object) -> None:
+    """Train the UNet++ / EfficientNetV2-S denoiser on noisy/clean pairs and write a model directory."""
+    from impeccable.train.loop import train
+
+    explicit = {_FIELD_OF.get(name, name) for name in opts
+                if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+    values = dict(opts)
+    values["synthetic_shape"] = parse_shape(values.pop("shape_text"), n=3, name="--synthetic-shape")
+    values["window"] = _size(values.pop("window_text"), "--window")
+    values["crop"] = _size(values.pop("crop_text"), "--crop")
+    decoder = values.pop("decoder_text")
+    values["decoder_channels"] = tuple(int(v) for v in decoder.split(",")) if decoder else None
+    values["data"] = values.pop("data_dir")
+    values["steps_per_epoch"] = values.pop("steps")
+    if values["resume"] and values["data"] is None and values["synthetic"] is None:
+        values["synthetic"] = 1  # placeholder: a resumed run takes its data source from the saved config
+        explicit.discard("synthetic")
+    if values["data"] is not None and not values["data"].exists():
+        raise InputError("--data not found", received=str(values["data"]), expected="a folder or an .h5 cache",
+                         todo="check the path")
+    result = train(TrainConfig(**values), explicit=explicit)
+    best = "n/a (no validation volumes)" if result.best_score is None else f"{result.best_score:.4f}"
+    click.echo(f"{result.run_dir}: step {result.step}, {result.epochs_done} epoch(s), best validation score {best}"
+               + (f", stopped ({result.stopped})" if result.stopped else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,514 @@
+"""The training loop: the seed's recipe, resumable, on a CPU or on GPUs through accelerate.
+
+Recipe: MSE between the sigmoid output and the clean section (each volume min-max scaled on its own),
+AdamW (lr 3e-4, weight decay 1e-5), a cosine schedule after one epoch of linear warm-up (timm's
+``CosineLRScheduler``, stepped per update), an EMA of the weights (timm's ``ModelEmaV3``) that is validated
+and saved. bf16 autocast on CUDA; ``accelerate launch -m impeccable.train.cli ...`` spreads it over GPUs (the
+batch size is per process), and a plain ``impeccable-train`` runs on one device with no launcher.
+
+Loss reduction: the seed summed the squared errors, which is the mean times ``pixels * batch``, a constant
+``c`` for a run. AdamW divides the first moment by the root of the second, so a loss ``c`` times larger gives
+the same updates except that ``eps`` acts as ``eps / c`` (negligible unless a parameter's gradients are
+tiny); its weight decay is decoupled (``lr * wd * w``) and does not see the loss scale at all. The two
+reductions therefore optimize almost identically: ``mean`` (the default) keeps the loss comparable across
+crops and batch sizes, ``--loss-reduction sum`` is the seed's choice.
+The logged ``loss`` is always the per-pixel MSE, whatever the reduction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from impeccable.core.card import new_card, window_of
+from impeccable.core.errors import DataError, InputError, ModelError, OutputError
+from impeccable.core.geometry import WINDOW
+from impeccable.train import dataset as ds
+from impeccable.train.config import TrainConfig, write_config
+from impeccable.train.state import load_last, model_state, restore_rng, save_last, unflatten_optimizer
+from impeccable.train.validate import validate
+
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    """What a call of :func:`train` did.
+
+    Attributes:
+        run_dir: The run directory.
+        step: Optimizer updates done so far (all invocations).
+        epochs_done: Completed epochs.
+        best_score: Best validation score (``None`` without validation volumes).
+        stopped: Why it stopped before the last epoch (``"max-minutes"``, ``"signal"``), else ``None``.
+        metrics: The metrics lines written by this call.
+    """
+
+    run_dir: Path
+    step: int
+    epochs_done: int
+    best_score: float | None
+    stopped: str | None = None
+    metrics: list[dict] = field(default_factory=list)
+
+
+def _log(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model construction
+
+
+def load_encoder_weights(model: nn.Module, path: Path) -> tuple[int, int]:
+    """Load a local timm weights file (ImageNet classification checkpoint) into the smp encoder.
+
+    The 3-channel stem is summed to the network's 1 channel (timm's ``adapt_input_conv``); the classifier
+    head and other layers a features-only encoder lacks are ignored.
+
+    Returns:
+        ``(tensors loaded, tensors in the encoder)``.
+
+    Raises:
+        ModelError: Unreadable file, or too few tensors fit the encoder (another architecture).
+    """
+    from safetensors.torch import load_file
+    from timm.models import adapt_input_conv
+
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors and torch raise many types for a bad file
+        raise ModelError("cannot read the encoder weights", received=f"{path}: {exc}".splitlines()[0],
+                         expected="a timm .safetensors / .pth / .bin state dict",
+                         todo="check --encoder-weights") from exc
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    target = getattr(getattr(model, "encoder", None), "model", None)
+    if target is None:
+        raise ModelError("encoder weights need a timm ('tu-') encoder", received=type(model.encoder).__name__,
+                         expected="an encoder named tu-...", todo="pass --encoder tu-tf_efficientnetv2_s")
+    own = target.state_dict()
+    loaded = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if key not in own or not isinstance(value, torch.Tensor):
+            continue
+        if value.ndim == 4 and own[key].ndim == 4 and value.shape[1] != own[key].shape[1]:
+            value = adapt_input_conv(own[key].shape[1], value)
+        if value.shape == own[key].shape:
+            loaded[key] = value
+    if len(loaded) < 0.5 * len(own):
+        raise ModelError("encoder weights do not fit the encoder",
+                         received=f"{len(loaded)} of {len(own)} tensors match",
+                         expected="a timm checkpoint of the --encoder architecture", todo="check --encoder-weights")
+    target.load_state_dict(loaded, strict=False)
+    return len(loaded), len(own)
+
+
+def _model_card(cfg: TrainConfig) -> tuple[dict, nn.Module | None]:
+    """The run's card (architecture + window) and, with ``init_from``, the initial network."""
+    from impeccable.models.checkpoint import load_model
+
+    if cfg.init_from is not None:
+        init_model, init_card = load_model(cfg.init_from)
+        smp_kwargs = dict(init_card["smp"])
+        window = cfg.window or window_of(init_card)
+        default_encoder = TrainConfig.__dataclass_fields__["encoder"].default
+        if cfg.encoder not in (smp_kwargs.get("encoder_name"), default_encoder):
+            raise InputError("--encoder differs from the --init-from model's", received=cfg.encoder,
+                             expected=smp_kwargs.get("encoder_name"), todo="drop --encoder")
+        return new_card(smp_kwargs, input_size=window), init_model
+    smp_kwargs: dict[str, Any] = {"encoder_name": cfg.encoder}
+    if cfg.decoder_channels is not None:
+        smp_kwargs["decoder_channels"] = list(cfg.decoder_channels)
+    return new_card(smp_kwargs, input_size=cfg.window or WINDOW), None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data
+
+
+def _volume_set(cfg: TrainConfig, run_dir: Path, main: bool) -> tuple[ds.VolumeSet, dict]:
+    """The run's volumes and the data description for the card."""
+    log = _log if main else (lambda _m: None)
+    if cfg.synthetic is not None:
+        sources = ds.synthetic_sources(cfg.synthetic, cfg.synthetic_shape, cfg.seed, cfg.cache_dir,
+                                       progress=cfg.progress and main, log=log)
+        desc = {"source": "synthetic", "generator": "impeccable.data.synth.synthesize_pair",
+                "shape_t_il_xl": list(cfg.synthetic_shape), "seeds": ds.synthetic_seeds(cfg.seed, cfg.synthetic)}
+    else:
+        sources = ds.challenge_sources(cfg.data, cfg.min_ssim, cfg.time_axis, log=log)
+        desc = {"source": "challenge", "root": str(cfg.data), "min_ssim": cfg.min_ssim}
+    stats = ds.pair_stats(sources, run_dir / "volume_stats.json", progress=cfg.progress and main)
+    return ds.VolumeSet(sources, stats), desc
+
+
+def _agree(accelerator: Any, *flags: bool) -> list[bool]:
+    """Each flag, true on every process when it is true on any (stops and saves happen at the same step)."""
+    if accelerator.num_processes == 1:
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=accelerator.device)
+    return [bool(v > 0) for v in accelerator.reduce(t, reduction="sum").tolist()]
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[dict]:
+    """Turn SIGTERM/SIGINT into a request to checkpoint and stop after the current step."""
+    request = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if request["signal"] is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        request["signal"] = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _accelerator(device: str) -> Any:
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise InputError("--device cuda but no CUDA device is visible", received=f"torch {torch.__version__}",
+                         expected="a CUDA build of torch and a GPU", todo="pass --device cpu")
+    use_cuda = cuda and device != "cpu"
+    precision = "bf16" if use_cuda and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(cpu=not use_cuda, mixed_precision=precision)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(config: TrainConfig, explicit: set[str] | None = None) -> TrainResult:
+    """Train (or resume) a run as ``config`` says; see the module docstring for the recipe.
+
+    Args:
+        config: The run's configuration.
+        explicit: With ``config.resume``: the fields the user set explicitly (only those must match the
+            saved recipe); ``None`` compares every recipe field.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ImpeccableError: Bad data, flags, model files, or a run directory in the wrong state.
+    """
+    from timm.scheduler import CosineLRScheduler
+    from timm.utils import ModelEmaV3
+
+    from impeccable.models.builder import build_model
+
+    run_dir = Path(config.out)
+    resumed = None
+    if config.resume:
+        last, tensors, saved = load_last(run_dir)
+        config = TrainConfig.from_dict(saved["config"]).resumed_with(config, explicit)
+        resumed = (last, tensors, saved)
+    elif (run_dir / "last").exists() or (run_dir / METRICS).exists():
+        raise OutputError("run directory already holds a run", received=str(run_dir),
+                          expected="an empty or new --out folder",
+                          todo="pass --resume to continue it, or another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = config
+
+    accelerator = _accelerator(cfg.device)
+    main, world, device = accelerator.is_main_process, accelerator.num_processes, accelerator.device
+    autocast_dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
+
+    # The main process writes the synthetic cache and the statistics cache; the others then read them.
+    with accelerator.main_process_first():
+        volumes, data_desc = _volume_set(cfg, run_dir, main)
+    n_val = cfg.resolved_val_volumes(len(volumes))
+    train_idx, val_idx = ds.split_volumes(len(volumes), n_val, cfg.seed)
+    refs = ds.section_refs(volumes, train_idx, cfg.slice_stride)
+    data_desc.update({"volumes": len(volumes), "train_volumes": [volumes.ids[i] for i in train_idx],
+                      "val_volumes": [volumes.ids[i] for i in val_idx], "train_sections": len(refs),
+                      "slice_stride": cfg.slice_stride, "views": ["inline", "crossline"],
+                      "normalization": "input: min-max over the noisy volume; target: min-max over the clean volume"})
+    if resumed and resumed[2]["data"]["train_volumes"] != data_desc["train_volumes"]:
+        raise DataError("the data changed since the run started", received=f"{len(train_idx)} training volumes now",
+                        expected=f"{len(resumed[2]['data']['train_volumes'])} as saved",
+                        todo="restore the data folder, or start a new run")
+
+    card, init_model = _model_card(cfg)
+    window = window_of(card)
+    crop = tuple(cfg.crop) if cfg.crop is not None else None
+    if crop is not None and (crop[0] > window[0] or crop[1] > window[1]):
+        raise InputError("crop larger than the window", received=f"crop {crop}, window {window}",
+                         expected="crop <= window on both axes", todo="pass a smaller --crop")
+    steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(refs) / (cfg.batch_size * world)))
+    total_steps = cfg.epochs * steps_per_epoch
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(card)
+    if init_model is not None:
+        model.load_state_dict(init_model.state_dict())
+    if cfg.encoder_weights is not None and resumed is None:
+        got, of = load_encoder_weights(model, cfg.encoder_weights)
+        if main:
+            _log(f"encoder weights: {got} of {of} tensors loaded from {cfg.encoder_weights}")
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # One warm-up epoch (the seed's); a one-epoch run warms up over its first tenth instead of all of it.
+    warmup = steps_per_epoch if cfg.epochs > 1 else max(1, total_steps // 10)
+    scheduler = CosineLRScheduler(optimizer, t_initial=max(1, total_steps - warmup), lr_min=cfg.lr_min,
+                                  warmup_t=warmup, warmup_lr_init=cfg.warmup_lr, warmup_prefix=True, t_in_epochs=False)
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
+
+    step, progress_state, best, wall_before = 0, {}, None, 0.0
+    if resumed is not None:
+        last, tensors, saved = resumed
+        model.load_state_dict(model_state(tensors))
+        from safetensors.torch import load_file
+
+        ema.module.load_state_dict(load_file(last / "model.safetensors"))
+        optimizer.load_state_dict(unflatten_optimizer(tensors, saved["optimizer"]))
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng(tensors)
+        step, best, wall_before = saved["step"], saved.get("best_score"), saved.get("wall_s", 0.0)
+        epoch_progress = dict(saved.get("epoch_progress", {}))
+        epoch_progress.setdefault("loss_batches", epoch_progress.get("batches", 0))  # older checkpoints
+        progress_state = {**_fresh_progress(), **epoch_progress}
+        if saved["steps_per_epoch"] != steps_per_epoch:
+            raise DataError("steps per epoch changed since the run started", received=steps_per_epoch,
+                            expected=saved["steps_per_epoch"], todo="resume with the same data and flags")
+        if main:
+            _log(f"resuming {run_dir} at step {step} (epoch {step // steps_per_epoch + 1})")
+    scheduler.step_update(step)  # the lr of the next update
+
+    prepared_model, prepared_optimizer = accelerator.prepare(model, optimizer)
+    if main:
+        write_config(cfg, run_dir / "config.json")
+        _truncate_metrics(run_dir / METRICS, step // steps_per_epoch)
+
+    card["name"] = run_dir.name
+    card["data"] = data_desc
+    recipe = _recipe(cfg, steps_per_epoch, total_steps, scheduler.warmup_t, world, accelerator.mixed_precision)
+    dataset = ds.SectionDataset(volumes, refs, window, crop=crop, flip=True)
+    start_time = time.perf_counter()
+    last_ckpt = start_time
+    written: list[dict] = []
+    stopped = None
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - start_time
+
+    def checkpoint(metrics: dict | None = None) -> None:
+        if not main:
+            return
+        c = _card_with(card, recipe, step, wall(), metrics)
+        state = {"step": step, "steps_per_epoch": steps_per_epoch, "config": cfg.to_dict(), "data": data_desc,
+                 "scheduler": scheduler.state_dict(), "best_score": best, "wall_s": wall(),
+                 "epoch_progress": progress_state}
+        save_last(run_dir, ema_model=ema.module, model=accelerator.unwrap_model(prepared_model),
+                  optimizer=optimizer, card=c, state=state)
+
+    with _stop_on_signals() as stop_request:
+        while step < total_steps and stopped is None:
+            epoch = step // steps_per_epoch
+            start_in_epoch = step % steps_per_epoch
+            keys = ds.epoch_keys(len(refs), steps_per_epoch, cfg.batch_size * world, cfg.seed, epoch)
+            mine = ds.process_keys(keys, start_in_epoch, cfg.batch_size, accelerator.process_index, world)
+            loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=mine, num_workers=cfg.workers,
+                                pin_memory=device.type == "cuda")
+            if start_in_epoch == 0:
+                progress_state = _fresh_progress()
+            bar = tqdm(total=steps_per_epoch, initial=start_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       unit="step", disable=not (cfg.progress and main), dynamic_ncols=True, file=sys.stderr)
+            prepared_model.train()
+            tick = last_post = time.perf_counter()
+            pending: list[torch.Tensor] = []
+
+            def flush() -> None:
+                # Losses stay on the device until shown or saved: a host sync per step would stall a GPU.
+                if pending:
+                    total = torch.stack(pending).sum()
+                    if world > 1:
+                        total = accelerator.reduce(total, reduction="mean")
+                    progress_state["loss_sum"] += float(total)
+                    progress_state["loss_batches"] += len(pending)
+                    pending.clear()
+
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with accelerator.autocast():
+                    pred = prepared_model(x)
+                loss = F.mse_loss(pred.float(), y, reduction=cfg.loss_reduction)
+                accelerator.backward(loss)
+                prepared_optimizer.step()
+                prepared_optimizer.zero_grad(set_to_none=True)
+                step += 1
+                scheduler.step_update(step)
+                ema.update(accelerator.unwrap_model(prepared_model), step=step)
+
+                pending.append(loss.detach() / (y.numel() if cfg.loss_reduction == "sum" else 1))
+                now = time.perf_counter()
+                progress_state["batches"] += 1
+                progress_state["seconds"] += now - tick
+                tick = now
+                bar.update(1)
+                end_of_epoch = step % steps_per_epoch == 0
+                if now - last_post >= 1.0 or end_of_epoch:
+                    flush()
+                    last_post = now
+                    rate = progress_state["batches"] * cfg.batch_size * world / max(progress_state["seconds"], 1e-9)
+                    bar.set_postfix(loss=f"{progress_state['loss_sum'] / max(progress_state['loss_batches'], 1):.4g}",
+                                    sec_s=f"{rate:.2f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                if end_of_epoch:
+                    break
+                if world > 1 and step % 10:
+                    continue  # processes compare their clocks every 10 updates only
+                out_of_time = cfg.max_minutes is not None and now - start_time >= 60 * cfg.max_minutes
+                stop, save = _agree(accelerator, out_of_time or stop_request["signal"] is not None,
+                                    now - last_ckpt >= 60 * cfg.checkpoint_every)
+                if stop:
+                    stopped = "signal" if stop_request["signal"] else "max-minutes"
+                    flush()
+                    checkpoint()
+                    break
+                if save:
+                    flush()
+                    checkpoint()
+                    last_ckpt = time.perf_counter()
+                    tick += last_ckpt - now  # checkpoint time is not training time
+            flush()
+            bar.close()
+            if stopped is not None:
+                break
+
+            # End of an epoch: validate the EMA, log, keep the best, checkpoint.
+            line = {"epoch": epoch + 1, "step": step,
+                    "loss": progress_state["loss_sum"] / max(progress_state["loss_batches"], 1),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "sections_per_s": progress_state["batches"] * cfg.batch_size * world
+                    / max(progress_state["seconds"], 1e-9),
+                    "epoch_train_s": progress_state["seconds"]}
+            if main:
+                t0 = time.perf_counter()
+                scores = validate(ema.module, volumes, val_idx, window, cfg.batch_size, cfg.val_tta, device,
+                                  autocast_dtype) if val_idx else {}
+                line.update({k: v for k, v in scores.items() if k != "volumes"})
+                if scores:
+                    line["val_volumes"] = scores["volumes"]
+                line["val_s"] = time.perf_counter() - t0
+                line["wall_s"] = wall()
+                improved = not val_idx or best is None or line["val_score"] > best
+                if improved:
+                    best = line.get("val_score")
+                    metrics = {k: line[k] for k in ("epoch", "step", "val_score", "val_noisy_score", "val_loss", "loss")
+                               if k in line}
+                    from impeccable.models.checkpoint import save_model_dir
+
+                    save_model_dir(ema.module, _card_with(card, recipe, step, wall(), metrics), run_dir)
+                line["best"] = improved
+                with open(run_dir / METRICS, "a") as fh:
+                    fh.write(json.dumps(line) + "\n")
+                written.append(line)
+                _log(_summary(line))
+                progress_state = _fresh_progress()
+                checkpoint({k: line[k] for k in ("epoch", "step", "val_score", "val_noisy_score", "val_loss", "loss")
+                            if k in line})
+                last_ckpt = time.perf_counter()
+            accelerator.wait_for_everyone()
+            progress_state = _fresh_progress()
+            out_of_time = cfg.max_minutes is not None and time.perf_counter() - start_time >= 60 * cfg.max_minutes
+            if step < total_steps and _agree(accelerator, out_of_time or stop_request["signal"] is not None)[0]:
+                stopped = "signal" if stop_request["signal"] else "max-minutes"
+    if stopped and main:
+        _log(f"stopped ({stopped}) at step {step} of {total_steps}; "
+             f"continue with: impeccable-train --out {run_dir} --resume")
+    accelerator.wait_for_everyone()
+    return TrainResult(run_dir, step, step // steps_per_epoch, best, stopped, written)
+
+
+def _fresh_progress() -> dict:
+    """Running sums of an epoch (saved in mid-epoch checkpoints so its metrics line covers all of it)."""
+    return {"loss_sum": 0.0, "loss_batches": 0, "batches": 0, "seconds": 0.0}
+
+
+def _recipe(cfg: TrainConfig, steps_per_epoch: int, total_steps: int, warmup_steps: int, world: int,
+            precision: str) -> dict:
+    """The card's ``training`` section: how the weights were made."""
+    import segmentation_models_pytorch as smp
+    import timm
+
+    return {
+        "loss": {"name": "mse", "reduction": cfg.loss_reduction, "on": "sigmoid output vs min-max scaled clean"},
+        "optimizer": {"name": "AdamW", "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        "schedule": {"name": "cosine (timm CosineLRScheduler, per update)", "warmup_steps": warmup_steps,
+                     "warmup_lr": cfg.warmup_lr, "lr_min": cfg.lr_min},
+        "ema": {"impl": "timm ModelEmaV3", "decay": cfg.ema_decay, "warmup": True, "saved": True},
+        "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        "batch_size_per_process": cfg.batch_size, "processes": world, "crop": list(cfg.crop) if cfg.crop else None,
+        "augmentation": ["trace-axis flip"], "precision": precision, "seed": cfg.seed,
+        "init_from": str(cfg.init_from) if cfg.init_from else None,
+        "encoder_weights": Path(cfg.encoder_weights).name if cfg.encoder_weights else None,
+        "validation": {"volumes": "held out by volume", "sections": "the challenge's six per volume",
+                       "tta": cfg.val_tta, "uint8_range_of_prediction": "min/max over the six predicted sections"},
+        "versions": {"torch": torch.__version__, "timm": timm.__version__, "smp": smp.__version__},
+    }
+
+
+def _card_with(card: dict, recipe: dict, step: int, wall_s: float, metrics: dict | None) -> dict:
+    c = dict(card)
+    c["training"] = {**recipe, "steps_done": step, "epochs_done": step // recipe["steps_per_epoch"],
+                     "wall_time_s": round(wall_s, 1)}
+    c["metrics"] = metrics or {}
+    return c
+
+
+def _summary(line: dict) -> str:
+    parts = [f"epoch {line['epoch']}", f"step {line['step']}", f"loss {line['loss']:.5f}"]
+    if "val_score" in line:
+        parts += [f"val {line['val_score']:.4f} (noisy {line['val_noisy_score']:.4f})"]
+    parts += [f"{line['sections_per_s']:.2f} sections/s", f"lr {line['lr']:.2e}"]
+    return " | ".join(parts) + (" | best" if line.get("best") else "")
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop metrics lines of epochs the checkpoint does not include (a crash between log and checkpoint)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs_done]
+    if len(keep) != len(lines):
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The run's metrics lines."""
+    path = Path(run_dir) / METRICS
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+
+
+__all__ = ["TrainResult", "load_encoder_weights", "read_metrics", "train"]

@@ -1,0 +1,153 @@
+"""Validation with the challenge's formula on held-out volumes.
+
+Denoising whole validation volumes every epoch would cost more than training on a CPU, so only the six
+sections the challenge scores (25/50/75 % of both horizontal axes) are predicted, through the full inference
+pipeline (per-volume min-max, zero padding to the window, optional flip TTA, crop back). They are scored
+exactly as :func:`impeccable.data.scoring.score_sections` scores a submission, with one approximation: the
+uint8 scaling of the prediction takes its min/max over the six predicted sections instead of over the whole
+predicted volume (the truth and the noisy baseline use their true whole-volume min/max). The predictions are
+sigmoid outputs in ``[0, 1]`` whose extremes sit in every section, so the difference is small; the exported
+model's real score comes from ``impeccable-denoise`` + ``impeccable-score`` on whole volumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from impeccable.core.amplitude import to_uint8
+from impeccable.data.scoring import score_sections, section_indices
+from impeccable.train.dataset import CROSSLINE, INLINE, VolumeSet
+
+
+def tile_starts(length: int, window: int) -> list[int]:
+    """Window starts covering ``length`` (one at 0 when it fits; else half-overlapping, the last flush)."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, window // 2))
+    return starts + [length - window]
+
+
+@torch.no_grad()
+def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, int], batch_size: int = 8,
+                     tta: bool = False, device: torch.device | str = "cpu",
+                     autocast_dtype: torch.dtype | None = None) -> np.ndarray:
+    """Denoise normalized sections with a network, as the runtime does.
+
+    Args:
+        model: Network in eval mode, ``(N, 1, rows, cols)`` -> same, values in ``[0, 1]``.
+        sections: ``(n, traces, samples)`` float32 in ``[0, 1]``.
+        window: ``(rows, cols)`` model window; sections are zero-padded at the end to it (larger ones are
+            tiled in half-overlapping windows and averaged).
+        batch_size: Windows per forward pass.
+        tta: Also predict the trace-mirrored sections and average (flip TTA).
+        device: Where the network runs.
+        autocast_dtype: e.g. ``torch.bfloat16`` on CUDA; ``None`` runs in float32.
+
+    Returns:
+        ``(n, traces, samples)`` float32 predictions in ``[0, 1]``.
+    """
+    n, rows, cols = sections.shape
+    views = [sections] + ([sections[:, ::-1, :]] if tta else [])
+    out = np.zeros((n, rows, cols), dtype=np.float32)
+    tiles = [(r, c) for r in tile_starts(rows, window[0]) for c in tile_starts(cols, window[1])]
+    cover = np.zeros((rows, cols), dtype=np.float32)
+    for r, c in tiles:
+        cover[r:r + window[0], c:c + window[1]] += 1
+    # The mirrored view's tiles land mirrored on the original traces.
+    weight = cover + cover[::-1] if tta else cover
+    device = torch.device(device)
+    ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+    for v, view in enumerate(views):
+        jobs = [(i, r, c) for i in range(n) for r, c in tiles]
+        for s in range(0, len(jobs), batch_size):
+            chunk = jobs[s:s + batch_size]
+            batch = np.zeros((len(chunk), 1, window[0], window[1]), dtype=np.float32)
+            for b, (i, r, c) in enumerate(chunk):
+                piece = view[i, r:r + window[0], c:c + window[1]]
+                batch[b, 0, :piece.shape[0], :piece.shape[1]] = piece
+            with ctx:
+                pred = model(torch.from_numpy(batch).to(device))
+            pred = pred.float().cpu().numpy()[:, 0]
+            for b, (i, r, c) in enumerate(chunk):
+                h, w = min(window[0], rows - r), min(window[1], cols - c)
+                piece = pred[b, :h, :w]
+                if v == 1:  # the mirrored view: mirror the prediction back onto the original trace order
+                    out[i, rows - r - h:rows - r, c:c + w] += piece[::-1]
+                else:
+                    out[i, r:r + h, c:c + w] += piece
+    return out / weight
+
+
+def scoring_positions(shape: Sequence[int]) -> list[tuple[int, int]]:
+    """The challenge's six sections of a ``(inline, crossline, sample)`` shape as ``(axis, index)`` pairs."""
+    return [(INLINE, i) for i in section_indices(shape[0])] + [(CROSSLINE, x) for x in section_indices(shape[1])]
+
+
+def section_key(volume_id: str, axis: int, index: int) -> str:
+    """The challenge's key of a section (``<id>_gt.npy-i_<n>`` / ``<id>_gt.npy-x_<n>``)."""
+    return f"{volume_id}_gt.npy-{'i' if axis == INLINE else 'x'}_{index}"
+
+
+def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], window: tuple[int, int],
+             batch_size: int = 8, tta: bool = False, device: torch.device | str = "cpu",
+             autocast_dtype: torch.dtype | None = None) -> dict:
+    """Challenge score of the model (and of the noisy input, the baseline) on the validation volumes.
+
+    Args:
+        model: Network in eval mode (the EMA weights).
+        volumes: The volume set.
+        indices: Validation volume indices.
+        window: Model window.
+        batch_size: Windows per forward pass.
+        tta: Flip TTA.
+        device: Where the network runs.
+        autocast_dtype: Mixed precision dtype, or ``None``.
+
+    Returns:
+        ``val_score`` and ``val_noisy_score`` (trimmed mean over all validation sections, as the
+        challenge scores a submission), ``val_loss`` (MSE of the normalized sections, padding excluded),
+        and ``volumes``: per-volume ``score`` and ``noisy_score`` (each volume's own six sections).
+    """
+    truth, pred, noisy = {}, {}, {}
+    per_volume, sq_err, count = {}, 0.0, 0
+    for i in indices:
+        vid = volumes.ids[i]
+        n_stats, c_stats = volumes.stats[i]
+        positions = scoring_positions(volumes.shapes[i])
+        units, raws = [], []
+        for axis, index in positions:
+            units.append(volumes.section(i, axis, index, normalized=True))
+            raws.append(volumes.section(i, axis, index, normalized=False))
+        v_pred, v_truth, v_noisy = {}, {}, {}
+        # Inline and crossline sections differ in length: predict each axis as its own stack.
+        for axis in (INLINE, CROSSLINE):
+            picks = [k for k, (a, _) in enumerate(positions) if a == axis]
+            stack = np.stack([units[k][0] for k in picks])
+            p = predict_sections(model, stack, window, batch_size, tta, device, autocast_dtype)
+            for j, k in enumerate(picks):
+                key = section_key(vid, *positions[k])
+                v_pred[key] = p[j]
+                clean_unit = units[k][1]
+                sq_err += float(np.sum((p[j] - clean_unit) ** 2))
+                count += clean_unit.size
+                raw_noisy, raw_clean = raws[k]
+                # Whole-volume min/max: exactly the uint8 sections submission_sections makes from the volume.
+                v_truth[key] = to_uint8(np.nan_to_num(raw_clean), c_stats.vmin, c_stats.vmax)
+                v_noisy[key] = to_uint8(np.nan_to_num(raw_noisy), n_stats.vmin, n_stats.vmax)
+        lo = min(float(p.min()) for p in v_pred.values())
+        hi = max(float(p.max()) for p in v_pred.values())
+        v_pred = {k: to_uint8(p, lo, hi) for k, p in v_pred.items()}
+        per_volume[vid] = {"score": score_sections(v_truth, v_pred), "noisy_score": score_sections(v_truth, v_noisy)}
+        truth.update(v_truth), pred.update(v_pred), noisy.update(v_noisy)
+    if not indices:
+        return {}
+    return {"val_score": score_sections(truth, pred), "val_noisy_score": score_sections(truth, noisy),
+            "val_loss": sq_err / max(count, 1), "volumes": per_volume}
+
+
+__all__ = ["predict_sections", "scoring_positions", "section_key", "tile_starts", "validate"]
