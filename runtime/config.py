@@ -1,0 +1,53 @@
+"""The denoising run's settings: one frozen dataclass, ``None`` meaning "the default", resolved in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VIEWS = ("inline", "crossline", "both")
+
+
+@dataclass(frozen=True)
+class DenoiseConfig:
+    """How to denoise one volume.
+
+    Attributes:
+        model: Model directory, ``.onnx`` or ``.plan`` [default: the shipped model].
+        engine: Engine name [default: the fastest installed one for the model].
+        tta: Flip TTA: also predict the trace-mirrored section and average.
+        views: ``inline``, ``crossline`` or ``both`` (average of the two section directions).
+        batch_size: Sections per engine call (with TTA each section is two images).
+        time_axis: Stored time axis of npy/HDF5 input: ``0``, ``2`` or ``auto``.
+        scale: ``input`` (the volume's units), ``unit`` ([0, 1]) or ``uint8`` (challenge scale).
+        overwrite: Replace an existing output.
+        preview: PNG path for a noisy/denoised/difference picture of one inline.
+        dataset: HDF5 dataset path.
+        engine_options: Extra engine keyword arguments (``precision``, ``device``...).
+        progress: Show a progress bar.
+    """
+
+    model: Path | None = None
+    engine: str | None = None
+    tta: bool = True
+    views: str = "inline"
+    batch_size: int = 4
+    time_axis: int | str = "auto"
+    scale: str = "input"
+    overwrite: bool = False
+    preview: Path | None = None
+    dataset: str | None = None
+    engine_options: dict = field(default_factory=dict)
+    progress: bool = True
+
+    def resolved_model(self) -> Path:
+        """The model path, the shipped model when none was given."""
+        from impeccable.models import DEFAULT_MODEL_DIR
+
+        return Path(self.model) if self.model is not None else DEFAULT_MODEL_DIR
+
+    def resolved_engine(self) -> str:
+        """The engine name, the fastest installed one when none was given."""
+        from impeccable.runtime.engines import default_engine_name
+
+        return self.engine or default_engine_name(self.resolved_model())

@@ -1,0 +1,89 @@
+"""ONNX Runtime: the CPU provider, or CUDA with IO binding, refusing ORT's silent fallback to the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from impeccable.core.errors import EngineError
+from impeccable.runtime.engines.base import EngineBase, physical_cores, resolve_onnx, resolve_window
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class OnnxRuntimeEngine(EngineBase):
+    """An ONNX Runtime session over ``model.onnx`` (``precision="fp16"``: ``model.fp16.onnx``).
+
+    Args:
+        model: Model directory or ``.onnx`` file.
+        batch_size: Images per call the caller plans (the graph's batch axis is dynamic: not a limit).
+        device: ``cpu``, ``cuda``, ``cuda:<index>``, or ``auto`` (CUDA when onnxruntime-gpu is installed).
+        precision: ``fp32`` or ``fp16`` (the FP16 graph, float32 I/O; meant for CUDA).
+        threads: Intra-op threads on the CPU [default: the physical cores this process may use].
+
+    Raises:
+        ModelError: The ONNX file is missing or unreadable.
+        EngineError: Bad option, the session cannot be created, or CUDA was asked for and did not load.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model: str | Path, batch_size: int = 8, device: str = "auto", precision: str = "fp32",
+                 threads: int | None = None):
+        if precision not in ("fp32", "fp16"):
+            raise EngineError("unknown onnxruntime precision", received=precision, expected="fp32 or fp16",
+                              todo="pass precision fp32 or fp16")
+        path, card = resolve_onnx(model, fp16=precision == "fp16")
+        if device == "auto":
+            device = "cuda" if CUDA in ort.get_available_providers() else "cpu"
+        kind, _, index = device.partition(":")
+        if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+            raise EngineError("unknown onnxruntime device", received=device, expected="cpu, cuda, cuda:<n> or auto",
+                              todo="pass device cpu or cuda")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Hyper-threads only contend for the same FPUs in these conv-bound graphs: one thread per physical core.
+        options.intra_op_num_threads = threads or physical_cores()
+        self.device_id = int(index or 0)
+        self.precision = precision
+        self.session = self._session(path, options, kind)
+        self.device = "cpu" if kind == "cpu" else f"cuda:{self.device_id}"
+        (inp,), (out,) = self.session.get_inputs(), self.session.get_outputs()
+        self.input_name, self.output_name = inp.name, out.name
+        self.window = resolve_window(card, inp.shape, path)
+
+    def _session(self, path: Path, options: ort.SessionOptions, kind: str) -> ort.InferenceSession:
+        """A session on ``kind``; on CUDA, one that really runs on CUDA."""
+        providers = [(CUDA, {"device_id": self.device_id}), CPU] if kind == "cuda" else [CPU]
+        try:
+            session = ort.InferenceSession(str(path), options, providers=providers)
+            if kind == "cuda" and CUDA not in session.get_providers() and hasattr(ort, "preload_dlls"):
+                # ORT drops to the CPU when it cannot dlopen CUDA/cuDNN; pip's nvidia-* wheels need preloading.
+                ort.preload_dlls()
+                session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+            raise EngineError("onnxruntime cannot load the model", received=f"{path}: {exc}".splitlines()[0],
+                              expected="a valid ONNX model", todo="re-export it: impeccable-export MODEL_DIR") from exc
+        if kind == "cuda" and CUDA not in session.get_providers():
+            raise EngineError("onnxruntime did not load its CUDA provider (it would silently run on the CPU)",
+                              received=f"providers {session.get_providers()}", expected=CUDA,
+                              todo="pip uninstall -y onnxruntime && pip install 'impeccable[gpu]' (CUDA 12 and cuDNN "
+                                   "9 must be loadable), or pass device cpu")
+        return session
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self.device == "cpu":
+            return self.session.run([self.output_name], {self.input_name: batch})[0]
+        # IO binding: one host->device copy in, the output allocated on the device, one copy out.
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.input_name,
+                                    ort.OrtValue.ortvalue_from_numpy(batch, "cuda", self.device_id))
+        binding.bind_output(self.output_name, "cuda", self.device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def release(self) -> None:
+        self.session = None
