@@ -1,7 +1,8 @@
 """The Image Impeccable challenge score, exactly as the official starter code computes it.
 
-A submission is a dict of uint8 sections keyed ``<id>_gt.npy-i_<n>`` (``vol[n, :, :]``) and
-``<id>_gt.npy-x_<n>`` (``vol[:, n, :]``), taken at 25/50/75 % of both horizontal axes of a volume in
+A submission is a dict of uint8 sections keyed ``<id>_gt.npy-i_<n>`` (``vol[i, :, :]``) and
+``<id>_gt.npy-x_<n>`` (``vol[:, x, :]``), where ``<n>`` is the position 0/1/2 of the section taken at
+25/50/75 % of the axis (as the official starter names them, not the slice index), on both horizontal axes of a volume in
 ``(inline, crossline, sample)`` order (each section ``(crossline|inline, sample)``, e.g. ``(300, 1259)``).
 Each volume is min-max scaled to 0..255 and cast with a truncating ``astype(uint8)`` first. The score is
 skimage SSIM (``data_range=255``, 7x7 uniform window) per section, the minimum and maximum over all
@@ -46,10 +47,10 @@ def submission_sections(volume_id: str, volume: np.ndarray) -> dict[str, np.ndar
         raise DataError("volume is not 3-D", received=volume.shape, expected="(inline, crossline, sample)")
     vol8 = to_uint8_volume(volume)
     out = {}
-    for i in section_indices(vol8.shape[0]):
-        out[f"{volume_id}_gt.npy-i_{i}"] = vol8[i, :, :]
-    for x in section_indices(vol8.shape[1]):
-        out[f"{volume_id}_gt.npy-x_{x}"] = vol8[:, x, :]
+    for n, i in enumerate(section_indices(vol8.shape[0])):
+        out[f"{volume_id}_gt.npy-i_{n}"] = vol8[i, :, :]
+    for n, x in enumerate(section_indices(vol8.shape[1])):
+        out[f"{volume_id}_gt.npy-x_{n}"] = vol8[:, x, :]
     return out
 
 
