@@ -1,21 +1,26 @@
 """Package a trained model as the shipped default: fp16 weights, card, and a compact ONNX.
 
-The shipped ONNX keeps every weight as an fp16 initializer followed by a ``Cast`` to float32. The weights
-in the file are exactly the fp16 safetensors' values, the graph still computes in float32 (ONNX Runtime and
-OpenVINO fold the casts once at load), and the file is half the size of a float32 export.
+    python -m impeccable.models.ship runs/v2s-synth models/unetpp-v2s-synth
+
+The weights are stored as fp16 safetensors (half the size; the network still computes in float32 after
+loading). The shipped ONNX keeps every weight as an fp16 initializer followed by a ``Cast`` to float32: the
+values are exactly the safetensors' ones, ONNX Runtime and OpenVINO fold the casts once at load, and the file
+is half the size of a float32 export. Parity with PyTorch is checked on the final file.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from impeccable.core.card import CARD_NAME, ONNX_NAME, read_card, write_card
+from impeccable.core.card import ONNX_NAME, window_of
+from impeccable.models.checkpoint import load_model, save_model_dir
 
 
 def store_initializers_fp16(model: onnx.ModelProto, min_elements: int = 16) -> onnx.ModelProto:
@@ -42,22 +47,32 @@ def store_initializers_fp16(model: onnx.ModelProto, min_elements: int = 16) -> o
     return model
 
 
-def ship_model(run_dir: str | Path, target_dir: str | Path, onnx_path: str | Path) -> Path:
-    """Write ``target_dir`` with the run's fp16 weights and card, plus a compact ONNX made from ``onnx_path``.
+def ship_model(run_dir: str | Path, target_dir: str | Path, name: str | None = None) -> Path:
+    """Write ``target_dir``: fp16 safetensors + card (from ``run_dir``) and a compact, parity-checked ONNX.
 
     Args:
-        run_dir: A model directory whose safetensors are already fp16 (see models.checkpoint.save_model_dir).
+        run_dir: A model directory written by impeccable-train (fp32 or fp16 weights).
         target_dir: The shipped model directory (e.g. ``models/unetpp-v2s-synth``).
-        onnx_path: The float32 ONNX exported from that model directory (impeccable-export).
+        name: The card's ``name`` [default: the target directory's name].
     """
-    run_dir, target_dir = Path(run_dir), Path(target_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", CARD_NAME):
-        shutil.copyfile(run_dir / name, target_dir / name)
-    model = store_initializers_fp16(onnx.load(str(onnx_path)))
-    onnx.checker.check_model(model, full_check=True)
+    from impeccable.export.onnx_export import check_parity, export_onnx
+
+    target_dir = Path(target_dir)
+    model, card = load_model(run_dir)
+    card = dict(card, name=name or target_dir.name)
+    save_model_dir(model, card, target_dir, dtype=torch.float16)
+    onnx_path = export_onnx(target_dir)  # exported from the fp16 weights, upcast: the ONNX sees those values
+    compact = store_initializers_fp16(onnx.load(str(onnx_path)))
     tmp = target_dir / (ONNX_NAME + ".tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, target_dir / ONNX_NAME)
-    write_card(read_card(target_dir), target_dir)
+    onnx.save(compact, str(tmp))
+    onnx.checker.check_model(str(tmp), full_check=True)
+    reference, card = load_model(target_dir)
+    check_parity(tmp, reference, window_of(card))
+    os.replace(tmp, onnx_path)
     return target_dir
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python -m impeccable.models.ship RUN_DIR TARGET_DIR [NAME]")
+    print(ship_model(*sys.argv[1:]))
