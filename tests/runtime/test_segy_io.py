@@ -1,0 +1,305 @@
+"""SEG-Y volumes: canonical reads of inline- and crossline-sorted files, header-preserving writes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+segyio = pytest.importorskip("segyio")
+
+from impeccable.core.errors import InputError, OutputError  # noqa: E402
+from impeccable.runtime.segy_io import SegyReader, SegyWriter, create_segy  # noqa: E402
+from impeccable.runtime.volumes import open_reader, open_writer  # noqa: E402
+
+SHAPE = (5, 7, 30)
+IEEE, IBM, INT16, INT8 = 5, 1, 3, 8
+BYTES_PER_SAMPLE = {IEEE: 4, IBM: 4, INT16: 2, INT8: 1}
+
+
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    """``(inline, crossline, sample)`` float32 amplitudes in a range int16 holds."""
+    rng = np.random.default_rng(3)
+    return (rng.standard_normal(SHAPE) * 1000).astype(np.float32)
+
+
+def _tolerance(fmt: int, values: np.ndarray) -> float:
+    """What the stored format can hold of float32 values."""
+    if fmt == IEEE:
+        return 0.0
+    if fmt == IBM:  # 24-bit hexadecimal mantissa: relative error below 16 ** -5
+        return float(np.abs(values).max()) * 16.0 ** -5
+    return 0.5  # integers: rounded
+
+
+@pytest.mark.parametrize("sorting", ["inline", "crossline"])
+@pytest.mark.parametrize("fmt", [IEEE, IBM, INT16])
+def test_reads_canonical_volume(tmp_path, volume, sorting, fmt):
+    path = create_segy(tmp_path / "v.sgy", volume, sorting=sorting, sample_format=fmt)
+    with SegyReader(path) as reader:
+        assert reader.sorting == sorting
+        assert reader.shape == SHAPE and reader.dtype == np.float32
+        got = reader.read()
+    assert got.dtype == np.float32 and got.shape == SHAPE
+    np.testing.assert_allclose(got, volume, rtol=0, atol=_tolerance(fmt, volume))
+
+
+@pytest.mark.parametrize("sorting", ["inline", "crossline"])
+def test_blocks_along_and_across_the_sorting(tmp_path, volume, sorting):
+    path = create_segy(tmp_path / "v.sgy", volume, sorting=sorting)
+    blocks = [(slice(1, 4), slice(None)), (slice(None), slice(2, 5)), (slice(1, 4), slice(2, 6)),
+              (slice(None, None, 2), slice(1, None, 3)), (slice(None, None, -1), slice(5, 0, -2)),
+              (slice(3, 3), slice(None)), (slice(-1, None), slice(-2, None))]
+    with SegyReader(path) as reader:
+        for inlines, crosslines in blocks:
+            np.testing.assert_array_equal(reader.read(inlines, crosslines), volume[inlines, crosslines])
+
+
+def test_crossline_sorted_file_gives_the_same_canonical_volume(tmp_path, volume):
+    by_inline = create_segy(tmp_path / "il.sgy", volume, sorting="inline", first_inline=100, first_crossline=20)
+    by_crossline = create_segy(tmp_path / "xl.sgy", volume, sorting="crossline", first_inline=100, first_crossline=20)
+    with SegyReader(by_inline) as a, SegyReader(by_crossline) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        np.testing.assert_array_equal(a.ilines, b.ilines)
+        np.testing.assert_array_equal(b.xlines, np.arange(20, 27))
+
+
+def test_matches_segyio_cube_of_a_segyio_made_file(tmp_path, volume):
+    """A file written by segyio's own tools reads like segyio.tools.cube (inline-sorted: same order)."""
+    path = tmp_path / "from_array.sgy"
+    segyio.tools.from_array(str(path), volume, format=IEEE)
+    with segyio.open(str(path)) as f:
+        cube = segyio.tools.cube(f)
+    with open_reader(path) as reader:
+        assert isinstance(reader, SegyReader)
+        np.testing.assert_array_equal(reader.read(), cube)
+
+
+def test_little_endian_file(tmp_path, volume):
+    path = create_segy(tmp_path / "le.sgy", volume, endian="little")
+    with SegyReader(path) as reader:
+        assert reader.endian == "little"
+        np.testing.assert_array_equal(reader.read(), volume)
+
+
+def test_inline_crossline_bytes_can_be_overridden(tmp_path, volume):
+    path = create_segy(tmp_path / "v.sgy", volume, sorting="crossline", iline=17, xline=13)
+    with SegyReader(path, iline=17, xline=13) as reader:
+        np.testing.assert_array_equal(reader.read(), volume)
+    with pytest.raises(InputError, match=r"received \d+ traces with 1 distinct inline numbers \(byte 189\)"):
+        SegyReader(path)
+
+
+def _layout(path, fmt: int) -> tuple[bytes, np.ndarray]:
+    """The file's bytes and a mask of the bytes that are trace samples."""
+    data = open(path, "rb").read()
+    with segyio.open(str(path), ignore_geometry=True) as f:
+        start, n_traces, n_samples = 3600 + 3200 * f.ext_headers, f.tracecount, len(f.samples)
+    trace_bytes = 240 + n_samples * BYTES_PER_SAMPLE[fmt]
+    assert len(data) == start + n_traces * trace_bytes
+    samples = np.zeros(len(data), dtype=bool)
+    for t in range(n_traces):
+        first = start + t * trace_bytes + 240
+        samples[first:first + n_samples * BYTES_PER_SAMPLE[fmt]] = True
+    return data, samples
+
+
+def _write_all(reader: SegyReader, path, values: np.ndarray, step: int = 2, dtype=np.float32) -> None:
+    writer = open_writer(path, like=reader, dtype=dtype)
+    assert isinstance(writer, SegyWriter)
+    for start in range(0, values.shape[0], step):
+        writer.write(slice(start, start + step), values[start:start + step])
+    writer.commit()
+
+
+@pytest.mark.parametrize("sorting", ["inline", "crossline"])
+@pytest.mark.parametrize("fmt", [IEEE, IBM, INT16])
+def test_writer_keeps_every_header_and_changes_only_samples(tmp_path, volume, sorting, fmt):
+    src = create_segy(tmp_path / "in.sgy", volume, sorting=sorting, sample_format=fmt, first_inline=7)
+    out = tmp_path / "out.sgy"
+    denoised = (volume * -0.5 + 3.25).astype(np.float32)
+    with SegyReader(src) as reader:
+        _write_all(reader, out, denoised)
+
+    with segyio.open(str(src), ignore_geometry=True) as a, segyio.open(str(out), ignore_geometry=True) as b:
+        assert a.text[0] == b.text[0]
+        assert dict(a.bin) == dict(b.bin)
+        assert str(a.format) == str(b.format) and a.tracecount == b.tracecount
+        for t in range(a.tracecount):
+            assert dict(a.header[t]) == dict(b.header[t]), f"trace header {t} differs"
+    (src_bytes, mask), (out_bytes, out_mask) = _layout(src, fmt), _layout(out, fmt)
+    np.testing.assert_array_equal(mask, out_mask)
+    src_arr, out_arr = np.frombuffer(src_bytes, np.uint8), np.frombuffer(out_bytes, np.uint8)
+    np.testing.assert_array_equal(src_arr[~mask], out_arr[~mask])  # every non-sample byte identical
+    assert not np.array_equal(src_arr[mask], out_arr[mask])
+    with SegyReader(out) as written:
+        assert written.sorting == sorting
+        np.testing.assert_allclose(written.read(), denoised, rtol=0, atol=_tolerance(fmt, denoised))
+
+
+def test_identity_write_reproduces_the_file_byte_for_byte(tmp_path, volume):
+    src = create_segy(tmp_path / "in.sgy", volume, sorting="crossline", sample_format=IBM)
+    out = tmp_path / "out.sgy"
+    with SegyReader(src) as reader:
+        _write_all(reader, out, reader.read(), step=3)
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_integer_format_rounds_and_clips(tmp_path, volume):
+    src = create_segy(tmp_path / "in.sgy", volume, sample_format=INT16)
+    values = np.full(SHAPE, 2.6, dtype=np.float32)
+    values[0] = 1e6  # beyond int16: clipped, not wrapped around
+    with SegyReader(src) as reader:
+        _write_all(reader, tmp_path / "out.sgy", values)
+    with SegyReader(tmp_path / "out.sgy") as out:
+        got = out.read()
+    assert np.all(got[0] == 32767) and np.all(got[1:] == 3)
+
+
+def test_uint8_scale_into_a_float_file(tmp_path, volume):
+    src = create_segy(tmp_path / "in.sgy", volume, sample_format=IBM)
+    values = np.arange(np.prod(SHAPE)).reshape(SHAPE).astype(np.uint8)
+    with SegyReader(src) as reader:
+        _write_all(reader, tmp_path / "out.sgy", values, dtype=np.uint8)
+    with SegyReader(tmp_path / "out.sgy") as out:
+        np.testing.assert_array_equal(out.read(), values.astype(np.float32))
+
+
+def _prestack(path):
+    segyio.tools.from_array(str(path), np.zeros((3, 4, 3, 10), np.float32), format=IEEE)
+
+
+def _missing_trace(path):
+    spec = segyio.spec()
+    spec.format, spec.samples, spec.tracecount = IEEE, list(range(10)), 11
+    with segyio.create(str(path), spec) as f:
+        cells = [(il, xl) for il in (1, 2, 3) for xl in (1, 2, 3, 4)][:-1]
+        for t, (il, xl) in enumerate(cells):
+            f.header[t] = {189: il, 193: xl, segyio.TraceField.TRACE_SAMPLE_COUNT: 10}
+            f.trace[t] = np.zeros(10, np.float32)
+
+
+def _patched_header(path):
+    """segyio infers the grid from the first traces and accepts this one; the reader checks every trace."""
+    segyio.tools.from_array(str(path), np.zeros((3, 4, 10), np.float32), format=IEEE)
+    with segyio.open(str(path), "r+", ignore_geometry=True) as f:
+        f.header[6] = {189: 99}
+
+
+def _random_headers(path):
+    rng = np.random.default_rng(0)
+    spec = segyio.spec()
+    spec.format, spec.samples, spec.tracecount = IEEE, list(range(10)), 12
+    with segyio.create(str(path), spec) as f:
+        for t in range(12):
+            f.header[t] = {189: int(rng.integers(1, 99)), 193: int(rng.integers(1, 99)),
+                           segyio.TraceField.TRACE_SAMPLE_COUNT: 10}
+            f.trace[t] = np.zeros(10, np.float32)
+
+
+def _not_segy(path):
+    path.write_bytes(b"\x01" * 5000)
+
+
+def _too_short(path):
+    path.write_bytes(b"C 1 hello")
+
+
+@pytest.mark.parametrize("make, match", [
+    (_prestack, r"^SEG-Y has 3 offsets per location: a pre-stack gather \| received offsets \[1, 2, 3\]"),
+    (_missing_trace, r"^SEG-Y traces do not form an inline x crossline grid \| received 11 traces with 3 distinct "
+                     r"inline numbers \(byte 189\), 4 distinct crossline numbers \(byte 193\)"),
+    (_patched_header, r"^SEG-Y traces do not form an inline x crossline grid \| received trace 6 has inline 99, "
+                      r"crossline 3 where the inline-sorted grid of 3 inlines x 4 crosslines puts inline 2"),
+    (_random_headers, r"^SEG-Y traces do not form an inline x crossline grid \| received 12 traces"),
+    (_not_segy, r"^cannot read bad.sgy as SEG-Y \| received unable to count traces"),
+    (_too_short, r"^bad.sgy is too short to be SEG-Y"),
+])
+def test_unusable_files_give_one_line_errors(tmp_path, make, match):
+    path = tmp_path / "bad.sgy"
+    make(path)
+    with pytest.raises(InputError, match=match) as info:
+        SegyReader(path)
+    assert "\n" not in str(info.value)
+
+
+def test_time_axis_other_than_last_is_refused(tmp_path, volume):
+    path = create_segy(tmp_path / "v.sgy", volume)
+    SegyReader(path, time_axis=2).close()
+    with pytest.raises(InputError, match="a time axis cannot be chosen for SEG-Y"):
+        SegyReader(path, time_axis=0)
+
+
+def test_abort_and_incomplete_commit_leave_nothing(tmp_path, volume):
+    src = create_segy(tmp_path / "in.sgy", volume)
+    out = tmp_path / "out.sgy"
+    with SegyReader(src) as reader:
+        writer = SegyWriter(out, like=reader)
+        writer.write(slice(0, 2), volume[:2])
+        writer.abort()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.sgy"]
+
+        writer = SegyWriter(out, like=reader)
+        writer.write(slice(0, 2), volume[:2])
+        with pytest.raises(OutputError, match="SEG-Y output incomplete"):
+            writer.commit()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.sgy"]
+
+
+def test_writer_refuses_what_it_cannot_write(tmp_path, volume):
+    src = create_segy(tmp_path / "in.sgy", np.clip(volume, -100, 100), sample_format=INT8)
+    with SegyReader(src) as reader:
+        with pytest.raises(OutputError, match="do not fit the SEG-Y sample format"):
+            SegyWriter(tmp_path / "out.sgy", like=reader, dtype=np.uint8)
+        writer = SegyWriter(tmp_path / "out.sgy", like=reader)
+        with pytest.raises(OutputError, match="block does not fit"):
+            writer.write(slice(0, 2), volume[:1])
+        writer.abort()
+    with pytest.raises(OutputError, match="needs a SEG-Y input"):
+        SegyWriter(tmp_path / "out.sgy", like=object())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.sgy"]
+
+
+class FakeEngine:
+    """A deterministic stand-in engine: a smooth, position-dependent map of [0, 1] images into (0, 1)."""
+
+    name, precision, device, max_batch = "fake", "fp32", "cpu", None
+
+    def __init__(self, window: tuple[int, int] = (8, 16)):
+        self.window = window
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        mixed = 4.0 * (batch - 0.5) + 0.3 * np.roll(batch, 1, axis=-1) - 0.2 * np.roll(batch, 1, axis=-2)
+        return (1.0 / (1.0 + np.exp(-mixed))).astype(np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def _denoise(src, out):
+    pipeline = pytest.importorskip("impeccable.runtime.pipeline")
+    if not hasattr(pipeline, "denoise_file"):
+        pytest.skip("runtime.pipeline.denoise_file not available yet")
+    from impeccable.runtime.config import DenoiseConfig
+
+    config = DenoiseConfig(views="both", tta=True, batch_size=3, progress=False)
+    pipeline.denoise_file(src, out, config, engine=FakeEngine())
+
+
+@pytest.mark.parametrize("sorting", ["inline", "crossline"])
+@pytest.mark.parametrize("fmt", [IEEE, IBM])
+def test_segy_denoised_samples_equal_the_npy_path(tmp_path, volume, sorting, fmt):
+    """The same volume through the whole pipeline as .npy and as SEG-Y: the same denoised samples."""
+    src = create_segy(tmp_path / "in.sgy", volume, sorting=sorting, sample_format=fmt)
+    with SegyReader(src) as reader:
+        stored = reader.read()  # what the SEG-Y holds (IBM rounds the float32 input)
+    np.save(tmp_path / "in.npy", stored)
+    _denoise(tmp_path / "in.npy", tmp_path / "out.npy")
+    _denoise(src, tmp_path / "out.sgy")
+    expected = np.load(tmp_path / "out.npy")
+    with SegyReader(tmp_path / "out.sgy") as out:
+        got = out.read()
+    assert not np.allclose(expected, stored)  # the fake engine changed the samples
+    np.testing.assert_allclose(got, expected, rtol=0, atol=_tolerance(fmt, expected))
+    leftovers = {p.name for p in tmp_path.iterdir()} - {"in.sgy", "in.npy", "out.npy", "out.sgy"}
+    assert not leftovers
