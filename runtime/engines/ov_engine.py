@@ -1,4 +1,4 @@
-"""OpenVINO on the CPU, with a configurable inference precision (f32 or bf16)."""
+"""OpenVINO on the CPU, computing in fp32 or bf16 (AVX-512-bf16 / AMX CPUs)."""
 
 from __future__ import annotations
 
@@ -8,53 +8,73 @@ import numpy as np
 import openvino as ov
 
 from impeccable.core.errors import EngineError
-from impeccable.runtime.engines.base import EngineBase, engine_failure, resolve_onnx, window_from
+from impeccable.runtime.engines.base import EngineBase, resolve_onnx, resolve_window
 
-PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}
+#: Our precision names -> OpenVINO's inference precision hint.
+HINTS = {"fp32": "f32", "f32": "f32", "bf16": "bf16"}
+#: Used when the caller names no precision. Measured on an AMX/AVX-512-bf16 Xeon: bf16 runs 2.2x fp32 but its
+#: output misses the parity bound (challenge SSIM 0.998 < 0.999 against torch fp32, max abs 1.3e-2, on the tiny
+#: test model and on the real v2s architecture), so it is opt-in; fp32 matches torch to ~1e-6.
+DEFAULT_PRECISION = "fp32"
 
 
 class OpenVINOEngine(EngineBase):
-    """OpenVINO compiled model over ``model.onnx`` on the CPU.
+    """An OpenVINO model compiled from ``model.onnx`` for the CPU.
 
     Args:
         model: Model directory or ``.onnx`` file.
-        batch_size: Largest batch expected (the batch axis stays dynamic).
-        precision: ``f32`` (exact to ~1e-5 of ONNX Runtime) or ``bf16`` (AMX/AVX-512-bf16 CPUs; faster, and
-            within the parity bounds of the tests: SSIM >= 0.999, max abs <= 2e-2).
-        hint: OpenVINO performance hint: ``LATENCY`` (one request, all cores: what a sequential pipeline wants).
+        batch_size: Images per call the caller plans (the batch axis stays dynamic: not a limit).
+        precision: ``fp32``/``f32`` [default] or ``bf16`` (about 2x faster on AVX-512-bf16/AMX CPUs, outside
+            the fp32 parity bound: see :data:`DEFAULT_PRECISION`). OpenVINO itself silently picks bf16 on such
+            CPUs; here the precision is always set explicitly.
+        hint: OpenVINO ``PERFORMANCE_HINT``. ``LATENCY`` gives one synchronous request all cores, which is how
+            the pipeline calls an engine; ``THROUGHPUT`` splits the cores into streams for parallel requests.
+        threads: ``INFERENCE_NUM_THREADS`` [default: OpenVINO's choice, the physical cores].
+
+    Raises:
+        ModelError: The ONNX file is missing or unreadable.
+        EngineError: Bad option, bf16 asked of a CPU without it, or the model does not compile.
     """
 
     name = "openvino"
 
-    def __init__(self, model: Path, batch_size: int = 8, precision: str = "f32", hint: str = "LATENCY"):
-        if precision not in PRECISIONS:
-            raise EngineError("unknown OpenVINO precision", received=precision, expected="f32 or bf16",
-                              todo="pass precision f32 or bf16")
+    def __init__(self, model: str | Path, batch_size: int = 8, precision: str | None = None, hint: str = "LATENCY",
+                 threads: int | None = None):
+        if precision is not None and precision not in HINTS:
+            raise EngineError("unknown openvino precision", received=precision, expected="fp32, f32 or bf16",
+                              todo="pass precision fp32 or bf16")
+        if hint not in ("LATENCY", "THROUGHPUT"):
+            raise EngineError("unknown openvino performance hint", received=hint, expected="LATENCY or THROUGHPUT",
+                              todo="pass hint LATENCY")
         path, card = resolve_onnx(model)
-        self.window = window_from(card)
-        self.precision = "fp32" if PRECISIONS[precision] == "f32" else "bf16"
+        core = ov.Core()
+        precision = precision or DEFAULT_PRECISION
+        if HINTS[precision] == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise EngineError("this CPU cannot compute in bf16", received=precision, expected="fp32",
+                              todo="pass precision fp32 (the default)")
+        config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": hint}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            core = ov.Core()
-            if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-                raise EngineError("this CPU has no bf16 support", received=precision, expected="f32",
-                                  todo="use precision f32 on this CPU")
-            compiled = core.compile_model(core.read_model(str(path)), "CPU", {
-                "INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": hint})
-        except EngineError:
-            raise
+            graph = core.read_model(str(path))
         except Exception as exc:
-            raise engine_failure(self.name, exc) from exc
-        self.request = compiled.create_infer_request()
-        self.output = compiled.output(0)
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        batch = self.check(batch)
+            raise EngineError("openvino cannot read the model", received=f"{path}: {exc}".splitlines()[0],
+                              expected="a valid ONNX model", todo="re-export it: impeccable-export MODEL_DIR") from exc
+        self.window = resolve_window(card, [d.get_length() if d.is_static else None
+                                            for d in graph.input(0).get_partial_shape()], path)
         try:
-            result = self.request.infer({0: batch})[self.output]
+            self.compiled = core.compile_model(graph, "CPU", config)
         except Exception as exc:
-            raise engine_failure(self.name, exc) from exc
-        # The request reuses its output buffer on the next call: hand out a copy.
-        return np.array(result, dtype=np.float32, copy=True)
+            raise EngineError("openvino cannot compile the model", received=f"{path}: {exc}".splitlines()[0],
+                              expected="a model OpenVINO supports", todo="try --engine onnxruntime") from exc
+        # What OpenVINO will really compute in, read back rather than assumed.
+        self.precision = "bf16" if self.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else "fp32"
+        self.request = self.compiled.create_infer_request()
 
-    def close(self) -> None:
-        self.request = None
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        # share_inputs: the checked batch is C-contiguous float32, so OpenVINO can read it in place;
+        # outputs are copied out of the request (the default), as the next call reuses its buffers.
+        return self.request.infer({0: batch}, share_inputs=True)[0]
+
+    def release(self) -> None:
+        self.request = self.compiled = None

@@ -1,4 +1,7 @@
-"""The PyTorch reference: fp32 on the CPU; bf16 autocast + channels-last on a GPU, as the seed ran."""
+"""The PyTorch reference: fp32 on the CPU; bf16 autocast and channels-last on CUDA, as the seed ran.
+
+The only runtime module that imports torch, and only when this engine is chosen.
+"""
 
 from __future__ import annotations
 
@@ -9,51 +12,57 @@ import torch
 
 from impeccable.core.errors import EngineError
 from impeccable.models.checkpoint import load_model
-from impeccable.runtime.engines.base import EngineBase, engine_failure, window_from
+from impeccable.runtime.engines.base import EngineBase, resolve_window
 
 
 class TorchEngine(EngineBase):
-    """The network from ``model.safetensors`` + ``model.json``.
+    """The network rebuilt from ``model.json`` with ``model.safetensors``.
 
     Args:
         model: Model directory.
-        batch_size: Largest batch expected (unused: eager mode takes any batch).
-        device: ``cpu``, ``cuda`` or ``auto``.
-        precision: ``fp32`` or ``bf16`` (autocast; the default on CUDA).
+        batch_size: Images per call the caller plans (eager mode takes any batch: not a limit).
+        device: ``cpu``, ``cuda``, ``cuda:<index>`` or ``auto`` (CUDA when available).
+        precision: ``fp32`` or ``bf16`` (autocast) [default: fp32 on the CPU, bf16 on CUDA].
+
+    Raises:
+        ModelError: Missing or inconsistent model directory.
+        EngineError: Bad option, or not a model directory.
     """
 
     name = "torch"
 
-    def __init__(self, model: Path, batch_size: int = 8, device: str = "auto", precision: str | None = None):
-        if not model.is_dir():
+    def __init__(self, model: str | Path, batch_size: int = 8, device: str = "auto", precision: str | None = None):
+        model = Path(model)
+        if model.suffix in (".onnx", ".plan"):
             raise EngineError("the torch engine needs a model directory", received=str(model),
-                              expected="a directory with model.safetensors and model.json",
-                              todo="pass --model MODEL_DIR or choose --engine onnxruntime for .onnx files")
+                              expected="a directory with model.json and model.safetensors",
+                              todo="pass the model directory, or --engine onnxruntime for a .onnx file")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.torch_device = torch.device(device)
-        self.precision = precision or ("bf16" if self.torch_device.type == "cuda" else "fp32")
+        try:
+            self.torch_device = torch.device(device)
+        except RuntimeError as exc:
+            raise EngineError("unknown torch device", received=device, expected="cpu, cuda, cuda:<n> or auto",
+                              todo="pass device cpu or cuda") from exc
+        on_cuda = self.torch_device.type == "cuda"
+        self.precision = precision or ("bf16" if on_cuda else "fp32")
         if self.precision not in ("fp32", "bf16"):
             raise EngineError("unknown torch precision", received=self.precision, expected="fp32 or bf16",
                               todo="pass precision fp32 or bf16")
         self.model, card = load_model(model, device=self.torch_device)
-        if self.torch_device.type == "cuda":
+        self.window = resolve_window(card, [], model)
+        if on_cuda:
+            # cuDNN's fastest bf16 convolutions want NHWC.
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.window = window_from(card)
+        self.memory_format = torch.channels_last if on_cuda else torch.contiguous_format
         self.device = str(self.torch_device)
 
     @torch.inference_mode()
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        batch = self.check(batch)
-        try:
-            x = torch.from_numpy(batch).to(self.torch_device)
-            if self.torch_device.type == "cuda":
-                x = x.to(memory_format=torch.channels_last)
-            with torch.autocast(self.torch_device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                y = self.model(x)
-            return y.float().cpu().numpy()
-        except Exception as exc:
-            raise engine_failure(self.name, exc) from exc
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(self.torch_device, memory_format=self.memory_format)
+        with torch.autocast(self.torch_device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            y = self.model(x)
+        return np.ascontiguousarray(y.float().cpu().numpy())
 
-    def close(self) -> None:
+    def release(self) -> None:
         self.model = None

@@ -1,9 +1,13 @@
-"""TensorRT: a lean executor on the named-tensor API, device memory through polygraphy.cuda (no torch).
+"""TensorRT: a lean executor on the named-tensor API, device memory and stream from ``polygraphy.cuda`` (no torch).
 
-Buffers are allocated once for the profile's max batch; each call copies the batch in, sets the input shape,
-runs ``execute_async_v3`` on one non-default stream and copies the output (shape read from the context) out.
-The plan's manifest is checked against this GPU, this TensorRT and the ONNX it was built from BEFORE the
-plan is deserialized: a stale plan is refused with the command that rebuilds it.
+The plan's manifest is checked against this GPU, this TensorRT and the ONNX the plan was built from BEFORE the
+plan is deserialized (TensorRT only logs a mismatch and returns None, or worse, runs a plan tuned for another
+GPU): a stale plan is refused with the command that rebuilds it. ``tensorrt`` and ``polygraphy.cuda`` are
+imported when an engine is created, so the plan selection and the manifest check run without a GPU.
+
+Buffers are allocated once for the profile's largest batch; each call copies the batch in, sets the input
+shape, reads the output shape back from the context, runs ``execute_async_v3`` on one non-default stream and
+copies the output out. Every boolean the TensorRT API returns is checked.
 """
 
 from __future__ import annotations
@@ -12,98 +16,176 @@ import json
 from pathlib import Path
 
 import numpy as np
-import tensorrt as trt
-from polygraphy import cuda
 
-from impeccable.core.errors import EngineError, ModelError
-from impeccable.runtime.engines.base import EngineBase, engine_failure, window_from
+from impeccable.core.errors import EngineError, ImpeccableError, ModelError
+from impeccable.runtime.engines.base import EngineBase, resolve_window
 
 
-def find_plan(model: Path) -> Path:
-    """The ``.plan`` file of a model: the path itself, or the only/first ``*.fp16.plan`` in the directory."""
-    if model.suffix == ".plan":
-        return model
-    plans = sorted(model.glob("*.plan"))
-    if not plans:
-        raise ModelError("model directory has no TensorRT plan", received=str(model), expected="model.<gpu>.fp16.plan",
-                         todo=f"run impeccable-export {model} --fp16 on this GPU")
-    return plans[0]
+def manifest_path(plan: Path) -> Path:
+    """Where a plan's manifest lives: ``<plan>.json``."""
+    return plan.with_name(plan.name + ".json")
 
 
-def check_manifest(plan: Path) -> dict:
-    """Read the plan's manifest and refuse a stale plan (another GPU, TensorRT or ONNX)."""
-    manifest_path = plan.with_name(plan.name + ".json")
-    if not manifest_path.is_file():
-        raise ModelError("TensorRT plan has no manifest", received=str(plan), expected=str(manifest_path),
-                         todo=f"rebuild it: impeccable-export {plan.parent} --fp16")
-    manifest = json.loads(manifest_path.read_text())
-    from impeccable.export.manifest import check_plan, current_environment, onnx_hash_for
+def read_manifest(plan: Path) -> dict:
+    """The plan's manifest (TensorRT/CUDA versions, GPU, ONNX sha256, precision, profile, card).
 
-    check_plan(manifest, current_environment(), onnx_hash_for(plan.parent, manifest))
+    Raises:
+        ModelError: Missing or unreadable manifest.
+    """
+    path = manifest_path(plan)
+    rebuild = f"rebuild the plan: impeccable-export {plan.parent} --fp16"
+    if not path.is_file():
+        raise ModelError("TensorRT plan has no manifest", received=str(plan), expected=str(path), todo=rebuild)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError("TensorRT plan manifest is unreadable", received=f"{path}: {exc}", expected="JSON",
+                         todo=rebuild) from exc
+    if not isinstance(manifest, dict):
+        raise ModelError("TensorRT plan manifest is not a JSON object", received=str(path), expected="an object",
+                         todo=rebuild)
     return manifest
 
 
+def check_fresh(plan: Path) -> dict:
+    """Refuse a plan built for another GPU, TensorRT or ONNX; returns its manifest. Deserializes nothing.
+
+    Raises:
+        ModelError: Missing manifest, or a stale plan (the message names the rebuild command).
+    """
+    manifest = read_manifest(plan)
+    from impeccable.export.manifest import check_plan, current_environment, onnx_hash_for
+
+    check_plan(manifest, current_environment(), onnx_hash_for(plan.parent, manifest), model_dir=plan.parent)
+    return manifest
+
+
+def select_plan(model: Path) -> tuple[Path, dict]:
+    """The plan to run and its checked manifest: ``model`` itself, or the model directory's plan for this GPU.
+
+    Raises:
+        ModelError: No plan, or none fresh for this GPU and TensorRT (the first one's reason is given).
+    """
+    if model.suffix == ".plan":
+        if not model.is_file():
+            raise ModelError("TensorRT plan not found", received=str(model), expected="an existing .plan file",
+                             todo="check the path, or pass the model directory")
+        return model, check_fresh(model)
+    if not model.is_dir():
+        raise ModelError("model not found", received=str(model), expected="a model directory or a .plan file",
+                         todo="check the path")
+    plans = sorted(model.glob("*.plan"))
+    if not plans:
+        raise ModelError("model directory has no TensorRT plan", received=str(model),
+                         expected="model.<gpu>.fp16.plan with its .json manifest",
+                         todo=f"build one on this GPU: impeccable-export {model} --fp16")
+    first_error = None
+    for plan in plans:  # one plan per GPU model may sit in a directory: take the one built for this one
+        try:
+            return plan, check_fresh(plan)
+        except ModelError as exc:
+            first_error = first_error or exc
+    raise first_error
+
+
 class TensorRTEngine(EngineBase):
-    """A deserialized FP16 TensorRT engine with static device buffers.
+    """A deserialized TensorRT plan with static device buffers, on the current CUDA device.
 
     Args:
-        model: Model directory holding the plan, or the ``.plan`` file.
-        batch_size: Images per call; must lie in the plan's profile.
+        model: Model directory holding the plan for this GPU, or the ``.plan`` file.
+        batch_size: Images per call the caller plans; must fit the plan's optimization profile.
+
+    Raises:
+        ModelError: No plan, stale plan, or a plan TensorRT cannot deserialize.
+        EngineError: ``batch_size`` beyond the profile, or the executor cannot be set up.
     """
 
     name = "tensorrt"
     precision = "fp16"
+    device = "cuda:0"
 
-    def __init__(self, model: Path, batch_size: int = 8, **_: object):
-        plan = find_plan(model)
-        manifest = check_manifest(plan)
-        self.window = window_from(manifest.get("card", {}))
-        profile = manifest.get("profile", {})
-        self.max_batch = int(profile.get("max", batch_size))
-        if batch_size > self.max_batch:
-            raise EngineError("batch larger than the plan's profile", received=batch_size,
-                              expected=f"<= {self.max_batch}", todo="lower --batch-size or rebuild with --max-batch")
-        self.device = "cuda:0"
+    def __init__(self, model: str | Path, batch_size: int = 8):
+        self.buffers: list = []
+        self.stream = self.context = self.engine = self.runtime = None
+        plan, manifest = select_plan(Path(model))
+        try:
+            self._setup(plan, manifest, batch_size)
+        except ImpeccableError:
+            self.release()  # nobody else can: the half-built engine never reaches the caller
+            raise
+        except Exception as exc:  # TensorRT / CUDA errors, e.g. libcudart not found
+            self.release()
+            raise EngineError("TensorRT engine setup failed", received=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                              expected="a CUDA device, libcudart and a valid plan",
+                              todo="check nvidia-smi and pip install 'impeccable[gpu]'") from exc
+
+    def _setup(self, plan: Path, manifest: dict, batch_size: int) -> None:
+        import tensorrt as trt
+        from polygraphy import cuda
+        from polygraphy.datatype import DataType
+
+        rebuild = f"rebuild the plan: impeccable-export {plan.parent} --fp16"
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(plan.read_bytes())
-        if self.engine is None:
-            raise ModelError("TensorRT could not deserialize the plan", received=str(plan),
-                             expected="a plan built by this TensorRT on this GPU",
-                             todo=f"rebuild it: impeccable-export {plan.parent} --fp16")
-        self.context = self.engine.create_execution_context()
+        if self.engine is None:  # TensorRT logs why and returns None
+            raise ModelError("TensorRT cannot deserialize the plan", received=str(plan),
+                             expected=f"a plan for TensorRT {trt.__version__} on this GPU", todo=rebuild)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        rows, cols = self.window
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1 or any(
+                self.engine.get_tensor_dtype(n) != trt.DataType.FLOAT for n in names):
+            raise ModelError("TensorRT plan has unexpected inputs/outputs",
+                             received=f"inputs {inputs}, outputs {outputs}",
+                             expected="one float32 input and one float32 output", todo=rebuild)
+        (self.input_name,), (self.output_name,) = inputs, outputs
+        low, _, high = (tuple(s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0))
+        self.window = resolve_window(manifest.get("card"), high, plan)
+        self.max_batch = int(high[0])
+        if not low[0] <= batch_size <= self.max_batch:
+            raise EngineError("batch size outside the plan's profile", received=batch_size,
+                              expected=f"{low[0]}..{self.max_batch}",
+                              todo=f"lower --batch-size, or {rebuild} with a larger max batch")
+        self.precision = str(manifest.get("precision", "fp16"))
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise EngineError("TensorRT cannot create an execution context", received=str(plan),
+                              expected="enough free GPU memory", todo="free GPU memory or lower --batch-size")
+        # A non-default stream: the legacy default stream synchronizes with everything else on the device.
         self.stream = cuda.Stream()
-        self.d_input = cuda.DeviceArray(shape=(self.max_batch, 1, rows, cols), dtype=np.float32)
-        self.d_output = cuda.DeviceArray(shape=(self.max_batch, 1, rows, cols), dtype=np.float32)
-        for name, buf in ((self.input_name, self.d_input), (self.output_name, self.d_output)):
+        for name in (self.input_name, self.output_name):
+            # Inputs and outputs have the same shape here; sized once for the largest batch, never reallocated.
+            buf = cuda.DeviceArray(shape=high, dtype=DataType.FLOAT32)
+            self.buffers.append(buf)
             if not self.context.set_tensor_address(name, buf.ptr):
-                raise engine_failure(self.name, RuntimeError(f"set_tensor_address({name}) failed"))
+                raise EngineError("TensorRT refused a tensor address", received=name, expected="a device buffer",
+                                  todo=rebuild)
+        self.d_input, self.d_output = self.buffers
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        batch = self.check(batch)
-        n = batch.shape[0]
-        try:
-            if not self.context.set_input_shape(self.input_name, batch.shape):
-                raise RuntimeError(f"set_input_shape{batch.shape} refused: outside the plan's profile")
-            out_shape = tuple(self.context.get_tensor_shape(self.output_name))
-            self.d_input.view(shape=batch.shape).copy_from(batch, stream=self.stream)
-            if not self.context.execute_async_v3(self.stream.ptr):
-                raise RuntimeError("execute_async_v3 failed")
-            host = np.empty(out_shape, dtype=np.float32)
-            self.d_output.view(shape=out_shape).copy_to(host, stream=self.stream)
-            self.stream.synchronize()
-        except Exception as exc:
-            raise engine_failure(self.name, exc) from exc
-        return host[:n]
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if not self.context.set_input_shape(self.input_name, batch.shape):
+            raise EngineError("TensorRT refused the input shape", received=list(batch.shape),
+                              expected=f"batch 1..{self.max_batch}", todo="lower --batch-size")
+        shape = tuple(self.context.get_tensor_shape(self.output_name))
+        if shape != batch.shape:
+            raise EngineError("TensorRT reports an unexpected output shape", received=list(shape),
+                              expected=list(batch.shape), todo="rebuild the plan from the model's ONNX")
+        self.d_input.copy_from(batch, stream=self.stream)
+        if not self.context.execute_async_v3(self.stream.ptr):
+            raise EngineError("TensorRT execution failed", received=list(batch.shape), expected="success",
+                              todo="see the TensorRT log above")
+        out = np.empty(shape, dtype=np.float32)
+        self.d_output.view(shape=shape).copy_to(out, stream=self.stream)
+        self.stream.synchronize()
+        return out
 
-    def close(self) -> None:
-        for attr in ("d_input", "d_output", "stream"):
-            buf = getattr(self, attr, None)
-            if buf is not None:
-                buf.free()
-                setattr(self, attr, None)
+    def release(self) -> None:
+        # The context references the buffers: drop it first, then free device memory and the stream.
         self.context = self.engine = self.runtime = None
+        for buf in self.buffers:
+            buf.free()
+        self.buffers = []
+        if self.stream is not None:
+            self.stream.free()
+            self.stream = None
