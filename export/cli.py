@@ -1,66 +1,211 @@
-"""``impeccable-export MODEL_DIR``: ONNX (checked, parity-tested), FP16 ONNX and a TensorRT FP16 engine."""
+"""``impeccable-export MODEL_DIR``: a checked ONNX model, an FP16 ONNX, and a manifested FP16 TensorRT plan.
+
+Thin: parse the flags into an :class:`ExportConfig`, run :func:`run_export`, print one-line errors.
+
+Exit codes: 0 everything asked for was written; 1 an error (one ``Error:`` line, nothing half-written kept);
+2 ``--fp16`` wrote the ONNX files but no TensorRT plan could be built here (no TensorRT, Polygraphy or GPU).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import numpy as np
 
-from impeccable.core.card import ONNX_FP16_NAME, ONNX_NAME, read_card, window_of
+from impeccable.core.card import ONNX_FP16_NAME, ONNX_NAME, read_card, sha256_file
 from impeccable.core.cli import one_line_errors
+from impeccable.core.errors import ExportError
 
-NO_ENGINE_EXIT = 2
-
-
-def _audit_inputs(window: tuple[int, int]) -> list[np.ndarray]:
-    """Normalized synthetic sections (the amplitudes the engine will see) for the FP16 range audit."""
-    from impeccable.export.onnx_export import _parity_inputs
-
-    return _parity_inputs(window, seed=1)[2:]
+EXIT_NO_ENGINE = 2
+DEFAULT_OPSET = 18
+DEFAULT_MARGIN = 16.0
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output directory [default: MODEL_DIR].")
-@click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx and, with TensorRT and a GPU, the FP16 plan.")
-@click.option("--batch", type=int, default=8, show_default=True, help="TensorRT profile's optimal batch (images).")
-@click.option("--max-batch", type=int, default=32, show_default=True, help="TensorRT profile's largest batch.")
-@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
-@click.option("--dynamo/--no-dynamo", default=True, show_default=True,
-              help="Dynamo exporter (folds the encoder's SAME padding into constants) or the legacy one.")
-@one_line_errors
-def main(model_dir: Path, out: Path | None, fp16: bool, batch: int, max_batch: int, opset: int, dynamo: bool) -> None:
-    """Export MODEL_DIR (model.safetensors + model.json) to model.onnx, checked against PyTorch.
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``impeccable-export`` writes, and how.
 
-    With --fp16 also model.fp16.onnx (float32 I/O, FP16 inside, range-audited float32 islands) and, where
-    TensorRT and an NVIDIA GPU exist, model.<gpu>.fp16.plan with its manifest. Without them the ONNX files
-    are written and the command exits with code 2, saying why no engine was built.
+    Attributes:
+        model_dir: Model directory (``model.safetensors`` + ``model.json``).
+        out: Output directory [None: ``model_dir``].
+        fp16: Also write ``model.fp16.onnx`` and, where possible, the TensorRT plan.
+        batch: TensorRT profile's optimal batch (the runtime's batch size).
+        max_batch: TensorRT profile's largest batch.
+        opset: ONNX opset.
+        dynamo: Dynamo exporter (else the legacy TorchScript one, constant-folded).
+        fp16_margin: FP16 audit margin: nodes peaking above ``65504 / margin`` stay FP32.
+        engine: With ``fp16``, build the TensorRT plan (False: stop after the ONNX files, exit 0).
+        force: Re-export even when the files on disk are up to date with the weights.
     """
-    from impeccable.export.onnx_export import export_onnx
 
-    out = out or model_dir
-    card = read_card(model_dir)
+    model_dir: Path
+    out: Path | None = None
+    fp16: bool = False
+    batch: int = 8
+    max_batch: int = 32
+    opset: int = DEFAULT_OPSET
+    dynamo: bool = True
+    fp16_margin: float = DEFAULT_MARGIN
+    engine: bool = True
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch <= self.max_batch:
+            raise ExportError("batch sizes out of order", received=f"--batch {self.batch} --max-batch {self.max_batch}",
+                              expected="1 <= batch <= max batch", todo="pass --batch B --max-batch M with B <= M")
+        if not self.fp16_margin >= 1:
+            raise ExportError("FP16 margin below 1", received=self.fp16_margin, expected=">= 1 (default 16)",
+                              todo="pass --fp16-margin 16 or more")
+
+    @property
+    def out_dir(self) -> Path:
+        return self.out if self.out is not None else self.model_dir
+
+
+def _onnx_is_current(path: Path, card: dict, config: ExportConfig) -> bool:
+    """Whether ``path`` is this exporter's output for these weights, card, exporter and opset."""
+    from impeccable.export.onnx_export import PRODUCER
+    from impeccable.runtime.engines.base import onnx_metadata
+
+    if not path.is_file():
+        return False
+    props = onnx_metadata(path)
+    return (props.get("producer") == PRODUCER and props.get("weights_sha256") == card.get("weights_sha256")
+            and props.get("card") == json.dumps(card, sort_keys=True) and props.get("opset") == str(config.opset)
+            and props.get("exporter") == ("dynamo" if config.dynamo else "torchscript"))
+
+
+def _fp16_is_current(path: Path, onnx_path: Path, margin: float) -> bool:
+    """Whether ``path`` was converted from ``onnx_path`` as it is now, with this margin, and has its audit."""
+    from impeccable.export.fp16 import audit_path, read_audit
+    from impeccable.runtime.engines.base import onnx_metadata
+
+    if not (path.is_file() and audit_path(path).is_file()):
+        return False
+    props, audit = onnx_metadata(path), read_audit(path) or {}
+    return (props.get("precision") == "fp16" and props.get("source_onnx_sha256") == sha256_file(onnx_path)
+            and audit.get("margin") == margin)
+
+
+def _needs_torch() -> None:
+    missing = [p for p in ("torch", "segmentation_models_pytorch", "onnx", "onnxconverter_common")
+               if importlib.util.find_spec(p) is None]
+    if missing:
+        raise ExportError("exporting needs the training packages", received=f"{', '.join(missing)} not installed",
+                          expected="torch, segmentation-models-pytorch, onnx, onnxconverter-common",
+                          todo="pip install 'impeccable[train]'")
+
+
+def run_export(config: ExportConfig, echo: Callable[[str], None] = click.echo) -> int:
+    """Write what ``config`` asks for; returns the exit code (0, or :data:`EXIT_NO_ENGINE`).
+
+    Raises:
+        ImpeccableError: Any failure (the files it concerns are not left behind).
+    """
+    from impeccable.export.onnx_export import PARITY_ATOL
+
+    card = read_card(config.model_dir)
+    out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    click.echo("exporting ONNX and checking it against PyTorch ...")
-    onnx_path = export_onnx(model_dir, out / ONNX_NAME, opset=opset, dynamo=dynamo)
-    click.echo(f"wrote {onnx_path}")
-    if not fp16:
-        return
-    from impeccable.export.fp16 import convert_fp16
-    from impeccable.export.tensorrt_build import build_engine, why_no_engine
+    onnx_path = out / ONNX_NAME
+    fresh_onnx = not config.force and _onnx_is_current(onnx_path, card, config)
+    if fresh_onnx:
+        echo(f"kept {onnx_path}: up to date with the weights (--force exports it again)")
+    else:
+        _needs_torch()
+        from impeccable.export.onnx_export import export_onnx
 
-    click.echo("auditing activation ranges and converting to FP16 ...")
-    fp16_path, audit = convert_fp16(onnx_path, out / ONNX_FP16_NAME, _audit_inputs(window_of(card)))
-    click.echo(f"wrote {fp16_path} ({len(audit['blocked'])} node(s) kept in float32)")
-    reason = why_no_engine()
-    if reason:
-        click.echo(f"no TensorRT engine built: {reason} | run impeccable-export {model_dir} --fp16 on a machine "
-                   "with an NVIDIA GPU after pip install 'impeccable[gpu]'", err=True)
-        sys.exit(NO_ENGINE_EXIT)
-    plan = build_engine(fp16_path, out, card, batch=batch, max_batch=max_batch, audit=audit)
-    click.echo(f"wrote {plan} and its manifest")
+        exporter = "dynamo" if config.dynamo else "legacy TorchScript"
+        echo(f"exporting {onnx_path} ({exporter} exporter, opset {config.opset}), then checking it against PyTorch ...")
+        started = time.perf_counter()
+        export_onnx(config.model_dir, onnx_path, opset=config.opset, dynamo=config.dynamo)
+        echo(f"wrote {onnx_path} in {time.perf_counter() - started:.0f} s: graph checks passed, ONNX Runtime matches "
+             f"PyTorch within {PARITY_ATOL:g} at batch 1 and 3")
+    if not config.fp16:
+        return 0
+
+    fp16_path = out / ONNX_FP16_NAME
+    from impeccable.export.fp16 import audit_path, read_audit
+
+    if fresh_onnx and _fp16_is_current(fp16_path, onnx_path, config.fp16_margin):
+        echo(f"kept {fp16_path}: converted from this {ONNX_NAME} (--force converts it again)")
+    else:
+        _needs_torch()
+        from impeccable.export.fp16 import convert_fp16
+
+        echo(f"auditing activation ranges and converting to FP16 (margin {config.fp16_margin:g}) ...")
+        convert_fp16(onnx_path, config.model_dir, fp16_path, margin=config.fp16_margin)
+        audit = read_audit(fp16_path) or {}
+        check = audit.get("fp16_check", {})
+        echo(f"wrote {fp16_path}: {len(audit.get('blocked', []))} node(s) kept in FP32, peak |activation| "
+             f"{(audit.get('peak') or {}).get('value', float('nan')):.3g}; vs FP32 max abs {check.get('max_abs', float('nan')):.2g}, "
+             f"min SSIM {check.get('min_ssim', float('nan')):.4f} (audit: {audit_path(fp16_path).name})")
+    if not config.engine:
+        echo("no TensorRT plan asked for (--no-engine)")
+        return 0
+
+    from impeccable.export.tensorrt_build import GPU_EXTRA, EngineUnavailable, build_engine
+
+    try:
+        echo(f"building the TensorRT plan (profile batch 1 / {config.batch} / {config.max_batch}) ...")
+        plan = build_engine(fp16_path, out, batch=config.batch, max_batch=config.max_batch)
+    except EngineUnavailable as exc:
+        click.echo(f"Error: no TensorRT plan built: {exc.received} | {ONNX_NAME} and {ONNX_FP16_NAME} are written | "
+                   f"{GPU_EXTRA}, then run: impeccable-export {config.model_dir} --fp16", err=True)
+        return EXIT_NO_ENGINE
+    echo(f"wrote {plan} and {plan.name}.json")
+    return 0
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+               epilog="Exit codes: 0 done; 1 error (one 'Error:' line); 2 --fp16 wrote the ONNX files but this "
+                      "machine cannot build a TensorRT plan (no TensorRT or no NVIDIA GPU): pip install "
+                      "'impeccable[gpu]' on a GPU machine and run the same command there.")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Output directory [default: MODEL_DIR].")
+@click.option("--fp16", is_flag=True,
+              help="Also write model.fp16.onnx (float32 I/O, FP16 inside, range-audited FP32 islands, audit JSON) "
+                   "and, where TensorRT and an NVIDIA GPU exist, model.<gpu>.fp16.plan with its manifest.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="TensorRT profile's optimal batch: use the batch size you will denoise with.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
+              help="TensorRT profile's largest batch.")
+@click.option("--opset", type=click.IntRange(min=13), default=DEFAULT_OPSET, show_default=True, help="ONNX opset.")
+@click.option("--dynamo/--no-dynamo", default=True, show_default=True,
+              help="Dynamo exporter (folds the encoder's TF 'SAME' padding into the convolutions) or the legacy "
+                   "TorchScript one (its run-time Pad chains are constant-folded; needs onnx-graphsurgeon).")
+@click.option("--fp16-margin", type=float, default=DEFAULT_MARGIN, show_default=True,
+              help="FP16 audit safety factor: nodes whose peak |activation| exceeds 65504 / margin stay FP32.")
+@click.option("--engine/--no-engine", default=True, show_default=True,
+              help="With --fp16, build the TensorRT plan (--no-engine: stop after the ONNX files, exit 0).")
+@click.option("--force", is_flag=True, help="Export again even when the ONNX files are up to date with the weights.")
+@one_line_errors
+def main(model_dir: Path, out: Path | None, fp16: bool, batch: int, max_batch: int, opset: int, dynamo: bool,
+         fp16_margin: float, engine: bool, force: bool) -> None:
+    """Export MODEL_DIR (model.safetensors + model.json) to a checked model.onnx.
+
+    model.onnx takes float32 [batch, 1, rows, cols] (batch dynamic, rows x cols the card's window) and
+    returns the sigmoid output; it carries the card and the weights' sha256. It is written only after the
+    graph checks (no run-time shape ops, constant pads, onnx.checker) and an ONNX Runtime vs PyTorch
+    comparison (max abs <= 1e-4, batch 1 and 3) pass.
+
+    With --fp16 it also writes model.fp16.onnx and model.fp16.audit.json, and on a machine with TensorRT and
+    an NVIDIA GPU model.<gpu>.fp16.plan + .json, a strongly typed TensorRT plan checked against the float32
+    graph, with a timing cache (timing.cache) beside it. Up-to-date ONNX files are kept, so the same command
+    rebuilds a stale plan on a GPU machine without torch.
+    """
+    config = ExportConfig(model_dir=model_dir, out=out, fp16=fp16, batch=batch, max_batch=max_batch, opset=opset,
+                          dynamo=dynamo, fp16_margin=fp16_margin, engine=engine, force=force)
+    code = run_export(config)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

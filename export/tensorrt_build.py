@@ -1,57 +1,197 @@
-"""Build the FP16 TensorRT engine through Polygraphy: strongly typed, one batch profile, a timing cache.
+"""Build the FP16 TensorRT plan through Polygraphy: strongly typed, one batch profile, a persistent timing cache.
 
-The network is parsed strongly typed from ``model.fp16.onnx`` (the precision is in the graph), which is the
-one path that works on TensorRT 10 (where the FP16 builder flag is deprecated) and 11 (where it is gone).
+The network is parsed strongly typed from ``model.fp16.onnx``: the precision is in the graph (FP16 inside,
+float32 I/O and range-audited float32 islands), which is the one path that works on TensorRT 10 (FP16 builder
+flag deprecated) and TensorRT 11 (flag removed, every network strongly typed). One optimization profile on the
+batch axis, min 1 / opt ``batch`` (the runtime's batch: tactics are tuned for it) / max ``max_batch``. The
+timing cache ``timing.cache`` beside the plans makes rebuilds (another batch, a new TensorRT) fast; Polygraphy
+locks and merges it.
+
+Before the plan is renamed into place it is deserialized and run on normalized synthetic sections at batch 1
+and ``batch``, with flip TTA, against the float32 graph in ONNX Runtime on CPU: TensorRT has had FP16
+miscompiles and batch > 1 bugs that only a run shows. Then ``model.<gpu-slug>.fp16.plan`` and its manifest
+``<plan>.json`` (:mod:`impeccable.export.manifest`) are written.
+
+``tensorrt`` and ``polygraphy`` are imported only when a plan is built; nothing here needs torch or onnx, so a
+``pip install 'impeccable[gpu]'`` machine can rebuild a stale plan from shipped ONNX files.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from impeccable.core.card import sha256_file
-from impeccable.core.errors import ExportError
-from impeccable.export.manifest import current_environment, make_manifest, plan_name
+import numpy as np
 
-TIMING_CACHE = "timing.cache"
+from impeccable.core.card import ONNX_NAME, sha256_file, window_of
+from impeccable.core.errors import ExportError, ParityError
+from impeccable.export.manifest import PRECISION, current_environment, make_manifest, manifest_path, plan_name
+
+TIMING_CACHE_NAME = "timing.cache"
+GPU_EXTRA = "pip install 'impeccable[gpu]' on a machine with an NVIDIA GPU"
+
+
+class EngineUnavailable(ExportError):
+    """No TensorRT engine can be built on this machine (no TensorRT, no Polygraphy, or no GPU)."""
 
 
 def why_no_engine() -> str | None:
-    """Why no engine can be built here (no TensorRT, Polygraphy or GPU), or None."""
-    import importlib.util
-    import shutil
-
-    if importlib.util.find_spec("tensorrt") is None:
-        return "TensorRT is not installed"
-    if importlib.util.find_spec("polygraphy") is None:
-        return "Polygraphy is not installed"
-    if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA GPU was found"
+    """Why no plan can be built here, or None when one can. Imports TensorRT only when it is installed."""
+    missing = [name for name in ("tensorrt", "polygraphy") if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed"
+    env = current_environment()
+    if env["tensorrt"] is None:
+        return "tensorrt is installed but cannot be imported (missing TensorRT libraries?)"
+    if env["gpu"] is None:
+        return "no NVIDIA GPU is visible (nvidia-smi / CUDA found none)"
     return None
 
 
-def build_engine(fp16_onnx: Path, out_dir: Path, card: dict, batch: int = 8, max_batch: int = 32,
-                 audit: dict | None = None) -> Path:
-    """Build ``model.<gpu>.fp16.plan`` + manifest in ``out_dir`` and return the plan path."""
+def _read_fp16_graph(fp16_onnx: Path) -> tuple[dict, dict | None]:
+    """Card and FP16 audit summary from the graph's metadata (read without onnx)."""
+    from impeccable.runtime.engines.base import onnx_metadata
+
+    if not fp16_onnx.is_file():
+        raise ExportError("FP16 ONNX not found", received=str(fp16_onnx), expected="model.fp16.onnx",
+                          todo="write it first: impeccable-export MODEL_DIR --fp16")
+    props = onnx_metadata(fp16_onnx)
+    if props.get("precision") != PRECISION or "card" not in props:
+        raise ExportError("not an FP16 graph written by impeccable-export", received=str(fp16_onnx),
+                          expected="metadata precision=fp16 and a card", todo="impeccable-export MODEL_DIR --fp16")
+    audit = json.loads(props["fp16_audit"]) if props.get("fp16_audit") else None
+    return json.loads(props["card"]), audit
+
+
+def _tta(run: Any, images: np.ndarray, batch: int) -> np.ndarray:
+    """Flip-TTA prediction of ``images`` (``float32[N, 1, rows, cols]``) in batches of ``batch``."""
+    outs = []
+    for start in range(0, len(images), batch):
+        x = images[start:start + batch]
+        flipped = np.ascontiguousarray(x[:, :, ::-1, :])  # mirror the trace axis (rows)
+        outs.append(0.5 * (run(x) + run(flipped)[:, :, ::-1, :]))
+    return np.concatenate(outs)
+
+
+def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int], batch: int,
+                atol: float) -> dict[str, Any]:
+    """Run the plan (TensorRT) and the reference graph (ONNX Runtime CPU) on synthetic sections, flip TTA on.
+
+    Raises:
+        ParityError: Non-finite output or max abs difference above ``atol`` at batch 1 or ``batch``.
+    """
+    import onnxruntime as ort
+    from polygraphy.backend.trt import TrtRunner, engine_from_bytes
+
+    from impeccable.export.fp16 import compare_fields
+    from impeccable.export.onnx_export import INPUT_NAME, OUTPUT_NAME, synthetic_sections
+
+    images = synthetic_sections(window, max(batch, 1), seed=5)
+    extent = (min(window[0], 300), min(window[1], 1259))
+    session = ort.InferenceSession(str(reference_onnx), providers=["CPUExecutionProvider"])
+    reference = _tta(lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], images, batch)
+    reference = reference[:, 0, :extent[0], :extent[1]]
+    results: dict[str, Any] = {"reference": reference_onnx.name, "sections": len(images), "tta": True, "atol": atol}
+    with TrtRunner(engine_from_bytes(plan_bytes)) as runner:
+        for b in sorted({1, batch}):
+            got = _tta(lambda x: runner.infer({INPUT_NAME: x})[OUTPUT_NAME], images, b)
+            stats = compare_fields(reference, got[:, 0, :extent[0], :extent[1]])
+            results[f"batch_{b}"] = stats
+            if not (stats["finite"] and stats["max_abs"] <= atol):
+                raise ParityError(f"the TensorRT plan differs from {reference_onnx.name} at batch {b}",
+                                  received=f"max abs {stats['max_abs']:.3g}, min SSIM {stats['min_ssim']:.4f}",
+                                  expected=f"max abs <= {atol:g}",
+                                  todo="report it with the TensorRT version; use the onnxruntime engine meanwhile")
+    return results
+
+
+def build_engine(fp16_onnx: str | Path, out_dir: str | Path | None = None, batch: int = 8, max_batch: int = 32,
+                 verify: bool = True) -> Path:
+    """Build ``model.<gpu-slug>.fp16.plan`` and its manifest from an FP16 graph written by :func:`convert_fp16`.
+
+    Args:
+        fp16_onnx: ``model.fp16.onnx`` (its metadata carries the card and the FP16 audit).
+        out_dir: Where the plan, its manifest and ``timing.cache`` go [default: beside the ONNX]. The plan's
+            manifest names the ONNX by file name, so keep them together.
+        batch: The profile's optimal batch (the runtime's batch size).
+        max_batch: The profile's largest batch.
+        verify: Run the plan against the float32 graph (``model.onnx`` beside, else the FP16 graph in ONNX
+            Runtime) before keeping it.
+
+    Returns:
+        The plan's path.
+
+    Raises:
+        EngineUnavailable: No TensorRT, Polygraphy or GPU here (the message says how to get them).
+        ExportError: Bad arguments or graph, or TensorRT failed to build.
+        ParityError: The plan's output differs from the reference (nothing is written).
+    """
+    from impeccable.export.fp16 import FP16_ATOL
+
+    fp16_onnx = Path(fp16_onnx)
+    out_dir = Path(out_dir) if out_dir is not None else fp16_onnx.parent
+    if not 1 <= batch <= max_batch:
+        raise ExportError("batch sizes out of order", received=f"batch {batch}, max batch {max_batch}",
+                          expected="1 <= batch <= max batch", todo="pass --batch B --max-batch M with B <= M")
+    reason = why_no_engine()
+    if reason:
+        raise EngineUnavailable("no TensorRT engine built", received=reason, expected="TensorRT and an NVIDIA GPU",
+                                todo=f"{GPU_EXTRA}, then run: impeccable-export MODEL_DIR --fp16")
+    card, audit = _read_fp16_graph(fp16_onnx)
+    window = window_of(card)
+    env = current_environment()
+
+    import polygraphy
+    import tensorrt as trt
     from polygraphy.backend.trt import CreateConfig, Profile, engine_bytes_from_network, network_from_onnx_path
 
-    env = current_environment()
-    if "gpu" not in env:
-        raise ExportError("cannot query the GPU", received=env, expected="cuda-python and a CUDA device",
-                          todo="pip install 'impeccable[gpu]'")
-    rows, cols = card["input_size"]
-    profile = Profile().add("input", min=(1, 1, rows, cols), opt=(batch, 1, rows, cols), max=(max_batch, 1, rows, cols))
-    cache = out_dir / TIMING_CACHE
+    # TensorRT 11 types every network strongly and may drop the flag; TensorRT 10 needs it.
+    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    shape = (1, *window)
+    profile = Profile().add("input", min=(1, *shape), opt=(batch, *shape), max=(max_batch, *shape))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = out_dir / TIMING_CACHE_NAME
+    started = time.perf_counter()
     try:
-        network = network_from_onnx_path(str(fp16_onnx), strongly_typed=True)
+        network = network_from_onnx_path(str(fp16_onnx), strongly_typed=strongly_typed)
         config = CreateConfig(profiles=[profile], load_timing_cache=str(cache))
-        plan_bytes = engine_bytes_from_network(network, config=config, save_timing_cache=str(cache))
-    except Exception as exc:
-        raise ExportError("TensorRT engine build failed", received=f"{type(exc).__name__}: {exc}".splitlines()[0],
-                          expected="a parsable FP16 ONNX", todo="inspect it with polygraphy inspect model") from exc
+        plan_bytes = bytes(engine_bytes_from_network(network, config=config, save_timing_cache=str(cache)))
+    except Exception as exc:  # Polygraphy raises PolygraphyException, TensorRT RuntimeError/TypeError
+        raise ExportError("TensorRT could not build the engine", received=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                          expected=f"a plan for {env['gpu']} with TensorRT {env['tensorrt']}",
+                          todo="see the TensorRT log above; check the graph with: polygraphy inspect model "
+                               f"{fp16_onnx}") from exc
+    seconds = time.perf_counter() - started
+    reference = fp16_onnx.with_name(ONNX_NAME) if fp16_onnx.with_name(ONNX_NAME).is_file() else fp16_onnx
+    verification = verify_plan(plan_bytes, reference, window, batch, FP16_ATOL) if verify else None
+
     plan = out_dir / plan_name(env["gpu"])
-    plan.write_bytes(bytes(plan_bytes))
-    manifest = make_manifest(env, sha256_file(fp16_onnx), fp16_onnx.name, "fp16",
-                             {"min": 1, "opt": batch, "max": max_batch}, card, audit)
-    plan.with_name(plan.name + ".json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = make_manifest(env, sha256_file(fp16_onnx), fp16_onnx.name, PRECISION,
+                             {"input": "input", "min": 1, "opt": batch, "max": max_batch, "shape": list(shape)},
+                             card, fp16_audit=audit, plan=plan.name,
+                             builder={"strongly_typed": strongly_typed, "timing_cache": TIMING_CACHE_NAME,
+                                      "polygraphy": polygraphy.__version__, "build_seconds": round(seconds, 1),
+                                      "verification": verification})
+    if fp16_onnx.parent.resolve() != out_dir.resolve():
+        manifest["onnx_dir"] = str(fp16_onnx.parent.resolve())
+    _write_atomic(plan, plan_bytes)
+    _write_atomic(manifest_path(plan), (json.dumps(manifest, indent=2) + "\n").encode())
     return plan
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder, so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

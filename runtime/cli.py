@@ -30,12 +30,15 @@ def _time_axis(value: str) -> int | str:
 @click.option("--engine", type=str, default=None,
               help=f"One of {', '.join(ENGINES)} [default: the fastest installed engine the model has files for].")
 @click.option("--precision", type=str, default=None,
-              help="Engine precision where it has a choice: openvino f32|bf16, torch fp32|bf16, onnxruntime fp32|fp16.")
+              help="Engine precision where it has a choice: openvino fp32|bf16, torch fp32|bf16, onnxruntime "
+                   "fp32|fp16 [default: each engine's own, one that passes the parity tests].")
 @click.option("--tta/--no-tta", default=True, show_default=True,
               help="Flip test-time augmentation: also denoise the trace-mirrored section and average (2x the work).")
 @click.option("--views", type=click.Choice(VIEWS), default="inline", show_default=True,
               help="Section direction(s) fed to the model; 'both' averages inline and crossline predictions (2x).")
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Sections per engine call.")
+@click.option("--batch-size", type=int, default=4, show_default=True,
+              help="Sections per engine call (a section tiled into k windows counts k); with TTA a call carries "
+                   "twice as many images, the mirrored copies.")
 @click.option("--time-axis", type=click.Choice(["auto", "0", "2"]), default="auto", show_default=True,
               help="Stored time axis of .npy/.h5 input; auto = the unique longest axis.")
 @click.option("--scale", type=click.Choice(SCALES), default="input", show_default=True,
@@ -65,8 +68,7 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
     report = denoise_file(input_path, output, config)
     if report.nonfinite:
         click.echo(f"replaced {report.nonfinite} NaN/Inf samples by 0 before normalizing", err=True)
-    rate = report.sections / report.total_s if report.total_s else 0.0
     click.echo(f"denoised {report.sections} sections with {report.engine} in {report.total_s:.1f} s "
-               f"({rate:.2f} sections/s, engine {report.engine_s / report.total_s:.0%} of the time) -> {report.output}")
-    if preview is not None:
-        click.echo(f"preview -> {preview}")
+               f"({report.sections_per_s:.2f} sections/s; engine {report.engine_s:.1f} s, loading "
+               f"{report.load_s:.1f} s, reading/tiling/writing {report.pipeline_s:.1f} s) -> {report.output}"
+               + (f", preview {preview}" if preview is not None else ""))

@@ -17,7 +17,8 @@ class DenoiseConfig:
         engine: Engine name [default: the fastest installed one for the model].
         tta: Flip TTA: also predict the trace-mirrored section and average.
         views: ``inline``, ``crossline`` or ``both`` (average of the two section directions).
-        batch_size: Sections per engine call (with TTA each section is two images).
+        batch_size: Model windows per engine call before TTA: sections, when they fit the window (a section
+            tiled into k windows counts k). With TTA each call carries twice as many images.
         time_axis: Stored time axis of npy/HDF5 input: ``0``, ``2`` or ``auto``.
         scale: ``input`` (the volume's units), ``unit`` ([0, 1]) or ``uint8`` (challenge scale).
         overwrite: Replace an existing output.

@@ -1,14 +1,37 @@
 """Whole-volume denoising: read -> normalize -> sections -> tiles -> batches -> engine (+ flip TTA) -> blend ->
 average views -> scale -> write, with bounded memory and an atomic output (DESIGN §2-3).
 
-Predictions accumulate in a float32 scratch memmap (canonical order, beside the output) so that views can be
-averaged and the uint8 scale can use the whole prediction's range; a last pass scales and writes the output in
-the input's format and orientation. A background thread prepares the next batch (read, normalize, tile)
-while the engine works on the current one.
+Flow of one run (:func:`denoise_file`):
+
+1. Open the input lazily in canonical ``(inline, crossline, sample)`` order; check the output path; create the
+   engine (model errors surface before the long scan).
+2. Scan the volume by blocks of inlines for its min/max (NaN/Inf read as 0 and counted); a constant volume is
+   refused.
+3. For each view, sections ``vol[i, :, :]`` (inline) or ``vol[:, x, :]`` (crossline), each
+   ``(traces, samples)``, are normalized, padded or tiled to the model window, and sent to the engine
+   ``batch_size`` sections per call. With flip TTA the trace-mirrored copies ride in the SAME engine call, so
+   a call carries ``2 * batch_size`` images: ``batch_size`` counts model windows before TTA, which is sections
+   when they fit the window; a section tiled into ``k`` windows counts ``k`` (so ``batch_size // k`` sections
+   per call, at least one, whose images go in calls of at most ``2 * batch_size``). Predictions are blended
+   back, mirrored back and averaged.
+4. With one inline view and the ``input`` or ``unit`` scale, each batch's prediction is scaled and written
+   straight into the output. Otherwise (crossline sections, two views, or the ``uint8`` scale, which needs the
+   whole prediction's min/max) predictions accumulate in a float32 scratch memmap (canonical order, a hidden
+   temp file beside the output; ``views="both"`` averages the crossline pass into the inline pass), and a
+   last pass scales it and writes the output by blocks of inlines.
+5. The output is written in the input's format and orientation into a temporary file renamed into place at
+   the end. On any error the temporary files are removed and nothing is left at the output path.
+
+Three stages overlap: a background thread prepares the next batch (read, normalize, tile, mirror), the
+calling thread runs the engine, and another thread blends, scales and stores the previous batch's
+predictions; numpy and the engines release the GIL for most of their work. Memory is bounded by a few
+batches (one per stage) plus one block of inlines, never the volume: memory-mapped files drop their pages
+after each chunk.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import tempfile
@@ -21,28 +44,33 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from impeccable.core.amplitude import VolumeStats, denormalize, normalize, to_uint8
+from impeccable.core.amplitude import SCALES, VolumeStats, denormalize, normalize, to_uint8, volume_stats
 from impeccable.core.errors import InputError, OutputError
 from impeccable.runtime import tiling
 from impeccable.runtime.config import VIEWS, DenoiseConfig
 from impeccable.runtime.engines.base import Engine
+from impeccable.runtime.npy_io import MappedVolume
 from impeccable.runtime.volumes import VolumeReader, open_reader, open_writer
 
-READ_CHUNK = 8  # inlines per read when scanning statistics or writing the output
+#: Bytes of float32 samples per block when scanning statistics or writing the output (at least one inline).
+BLOCK_BYTES = 32 << 20
+#: Most sections per read or write of a view (see :func:`sections_per_slab`).
+SLAB_SECTIONS = 8
 
 
-@dataclass
+@dataclass(frozen=True)
 class DenoiseReport:
     """What a run did and how long it took.
 
     Attributes:
         output: The written file.
         sections: Sections denoised (all views).
-        images: Engine images (tiles x TTA).
+        images: Engine images (tiles x TTA copies).
         engine_s: Seconds inside engine calls.
         total_s: Wall seconds of the whole run.
+        load_s: Seconds spent creating the engine (0 when one was passed in), part of ``total_s``.
         nonfinite: NaN/Inf samples replaced by 0.
-        stats: The input's min/max.
+        stats: The input's min/max and non-finite count.
         engine: Engine name and precision.
     """
 
@@ -54,20 +82,48 @@ class DenoiseReport:
     nonfinite: int
     stats: VolumeStats
     engine: str
+    load_s: float = 0.0
+
+    @property
+    def sections_per_s(self) -> float:
+        """End-to-end throughput."""
+        return self.sections / self.total_s if self.total_s > 0 else 0.0
+
+    @property
+    def pipeline_s(self) -> float:
+        """Seconds of the run spent outside the engine's calls and its creation (reading, tiling, writing...)."""
+        return max(0.0, self.total_s - self.engine_s - self.load_s)
 
 
-def reader_stats(reader: VolumeReader, chunk: int = READ_CHUNK) -> VolumeStats:
-    """Min/max (NaN/Inf read as 0) and non-finite count of a volume, read ``chunk`` inlines at a time."""
-    vmin, vmax, bad = np.inf, -np.inf, 0
-    for start in range(0, reader.shape[0], chunk):
-        block = reader.read(inlines=slice(start, start + chunk))
-        finite = np.isfinite(block)
-        n_bad = int(block.size - np.count_nonzero(finite))
-        if n_bad:
-            bad += n_bad
-            block = np.where(finite, block, 0)
-        vmin, vmax = min(vmin, float(block.min())), max(vmax, float(block.max()))
-    return VolumeStats(vmin, vmax, bad)
+def block_inlines(shape: tuple[int, int, int], budget: int | None = None) -> int:
+    """Inlines per block so that a float32 block of an ``(inline, crossline, sample)`` volume fits ``budget`` bytes.
+
+    Args:
+        shape: The volume's canonical shape.
+        budget: Bytes per block [default: :data:`BLOCK_BYTES`]; a block holds at least one inline.
+    """
+    budget = BLOCK_BYTES if budget is None else budget
+    return max(1, budget // max(1, shape[1] * shape[2] * 4))
+
+
+class _InlineBlocks:
+    """A reader seen as an array sliced along its inlines, as :func:`volume_stats` reads a volume."""
+
+    def __init__(self, reader: VolumeReader):
+        self.reader, self.shape = reader, tuple(reader.shape)
+
+    def __getitem__(self, inlines: slice) -> np.ndarray:
+        return self.reader.read(inlines=inlines)
+
+
+def reader_stats(reader: VolumeReader, chunk: int | None = None) -> VolumeStats:
+    """Min/max (NaN/Inf read as 0) and non-finite count of a volume, read a block of inlines at a time.
+
+    Args:
+        reader: The volume, canonical ``(inline, crossline, sample)``.
+        chunk: Inlines per read [default: :func:`block_inlines`].
+    """
+    return volume_stats(_InlineBlocks(reader), chunk=chunk or block_inlines(reader.shape))
 
 
 def _sections(reader: VolumeReader, view: str, start: int, stop: int) -> np.ndarray:
@@ -77,46 +133,96 @@ def _sections(reader: VolumeReader, view: str, start: int, stop: int) -> np.ndar
     return np.ascontiguousarray(reader.read(crosslines=slice(start, stop)).transpose(1, 0, 2))
 
 
+def sections_per_batch(reader: VolumeReader, view: str, window: tuple[int, int], batch_size: int) -> int:
+    """Sections per engine batch: ``batch_size`` windows' worth, a tiled section counting as its tiles (>= 1)."""
+    traces = reader.shape[1] if view == "inline" else reader.shape[0]
+    tiles = tiling.plan_tiles((1, traces, reader.shape[2]), window).tiles_per_section
+    return max(1, batch_size // tiles)
+
+
+def sections_per_slab(reader: VolumeReader, view: str) -> int:
+    """Sections per file access: up to :data:`SLAB_SECTIONS`, within :data:`BLOCK_BYTES` (>= 1).
+
+    Reading or writing one section of the slow direction (a crossline of a time-last file) touches a sliver
+    of every part of the file; doing it for a few sections at once costs about the same, so reads and
+    writes go by slabs of sections even when an engine batch holds fewer.
+    """
+    traces = reader.shape[1] if view == "inline" else reader.shape[0]
+    return max(1, min(SLAB_SECTIONS, BLOCK_BYTES // max(1, traces * reader.shape[2] * 4)))
+
+
 def _prepare(reader: VolumeReader, view: str, stats: VolumeStats, window: tuple[int, int], batch: int,
              tta: bool) -> Iterator[tuple[int, int, np.ndarray, tiling.TilePlan]]:
-    """Yield ``(start, stop, images, plan)`` per batch of sections: normalized tiles, flipped copies appended."""
+    """Yield ``(start, stop, images, plan)`` per batch of sections: normalized tiles, then their mirrored copies."""
     count = reader.shape[0] if view == "inline" else reader.shape[1]
-    for start in range(0, count, batch):
-        stop = min(start + batch, count)
-        unit = normalize(_sections(reader, view, start, stop), stats)
-        tiles, plan = tiling.split(unit, window)
-        if tta:
-            # Mirror the trace axis of the SECTION (then tile/pad), so padding stays at the end as in training.
-            flipped, _ = tiling.split(np.ascontiguousarray(unit[:, ::-1, :]), window)
-            tiles = np.concatenate([tiles, flipped])
-        yield start, stop, tiles, plan
+    step = sections_per_batch(reader, view, window, batch)
+    slab = step * -(-sections_per_slab(reader, view) // step)  # whole batches per slab: no partial ones inside
+    for slab_start in range(0, count, slab):
+        raw = _sections(reader, view, slab_start, min(slab_start + slab, count))
+        for start in range(slab_start, slab_start + raw.shape[0], step):
+            stop = min(start + step, slab_start + raw.shape[0])
+            unit = normalize(raw[start - slab_start:stop - slab_start], stats)
+            tiles, plan = tiling.split(unit, window, mirror=tta)
+            yield start, stop, tiles, plan
 
 
-def _background(iterator: Iterator, depth: int = 2) -> Iterator:
-    """Run a generator in a thread, ``depth`` items ahead (numpy releases the GIL for most of the work)."""
+class _Bands:
+    """Gathers consecutive predictions of a view into slabs of at least ``slab`` sections before storing them.
+
+    One strided write per slab instead of one per (possibly one-section) batch: see :func:`sections_per_slab`.
+    """
+
+    def __init__(self, store, slab: dict[str, int]):
+        self.store, self.slab = store, slab
+        self.parts: list[np.ndarray] = []
+        self.view, self.start, self.stop = "", 0, 0
+
+    def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
+        if self.parts and (view != self.view or start != self.stop):
+            self.flush()
+        if not self.parts:
+            self.view, self.start = view, start
+        self.parts.append(pred)
+        self.stop = stop
+        if self.stop - self.start >= self.slab[view]:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            pred = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+            self.parts = []
+            self.store.put(self.view, self.start, self.stop, pred)
+
+
+_DONE = object()
+
+
+def _background(iterator: Iterator, depth: int = 1) -> Iterator:
+    """Run a generator in a thread, up to ``depth`` items ahead; its exceptions re-raise in the consumer."""
     q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop_flag = threading.Event()
+    stop = threading.Event()
 
     def produce() -> None:
         try:
             for item in iterator:
-                if stop_flag.is_set():
+                if stop.is_set():
                     return
                 q.put(item)
-        except BaseException as exc:  # re-raised in the consumer
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             q.put(exc)
-        q.put(done)
+        q.put(_DONE)
 
-    thread = threading.Thread(target=produce, daemon=True)
+    thread = threading.Thread(target=produce, name="impeccable-prepare", daemon=True)
     thread.start()
     try:
-        while (item := q.get()) is not done:
+        while (item := q.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
-        stop_flag.set()
+        # The consumer stopped (finished, failed or interrupted): unblock the producer and wait for it, so
+        # that it never reads a file the caller is about to close.
+        stop.set()
         while thread.is_alive():
             try:
                 q.get_nowait()
@@ -124,50 +230,215 @@ def _background(iterator: Iterator, depth: int = 2) -> Iterator:
                 thread.join(timeout=0.05)
 
 
-def _run_engine(engine: Engine, images: np.ndarray, max_images: int) -> tuple[np.ndarray, float]:
-    """Engine over ``images`` in chunks of ``max_images``; returns predictions and seconds spent."""
+class _Worker:
+    """One background thread running submitted calls in order, at most ``depth`` behind the submitter.
+
+    The first failure is re-raised in the submitting thread (at its next :meth:`submit` or at :meth:`close`);
+    calls submitted after it are skipped.
+    """
+
+    def __init__(self, depth: int = 1):
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="impeccable-store", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (call := self.queue.get()) is not _DONE:
+            if self.error is None:
+                try:
+                    call()
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the submitting thread
+                    self.error = exc
+
+    def submit(self, call) -> None:
+        """Queue ``call()`` (blocks while ``depth`` calls are pending)."""
+        if self.error is not None:
+            raise self.error
+        self.queue.put(call)
+
+    def close(self, abandon: bool = False) -> None:
+        """Wait for the pending calls (or skip them with ``abandon``); re-raise the first failure."""
+        if abandon and self.error is None:
+            self.error = _Abandoned()
+        self.queue.put(_DONE)
+        self.thread.join()
+        if self.error is not None and not isinstance(self.error, _Abandoned):
+            raise self.error
+
+
+class _Abandoned(Exception):
+    """Marks a worker whose pending calls are skipped because the run already failed."""
+
+
+def images_per_call(engine: Engine, batch_size: int, tta: bool) -> int:
+    """Images one engine call carries: ``batch_size`` sections, twice that with TTA, within the engine's limit."""
+    images = batch_size * (2 if tta else 1)
+    limit = getattr(engine, "max_batch", None)
+    return max(1, min(images, limit) if limit else images)
+
+
+def _run_engine(engine: Engine, images: np.ndarray, per_call: int) -> tuple[np.ndarray, float]:
+    """The engine over ``images`` in calls of at most ``per_call`` images; predictions and seconds inside it."""
     outs, spent = [], 0.0
-    for start in range(0, images.shape[0], max_images):
+    for start in range(0, images.shape[0], per_call):
         t0 = time.perf_counter()
-        outs.append(engine(images[start:start + max_images]))
+        outs.append(engine(images[start:start + per_call]))
         spent += time.perf_counter() - t0
-    return np.concatenate(outs) if len(outs) > 1 else outs[0], spent
+    return (np.concatenate(outs) if len(outs) > 1 else outs[0]), spent
 
 
-def denoise_reader(reader: VolumeReader, engine: Engine, scratch: np.ndarray, config: DenoiseConfig,
+def _blend(preds: np.ndarray, plan: tiling.TilePlan, tta: bool) -> np.ndarray:
+    """``(n, traces, samples)`` float32 sections from the engine's tiles (mirrored half mirrored back, averaged)."""
+    plain = plan.shape[0] * plan.tiles_per_section
+    pred = tiling.merge(preds[:plain], plan)
+    if not tta:
+        return pred
+    out = np.add(pred, tiling.merge(preds[plain:], plan)[:, ::-1, :])
+    out *= np.float32(0.5)
+    return out
+
+
+class _ScratchStore:
+    """Unit predictions in a float32 scratch memmap (canonical order); the output is written from it at the end.
+
+    Needed when a voxel's final value is known only after every section was predicted: two views to average,
+    or the uint8 scale (the whole prediction's min/max), or crossline sections (the writers take inlines).
+    """
+
+    def __init__(self, output: Path, shape: tuple[int, int, int], views: tuple[str, ...]):
+        self.path, array = _scratch(output, shape)
+        self.mapped = MappedVolume(array, time_axis=2)
+        self.views = views
+        self.pmin, self.pmax = np.inf, -np.inf
+
+    def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
+        if view == "inline":
+            target = (slice(start, stop), slice(None), slice(None))
+        else:
+            target = (slice(None), slice(start, stop), slice(None))
+            pred = pred.transpose(1, 0, 2)
+        if len(self.views) == 2 and view == "crossline":
+            pred = np.add(self.mapped.read(target), pred)
+            pred *= np.float32(0.5)
+        self.mapped.write(target, pred)
+        if view == self.views[-1]:  # every voxel gets its final value exactly once in the last view
+            self.pmin, self.pmax = min(self.pmin, float(pred.min())), max(self.pmax, float(pred.max()))
+
+    def finish(self, reader: VolumeReader, output: Path, config: DenoiseConfig, stats: VolumeStats) -> None:
+        """Scale and write the output, draw the preview, commit."""
+        writer = open_writer(output, like=reader, dtype=np.uint8 if config.scale == "uint8" else np.float32)
+        everything = (slice(None), slice(None))
+        try:
+            step = block_inlines(self.mapped.shape)
+            for start in range(0, self.mapped.shape[0], step):
+                block = self.mapped.read((slice(start, start + step), *everything))
+                if config.scale == "uint8":
+                    block = to_uint8(block, self.pmin, self.pmax)
+                writer.write(slice(start, start + block.shape[0]), _scaled(block, config.scale, stats))
+            _commit(writer, reader, output, config, stats, lambda i: self.mapped.read((slice(i, i + 1), *everything)))
+        except BaseException:
+            writer.abort()
+            raise
+
+    def discard(self) -> None:
+        self.mapped = None
+        self.path.unlink(missing_ok=True)
+
+
+class _DirectStore:
+    """Inline predictions scaled and written straight into the output (one view, ``input`` or ``unit`` scale)."""
+
+    def __init__(self, reader: VolumeReader, output: Path, config: DenoiseConfig, stats: VolumeStats):
+        self.writer = open_writer(output, like=reader, dtype=np.float32)
+        self.scale, self.stats = config.scale, stats
+        self.keep = reader.shape[0] // 2 if config.preview is not None else None
+        self.kept: np.ndarray | None = None
+        self.committed = False
+
+    def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
+        if self.keep is not None and start <= self.keep < stop:
+            self.kept = np.array(pred[self.keep - start:self.keep - start + 1])
+        self.writer.write(slice(start, stop), _scaled(pred, self.scale, self.stats))
+
+    def finish(self, reader: VolumeReader, output: Path, config: DenoiseConfig, stats: VolumeStats) -> None:
+        _commit(self.writer, reader, output, config, stats, lambda i: self.kept)
+        self.committed = True
+
+    def discard(self) -> None:
+        if not self.committed:
+            self.writer.abort()
+
+
+def _scaled(unit: np.ndarray, scale: str, stats: VolumeStats) -> np.ndarray:
+    """A unit-scale block in the output's scale (``uint8`` blocks arrive already converted)."""
+    return denormalize(unit, stats) if scale == "input" else np.ascontiguousarray(unit)
+
+
+def _commit(writer, reader: VolumeReader, output: Path, config: DenoiseConfig, stats: VolumeStats,
+            unit_inline) -> None:
+    """Draw the preview (``unit_inline(i)`` gives inline ``i`` of the prediction), then commit the output.
+
+    The preview goes first so that a failing preview leaves no output; a failing commit removes the preview.
+    """
+    if config.preview is None:
+        writer.commit()
+        return
+    mid = reader.shape[0] // 2
+    _preview(reader, output, config, denormalize(unit_inline(mid), stats), mid)
+    try:
+        writer.commit()
+    except BaseException:
+        Path(config.preview).unlink(missing_ok=True)
+        raise
+
+
+def predict_volume(reader: VolumeReader, engine: Engine, store, config: DenoiseConfig,
                    stats: VolumeStats) -> tuple[int, int, float]:
-    """Predict every section of the requested views into ``scratch`` (canonical float32, unit scale).
+    """Predict every section of the requested views and hand each batch to ``store.put``.
+
+    Three stages overlap: a thread prepares batches (read, normalize, tile, mirror), this thread runs the
+    engine, another thread blends the predictions and stores them. Engines return a fresh array per call
+    (all of ours do), so a prediction may be stored while the engine runs the next batch.
+
+    Args:
+        reader: The input, canonical ``(inline, crossline, sample)``.
+        engine: An open engine; its ``window`` sets the tile size.
+        store: Receives ``put(view, start, stop, sections)``: unit-scale ``(n, traces, samples)`` float32
+            predictions of sections ``start:stop`` of ``view``, in order.
+        config: Views, TTA, batch size, progress bar.
+        stats: The input's statistics (normalization).
 
     Returns:
         ``(sections, images, engine_seconds)``.
     """
     views = ("inline", "crossline") if config.views == "both" else (config.views,)
-    max_images = config.batch_size * (2 if config.tta else 1)
+    per_call = images_per_call(engine, config.batch_size, config.tta)
     total = sum(reader.shape[0] if v == "inline" else reader.shape[1] for v in views)
     sections = images = 0
     engine_s = 0.0
-    with tqdm(total=total, unit="section", disable=not config.progress, desc="denoising") as bar:
-        for view in views:
-            stream = _prepare(reader, view, stats, engine.window, config.batch_size, config.tta)
-            for start, stop, tiles, plan in _background(stream):
-                preds, spent = _run_engine(engine, tiles, max(max_images, 1))
-                engine_s += spent
-                images += tiles.shape[0]
-                per = plan.shape[0] * plan.tiles_per_section
-                pred = tiling.merge(preds[:per], plan)
-                if config.tta:
-                    pred = 0.5 * (pred + tiling.merge(preds[per:], plan)[:, ::-1, :])
-                if view == "inline":
-                    target = (slice(start, stop), slice(None))
-                else:
-                    target = (slice(None), slice(start, stop))
-                    pred = pred.transpose(1, 0, 2)
-                if len(views) == 2 and view == "crossline":
-                    scratch[target] = 0.5 * (scratch[target] + pred)
-                else:
-                    scratch[target] = pred
-                sections += stop - start
-                bar.update(stop - start)
+    bands = _Bands(store, {view: sections_per_slab(reader, view) for view in views})
+    with tqdm(total=total, unit="section", disable=not config.progress, desc="denoising", leave=False) as bar:
+        worker = _Worker()
+
+        def finish(view: str, start: int, stop: int, preds: np.ndarray, plan: tiling.TilePlan) -> None:
+            bands.put(view, start, stop, _blend(preds, plan, config.tta))
+            bar.update(stop - start)
+
+        try:
+            for view in views:
+                stream = _prepare(reader, view, stats, tuple(engine.window), config.batch_size, config.tta)
+                for start, stop, tiles, plan in _background(stream):
+                    preds, spent = _run_engine(engine, tiles, per_call)
+                    engine_s += spent
+                    images += tiles.shape[0]
+                    sections += stop - start
+                    worker.submit(functools.partial(finish, view, start, stop, preds, plan))
+                worker.submit(bands.flush)
+        except BaseException:
+            worker.close(abandon=True)
+            raise
+        worker.close()
     return sections, images, engine_s
 
 
@@ -175,95 +446,115 @@ def _check_output(output: Path, overwrite: bool, input_path: Path) -> None:
     if output.resolve() == input_path.resolve():
         raise OutputError("output would overwrite the input", received=str(output), expected="another path",
                           todo="pass -o with a new file name")
+    if output.is_dir():
+        raise OutputError("output is a directory", received=str(output), expected="a file path",
+                          todo="pass -o with a file name")
     if output.exists() and not overwrite:
         raise OutputError("output exists", received=str(output), expected="a new path",
                           todo="pass --overwrite to replace it, or -o another path")
-    parent = output.parent
-    if not parent.is_dir():
-        raise OutputError("output directory does not exist", received=str(parent), expected="an existing directory",
-                          todo="create it or pass -o elsewhere")
-    if not os.access(parent, os.W_OK):
-        raise OutputError("output directory is not writable", received=str(parent), expected="a writable directory",
-                          todo="pass -o to a directory you can write")
+    if not output.parent.is_dir():
+        raise OutputError("output directory does not exist", received=str(output.parent),
+                          expected="an existing directory", todo="create it or pass -o elsewhere")
+    try:  # the one reliable test (permission bits say nothing for root or read-only mounts)
+        fd, probe = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".probe", dir=output.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError("output directory is not writable", received=f"{output.parent} ({exc.strerror or exc})",
+                          expected="a writable directory", todo="pass -o to a directory you can write") from exc
 
 
-def _write_output(reader: VolumeReader, scratch: np.ndarray, output: Path, scale: str, stats: VolumeStats) -> None:
-    """Scale the scratch prediction and write it in the input's format/orientation, atomically."""
-    if scale == "uint8":
-        pmin = min(float(scratch[i:i + READ_CHUNK].min()) for i in range(0, scratch.shape[0], READ_CHUNK))
-        pmax = max(float(scratch[i:i + READ_CHUNK].max()) for i in range(0, scratch.shape[0], READ_CHUNK))
-    writer = open_writer(output, like=reader, dtype=np.uint8 if scale == "uint8" else np.float32)
+def _scratch(output: Path, shape: tuple[int, int, int]) -> tuple[Path, np.ndarray]:
+    """A float32 ``shape`` memmap in a hidden temp file beside ``output``."""
+    fd, path = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".scratch.npy", dir=output.parent)
+    os.close(fd)
     try:
-        for start in range(0, scratch.shape[0], READ_CHUNK):
-            block = np.asarray(scratch[start:start + READ_CHUNK])
-            if scale == "input":
-                block = denormalize(block, stats)
-            elif scale == "uint8":
-                block = to_uint8(block, pmin, pmax)
-            writer.write(slice(start, start + block.shape[0]), block)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+        return Path(path), np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    except OSError as exc:
+        Path(path).unlink(missing_ok=True)
+        raise OutputError("cannot create the scratch file beside the output",
+                          received=f"{path} ({exc.strerror or exc})",
+                          expected=f"room for {np.prod(shape) * 4 / 1e9:.2f} GB", todo="free disk space") from exc
 
 
-def denoise_file(input_path: Path, output: Path, config: DenoiseConfig, engine: Engine | None = None) -> DenoiseReport:
-    """Denoise a volume file into ``output`` (same format and orientation).
+def _check_config(config: DenoiseConfig) -> None:
+    if config.views not in VIEWS:
+        raise InputError("unknown views", received=config.views, expected=" / ".join(VIEWS),
+                         todo="pass --views inline, crossline or both")
+    if config.scale not in SCALES:
+        raise InputError("unknown output scale", received=config.scale, expected=" / ".join(SCALES),
+                         todo="pass --scale input, unit or uint8")
+    if int(config.batch_size) < 1:
+        raise InputError("batch size must be positive", received=config.batch_size, expected=">= 1",
+                         todo="pass --batch-size 4")
+
+
+def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConfig,
+                 engine: Engine | None = None) -> DenoiseReport:
+    """Denoise a volume file into ``output``, in the input's format, orientation and (by default) units.
 
     Args:
         input_path: ``.npy``, ``.h5``/``.hdf5`` or SEG-Y volume.
-        output: Output path (same extension as the input).
+        output: Output path, with the input's extension.
         config: Run settings.
-        engine: An open engine to reuse [default: created from the config and closed at the end].
+        engine: An open engine to use [default: created from the config and closed at the end].
+
+    Returns:
+        What was done and how long it took.
 
     Raises:
-        ImpeccableError: Bad input, output or model; nothing is left at ``output`` then.
+        ImpeccableError: Bad input, output, model or engine; nothing is left at ``output`` then.
     """
     t0 = time.perf_counter()
     input_path, output = Path(input_path), Path(output)
-    if config.views not in VIEWS:
-        raise InputError("unknown views", received=config.views, expected=" / ".join(VIEWS), todo="pass --views inline")
-    if config.batch_size < 1:
-        raise InputError("batch size must be positive", received=config.batch_size, expected=">= 1",
-                         todo="pass --batch-size 4")
+    _check_config(config)
     if input_path.suffix.lower() != output.suffix.lower():
-        raise OutputError("output format differs from the input's", received=output.suffix,
+        raise OutputError("output format differs from the input's", received=output.suffix or output.name,
                           expected=input_path.suffix, todo=f"name the output *{input_path.suffix}")
     reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset)
-    _check_output(output, config.overwrite, input_path)
-    fd, scratch_path = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".scratch.npy", dir=output.parent)
-    os.close(fd)
     own_engine = engine is None
+    store = None
     try:
-        stats = reader_stats(reader)
-        stats.check_not_constant()
+        if min(reader.shape) < 1:
+            raise InputError("volume is empty", received=f"canonical shape {tuple(reader.shape)}",
+                             expected="at least one sample on every axis", todo="check the file")
+        _check_output(output, config.overwrite, input_path)
+        load_s = 0.0
         if own_engine:
             from impeccable.runtime.engines import create_engine
 
+            t_load = time.perf_counter()
             engine = create_engine(config.resolved_engine(), config.resolved_model(),
                                    batch_size=config.batch_size * (2 if config.tta else 1), **config.engine_options)
-        scratch = np.lib.format.open_memmap(scratch_path, mode="w+", dtype=np.float32, shape=reader.shape)
-        sections, images, engine_s = denoise_reader(reader, engine, scratch, config, stats)
-        _write_output(reader, scratch, output, config.scale, stats)
-        if config.preview is not None:
-            _preview(reader, output, config, scratch, stats)
+            load_s = time.perf_counter() - t_load
+        stats = reader_stats(reader)
+        stats.check_not_constant()
+        if config.views == "inline" and config.scale != "uint8":
+            store = _DirectStore(reader, output, config, stats)
+        else:
+            store = _ScratchStore(output, tuple(reader.shape),
+                                  ("inline", "crossline") if config.views == "both" else (config.views,))
+        sections, images, engine_s = predict_volume(reader, engine, store, config, stats)
+        store.finish(reader, output, config, stats)
         name = f"{engine.name} {engine.precision}"
-        del scratch
+    except OSError as exc:  # disk full, file vanished... as one line (temp files are removed below)
+        raise OutputError("I/O failed while denoising", received=f"{exc.strerror or exc}: {exc.filename or ''}",
+                          expected="a readable input, and room for the output beside it",
+                          todo="check the files and the free disk space") from exc
     finally:
-        Path(scratch_path).unlink(missing_ok=True)
+        if store is not None:
+            store.discard()  # after a commit: only the scratch file goes
         if own_engine and engine is not None:
             engine.close()
         reader.close()
-    return DenoiseReport(output, sections, images, engine_s, time.perf_counter() - t0, stats.nonfinite, stats, name)
+    return DenoiseReport(output, sections, images, engine_s, time.perf_counter() - t0, stats.nonfinite, stats, name,
+                         load_s)
 
 
-def _preview(reader: VolumeReader, output: Path, config: DenoiseConfig, scratch: np.ndarray,
-             stats: VolumeStats) -> None:
-    """Noisy, denoised and difference of the middle inline, in the input's units."""
+def _preview(reader: VolumeReader, output: Path, config: DenoiseConfig, denoised: np.ndarray, mid: int) -> None:
+    """Noisy, denoised and their difference for inline ``mid``, in the input's units."""
     from impeccable.data.preview import save_pair_preview
 
-    mid = reader.shape[0] // 2
     noisy = np.nan_to_num(reader.read(inlines=slice(mid, mid + 1)), nan=0.0, posinf=0.0, neginf=0.0)
-    denoised = denormalize(np.asarray(scratch[mid:mid + 1]), stats)
     save_pair_preview(config.preview, noisy=noisy, denoised=denoised, inline=0,
-                      title=f"{output.name}: inline {mid}")
+                      title=f"{output.name}: inline {mid} (noisy, denoised, difference)")

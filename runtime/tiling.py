@@ -1,21 +1,27 @@
 """Cut sections into model-window tiles and blend the predictions back (DESIGN §2).
 
-A section that fits the window is zero-padded at the end of both axes (the seed's contract) and its
-prediction is cropped back: exactly the untiled result. A larger section is cut into window-sized tiles that
-overlap by ``overlap`` traces/samples; predictions are blended with weights that ramp linearly over the
-overlap and are normalized by their sum, so no seam shows and the section's own edges keep full weight.
-Cost: ``ceil((L - overlap) / (window - overlap))`` tiles per axis, e.g. a 700 x 2600 section takes 3 x 3 tiles
-of 320 x 1280 with the default overlap of (64, 128) traces/samples.
-"""
+A section that fits the window is zero-padded at the end of both axes (the seed's contract,
+:func:`impeccable.core.geometry.pad_sections`) and its prediction cropped back: bit for bit the untiled result.
 
+A section larger than the window on either axis is cut into window-sized tiles that overlap their neighbours
+by at least ``overlap`` traces/samples (default: a fifth of the window's traces and a tenth of its samples,
+64 x 128 for 320 x 1280); the last tile of each axis is aligned with the section's end, so it may overlap more.
+An axis that fits the window takes one tile, zero-padded at the end as above. Predictions are blended with
+separable weights that ramp linearly across each overlap (and stay 1 at the section's own edges), normalized by
+their sum: two neighbours' ramps add up to 1, so the blend fades from one tile to the next with no seam.
+
+Cost: ``ceil((L - overlap) / (window - overlap))`` tiles along an axis of length ``L > window``. A 700 x 2600
+section takes 3 x 3 = 9 images of 320 x 1280, against 4.4 windows of area: about twice the work of an
+untiled section of the same area; the wider the overlap, the smoother the blend and the higher that cost.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from impeccable.core.errors import InputError
 from impeccable.core.geometry import pad_sections
-
 
 
 def default_overlap(window: tuple[int, int]) -> tuple[int, int]:
@@ -61,40 +67,63 @@ class TilePlan:
 
     @property
     def tiles_per_section(self) -> int:
+        """Model images per section (1 when the section fits the window)."""
         return len(self.row_starts) * len(self.col_starts)
 
 
 def plan_tiles(shape: tuple[int, int, int], window: tuple[int, int],
                overlap: tuple[int, int] | None = None) -> TilePlan:
-    """The tile layout of ``n`` sections of ``(traces, samples)`` for a model window."""
+    """The tile layout of ``n`` sections of ``(traces, samples)`` for a model window.
+
+    Raises:
+        InputError: An empty section, or an overlap that is negative or not smaller than the window.
+    """
     _, rows, cols = shape
-    overlap = overlap or default_overlap(window)
+    overlap = default_overlap(window) if overlap is None else tuple(overlap)
+    if rows < 1 or cols < 1:
+        raise InputError("empty section", received=f"(traces, samples) = ({rows}, {cols})",
+                         expected="at least one trace and one sample", todo="check the volume's shape")
+    if any(not 0 <= o < w for o, w in zip(overlap, window)):
+        raise InputError("tile overlap does not fit the window", received=overlap, expected=f"0 <= overlap < {window}",
+                         todo="use the default overlap")
     return TilePlan(tuple(shape), tuple(window), tuple(_starts(rows, window[0], overlap[0])),
                     tuple(_starts(cols, window[1], overlap[1])))
 
 
-def split(sections: np.ndarray, window: tuple[int, int],
-          overlap: tuple[int, int] | None = None) -> tuple[np.ndarray, TilePlan]:
-    """Tiles of a stack of sections.
+def split(sections: np.ndarray, window: tuple[int, int], overlap: tuple[int, int] | None = None,
+          mirror: bool = False) -> tuple[np.ndarray, TilePlan]:
+    """Tiles of a stack of sections (and of their trace-mirrored copies, for flip TTA).
 
     Args:
         sections: ``(n, traces, samples)`` float32.
         window: ``(rows, cols)`` of the model input.
         overlap: Overlap of neighbouring tiles in traces and samples [default: :func:`default_overlap`].
+        mirror: Also tile ``sections[:, ::-1, :]``, after the plain tiles in the same array (one engine batch
+            carries both). The section is mirrored before padding, so the padding stays at the end.
 
     Returns:
-        ``(n * tiles_per_section, 1, rows, cols)`` float32 tiles (section-major) and the plan to merge them.
+        ``(k * n * tiles_per_section, 1, rows, cols)`` float32 C-contiguous tiles (``k`` = 2 with ``mirror``,
+        else 1; section-major) and the plan to merge each half back with :func:`merge`.
     """
     plan = plan_tiles(sections.shape, window, overlap)
     rows, cols = window
+    n, n_rows, n_cols = plan.shape
+    sources = (sections, sections[:, ::-1, :]) if mirror else (sections,)
     if plan.tiles_per_section == 1:
-        return pad_sections(sections, window), plan
-    n = sections.shape[0]
-    tiles = np.zeros((n, len(plan.row_starts), len(plan.col_starts), 1, rows, cols), dtype=np.float32)
-    for i, r in enumerate(plan.row_starts):
-        for j, c in enumerate(plan.col_starts):
-            block = sections[:, r:r + rows, c:c + cols]
-            tiles[:, i, j, 0, :block.shape[1], :block.shape[2]] = block
+        if not mirror:
+            return pad_sections(sections, window), plan
+        # pad_sections' layout, written straight into one array: no intermediate copies
+        tiles = np.zeros((2 * n, 1, rows, cols), dtype=np.float32)
+        for k, source in enumerate(sources):
+            tiles[k * n:(k + 1) * n, 0, :n_rows, :n_cols] = source
+        return tiles, plan
+    grid = (len(plan.row_starts), len(plan.col_starts))
+    tiles = np.zeros((len(sources), n, *grid, 1, rows, cols), dtype=np.float32)
+    for k, source in enumerate(sources):
+        for i, r in enumerate(plan.row_starts):
+            for j, c in enumerate(plan.col_starts):
+                block = source[:, r:r + rows, c:c + cols]
+                tiles[k, :, i, j, 0, :block.shape[1], :block.shape[2]] = block
     return tiles.reshape(-1, 1, rows, cols), plan
 
 
