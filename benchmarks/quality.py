@@ -29,9 +29,9 @@ def _denoise(noisy_path: Path, out_path: Path, model: Path, spec: str, batch: in
     from impeccable.runtime.config import DenoiseConfig
     from impeccable.runtime.pipeline import denoise_file
 
-    name, precision = parse_engine(spec)
+    name, precision, device = parse_engine(spec)
     config = DenoiseConfig(model=model, engine=name, tta=True, batch_size=batch, overwrite=True,
-                           engine_options=_engine_options(name, precision), progress=False)
+                           engine_options=_engine_options(name, precision, device), progress=False)
     start = time.perf_counter()
     denoise_file(noisy_path, out_path, config)
     return np.load(out_path), time.perf_counter() - start
@@ -72,6 +72,8 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
                 row = {"level": level, "seed": seed, "scores": {"noisy": score_volumes(clean, noisy)}, "seconds": {}}
                 if baselines:
                     for name, fn in BASELINES.items():
+                        if name == "identity":  # the noisy column already
+                            continue
                         start = time.perf_counter()
                         row["scores"][name] = score_volumes(clean, fn(noisy))
                         row["seconds"][name] = time.perf_counter() - start

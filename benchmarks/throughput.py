@@ -1,6 +1,6 @@
 """Throughput of every installed engine, side by side in one run.
 
-    python -m impeccable.benchmarks.throughput --engines torch,onnxruntime,openvino:f32,openvino:bf16 \
+    python -m impeccable.benchmarks.throughput --engines torch,onnxruntime,openvino:fp32,openvino:bf16 \
         --sections 16 --batch-size 4 --json benchmarks/results/<date>-<device>.json
 
 Each engine (``name`` or ``name:precision``) runs in its own process (clean peak RSS, no shared thread pools)
@@ -33,7 +33,7 @@ from impeccable.core.cli import one_line_errors
 from impeccable.core.errors import EngineError
 
 SECTION = (300, 1259)  # (traces, samples) of a challenge section
-PRECISION_OF = {"torch": "fp32", "onnxruntime": "fp32", "openvino": "f32", "tensorrt": "fp16"}
+PRECISION_OF = {"torch": "fp32", "onnxruntime": "fp32", "openvino": "fp32", "tensorrt": "fp16"}
 PEAK_KEY = {"fp32": "fp32", "f32": "fp32", "bf16": "bf16", "fp16": "fp16_cuda"}
 
 
@@ -58,31 +58,39 @@ class Result:
     error: str | None = None
 
 
-def parse_engine(spec: str) -> tuple[str, str]:
-    """``"openvino:bf16"`` -> ``("openvino", "bf16")``; a bare name takes its default precision."""
+def parse_engine(spec: str) -> tuple[str, str, str | None]:
+    """``"engine[:precision][@device]"`` -> ``(engine, precision, device)``.
+
+    ``"openvino:bf16"`` -> ``("openvino", "bf16", None)``, ``"torch:bf16@cuda"`` -> ``("torch", "bf16", "cuda")``;
+    a bare name takes its default precision and device.
+    """
+    spec, _, device = spec.partition("@")
     name, _, precision = spec.partition(":")
-    return name, precision or PRECISION_OF.get(name, "fp32")
+    return name, precision or PRECISION_OF.get(name, "fp32"), device or None
 
 
-def _engine_options(name: str, precision: str) -> dict:
-    if name in ("openvino", "torch"):
-        return {"precision": precision}
-    return {}
+def _engine_options(name: str, precision: str, device: str | None = None) -> dict:
+    options: dict = {"precision": precision} if name in ("openvino", "torch", "onnxruntime") else {}
+    if device and name in ("torch", "onnxruntime"):
+        options["device"] = device
+    return options
 
 
 def _bench_engine(spec: str, model: str, volume_path: str, batch: int, tta: bool, repeats: int, flop: float,
                   peaks: dict, queue: mp.Queue) -> None:
     """Child process: time the bare engine, then the whole pipeline, and put a Result on ``queue``."""
-    name, precision = parse_engine(spec)
+    name, precision, device = parse_engine(spec)
+    options = _engine_options(name, precision, device)
     try:
         from impeccable.runtime.engines import create_engine
 
         images = batch * (2 if tta else 1)  # flip TTA doubles the images per batch of sections
         rng = np.random.default_rng(0)
-        with create_engine(name, model, batch_size=images, **_engine_options(name, precision)) as engine:
+        with create_engine(name, model, batch_size=images, **options) as engine:
             rows, cols = engine.window
             x = np.zeros((images, 1, rows, cols), dtype=np.float32)
-            x[:, 0, : SECTION[0], : SECTION[1]] = rng.random((images, *SECTION), dtype=np.float32)
+            traces, samples = min(rows, SECTION[0]), min(cols, SECTION[1])
+            x[:, 0, :traces, :samples] = rng.random((images, traces, samples), dtype=np.float32)
             engine(x)  # warm-up: kernel selection, allocations
             latencies = []
             for _ in range(repeats):
@@ -95,7 +103,7 @@ def _bench_engine(spec: str, model: str, volume_path: str, batch: int, tta: bool
         sections_per_s = batch / float(np.median(lat))
         gflops = flop * images / float(np.median(lat)) / 1e9
         peak = peaks.get(PEAK_KEY.get(precision, "fp32")) or peaks.get("fp32")
-        e2e_s, engine_s = _end_to_end(name, precision, model, volume_path, batch, tta)
+        e2e_s, engine_s = _end_to_end(name, options, model, volume_path, batch, tta)
         queue.put(Result(spec, precision, batch, tta, sections_per_s, *(float(np.percentile(lat, q)) * 1e3
                                                                           for q in (50, 90, 99)),
                          gflops, gflops / peak if peak else None, e2e_s, engine_s, _rss_mb(), device))
@@ -104,21 +112,26 @@ def _bench_engine(spec: str, model: str, volume_path: str, batch: int, tta: bool
                          error=f"{type(exc).__name__}: {exc}".splitlines()[0]))
 
 
-def _end_to_end(name: str, precision: str, model: str, volume_path: str, batch: int, tta: bool):
+def _end_to_end(name: str, options: dict, model: str, volume_path: str, batch: int, tta: bool):
     """Wall time of the whole pipeline on the volume, and the part of it spent inside the engine."""
     from impeccable.runtime.config import DenoiseConfig
     from impeccable.runtime.pipeline import denoise_file
 
     with tempfile.TemporaryDirectory() as tmp:
         config = DenoiseConfig(model=Path(model), engine=name, tta=tta, batch_size=batch, overwrite=True,
-                               engine_options=_engine_options(name, precision), progress=False)
+                               engine_options=options, progress=False)
         start = time.perf_counter()
         report = denoise_file(Path(volume_path), Path(tmp) / "out.npy", config)
         return time.perf_counter() - start, report.engine_s
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process image (VmHWM; ru_maxrss would include the spawning parent's)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024.0
+    except (OSError, IndexError, ValueError):  # not Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _versions() -> dict[str, str]:
@@ -145,12 +158,12 @@ def _device() -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
-def make_volume(path: Path, sections: int, seed: int = 7) -> Path:
-    """A synthetic noisy volume ``(sections, 300, 1259)`` (inline, crossline, sample) float32 saved as .npy."""
+def make_volume(path: Path, sections: int, seed: int = 7, section: tuple[int, int] = SECTION) -> Path:
+    """A synthetic noisy volume ``(sections, *section)`` (inline, crossline, sample) float32 saved as .npy."""
     from impeccable.data.synth import synthesize_pair
 
-    _, noisy = synthesize_pair(seed, shape=(sections, SECTION[0], SECTION[1]))
-    np.save(path, noisy)
+    _, noisy = synthesize_pair(seed, shape=(max(sections, 8), *section))  # the generator needs 8+ inlines
+    np.save(path, np.ascontiguousarray(noisy[:sections]))
     return path
 
 
@@ -185,14 +198,19 @@ def default_engines() -> list[str]:
     import importlib.util
     import shutil
 
+    gpu = shutil.which("nvidia-smi") is not None
     specs = []
     if importlib.util.find_spec("torch"):
-        specs.append("torch")
+        specs.append("torch:fp32@cpu")
+        if gpu:
+            specs.append("torch:bf16@cuda")  # the seed's inference: bf16 autocast + channels_last
     if importlib.util.find_spec("onnxruntime"):
-        specs.append("onnxruntime")
+        specs.append("onnxruntime:fp32@cpu")
+        if gpu:
+            specs.append("onnxruntime:fp32@cuda")
     if importlib.util.find_spec("openvino"):
-        specs += ["openvino:f32", "openvino:bf16"]
-    if shutil.which("nvidia-smi") and importlib.util.find_spec("tensorrt"):
+        specs += ["openvino:fp32", "openvino:bf16"]
+    if gpu and importlib.util.find_spec("tensorrt"):
         specs.append("tensorrt")
     return specs
 
@@ -200,8 +218,8 @@ def default_engines() -> list[str]:
 @click.command()
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Model directory with model.onnx [default: the shipped model].")
-@click.option("--engines", default=None, help="Comma-separated engine[:precision] list, e.g. "
-              "torch,onnxruntime,openvino:f32,openvino:bf16 [default: every installed engine].")
+@click.option("--engines", default=None, help="Comma-separated engine[:precision][@device] list, e.g. "
+              "torch,onnxruntime,openvino:fp32,openvino:bf16 [default: every installed engine].")
 @click.option("--sections", type=int, default=16, show_default=True, help="Inline sections (300x1259) in the volume.")
 @click.option("--batch-size", "batch_sizes", default="4", show_default=True,
               help="Sections per engine call; a comma-separated list sweeps them.")
@@ -209,7 +227,7 @@ def default_engines() -> list[str]:
 @click.option("--repeats", type=int, default=10, show_default=True, help="Timed engine calls per engine and batch.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the JSON report here.")
 @click.option("--markdown", "md_path", type=click.Path(path_type=Path), default=None, help="Write the table here.")
-@click.option("--quick", is_flag=True, help="Tiny smoke run: 2 sections, batch 1, 2 repeats (what the tests run).")
+@click.option("--quick", is_flag=True, help="Tiny smoke run: 2 window-sized sections, batch 1, 2 repeats (what the tests run).")
 @one_line_errors
 def main(model: Path | None, engines: str | None, sections: int, batch_sizes: str, tta: bool, repeats: int,
          json_path: Path | None, md_path: Path | None, quick: bool) -> None:
@@ -225,8 +243,13 @@ def main(model: Path | None, engines: str | None, sections: int, batch_sizes: st
                           todo=f"run impeccable-export {model}")
     specs = engines.split(",") if engines else default_engines()
     batches = [int(b) for b in batch_sizes.split(",")]
-    if quick:
+    section = SECTION
+    if quick:  # a smoke run: sections no larger than the model window (no tiling), one small batch
         sections, batches, repeats = 2, [1], 2
+        if model.is_dir():
+            from impeccable.core.card import read_card, window_of
+
+            section = tuple(min(a, b) for a, b in zip(SECTION, window_of(read_card(model))))
     flop = count_flops(onnx_path)
     click.echo(f"model {model}: {flop / 1e9:.1f} GFLOP per image (counted from the ONNX graph)")
     peaks = matmul_peak_gflops(1024 if quick else 2048, 2 if quick else 5)
@@ -234,7 +257,7 @@ def main(model: Path | None, engines: str | None, sections: int, batch_sizes: st
     results = []
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        volume = make_volume(Path(tmp) / "volume.npy", sections)
+        volume = make_volume(Path(tmp) / "volume.npy", sections, section=section)
         for spec in specs:
             for batch in batches:
                 queue = ctx.Queue()
@@ -248,7 +271,7 @@ def main(model: Path | None, engines: str | None, sections: int, batch_sizes: st
                 click.echo(f"{spec} batch {batch}: {status}")
     report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "device": _device(),
               "versions": _versions(), "model": str(model), "gflop_per_image": flop / 1e9,
-              "sections": sections, "section_shape": list(SECTION), "peak_gflops": peaks, "results": results}
+              "sections": sections, "section_shape": list(section), "peak_gflops": peaks, "results": results}
     table = markdown_table(report)
     click.echo(table)
     if json_path:

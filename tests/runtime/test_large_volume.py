@@ -1,8 +1,8 @@
 """Out of core: a ~1 GB volume streams through the HDF5 and SEG-Y readers and writers with bounded memory.
 
 Each format's volume is written block by block, then read and rewritten block by block (inline blocks, then
-crossline blocks) in a fresh Python process whose peak resident memory (``ru_maxrss``) must stay far below
-the volume's size. A separate process, because ``ru_maxrss`` is a high-water mark of the whole process.
+crossline blocks) in a fresh Python process whose peak resident memory (``VmHWM``) must stay far below
+the volume's size. A separate process, because the high-water mark covers the whole process.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ BLOCK = 8  # inlines or crosslines per read
 # Runs in the child: stream the input through reader -> writer, then read crossline blocks; report peak RSS
 # and checksums of what was read and what was written.
 CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     import numpy as np
     from impeccable.runtime.volumes import open_reader, open_writer
 
@@ -44,7 +44,10 @@ CHILD = textwrap.dedent("""
     out = open_reader(dst)
     written = sum(float(out.read(inlines=slice(s, s + block)).sum(dtype=np.float64))
                   for s in range(0, out.shape[0], block))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM: this process image's own high-water mark. Not ru_maxrss: Linux carries that over exec from the
+    # (v)forked parent, so under a long pytest session it reports pytest's footprint, not ours.
+    status = open('/proc/self/status').read().split('VmHWM:')[1]
+    peak = int(status.split()[0]) * 1024
     print(json.dumps({"peak_rss": peak, "by_inline": by_inline, "by_crossline": by_crossline, "written": written}))
 """)
 

@@ -1,0 +1,94 @@
+"""The benchmarks run end to end (``--quick``) on a tiny model and report what the issue's JSON contract names."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from impeccable.benchmarks import quality, throughput  # noqa: E402
+
+RESULT_KEYS = {"engine", "precision", "batch", "tta", "sections_per_s", "p50_ms", "p90_ms", "p99_ms", "gflops",
+               "peak_fraction", "end_to_end_s", "engine_s", "rss_mb"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny UNet++ (tu-test_resnet, 64 x 128 window) with model.onnx: fast enough to benchmark in seconds."""
+    import torch
+
+    from impeccable.core.card import new_card
+    from impeccable.export.onnx_export import export_onnx
+    from impeccable.models.builder import build_model
+    from impeccable.models.checkpoint import save_model_dir
+
+    torch.manual_seed(0)
+    card = new_card({"encoder_name": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}, input_size=(64, 128),
+                    name="tiny-bench")
+    out = tmp_path_factory.mktemp("bench-model")
+    save_model_dir(build_model(card).eval(), card, out)
+    export_onnx(out)
+    return out
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("torch", ("torch", "fp32", None)),
+    ("openvino:bf16", ("openvino", "bf16", None)),
+    ("torch:bf16@cuda", ("torch", "bf16", "cuda")),
+    ("onnxruntime@cpu", ("onnxruntime", "fp32", "cpu")),
+])
+def test_parse_engine(spec, expected):
+    assert throughput.parse_engine(spec) == expected
+
+
+def test_quick_throughput_reports_every_engine(tiny_model, tmp_path):
+    engines = ["torch", "onnxruntime"]
+    if importlib.util.find_spec("openvino"):
+        engines.append("openvino:fp32")
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    result = CliRunner().invoke(throughput.main, ["--quick", "--model", str(tiny_model), "--engines",
+                                                  ",".join(engines), "--json", str(out), "--markdown", str(md)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert {"device", "versions", "peak_gflops", "results"} <= set(report)
+    assert report["peak_gflops"]["fp32"] > 0
+    assert [r["engine"] for r in report["results"]] == engines
+    for row in report["results"]:
+        assert row["error"] is None, row
+        assert RESULT_KEYS <= set(row)
+        assert row["sections_per_s"] > 0 and row["gflops"] > 0
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        # the pipeline's time includes the engine's
+        assert 0 < row["engine_s"] <= row["end_to_end_s"]
+        assert 0 < row["rss_mb"] < 4096
+    table = md.read_text()
+    assert sum(line.startswith("| ") for line in table.splitlines()) == len(engines) + 1  # header + one per engine
+    assert "1.00x" in table  # the first engine is the reference of the speed-up column
+
+
+def test_throughput_without_onnx_model_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(throughput.main, ["--quick", "--model", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no ONNX model" in result.output and "Traceback" not in result.output
+
+
+def test_quality_scores_noisy_baselines_and_model(tiny_model, tmp_path):
+    out = tmp_path / "quality.json"
+    result = CliRunner().invoke(quality.main, ["--model", str(tiny_model), "--engines", "onnxruntime", "--volumes",
+                                               "1", "--levels", "moderate", "--shape", "8,56,200", "--json",
+                                               str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["seed"] == quality.HELD_OUT_SEED
+    scores = rows[0]["scores"]
+    assert {"noisy", "bandpass", "fx_decon", "model onnxruntime"} <= set(scores)
+    assert all(np.isfinite(v) and -1 <= v <= 1 for v in scores.values())
+    assert 0.75 < scores["noisy"] < 0.97  # the moderate level's calibrated range
