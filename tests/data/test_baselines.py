@@ -1,9 +1,7 @@
 """Classical baselines: the band-pass keeps its band with no phase shift, f-x decon keeps linear events and
-removes random noise, every baseline keeps the volume's shape, and a (64, 64, 1259) volume takes seconds."""
+removes random noise, every baseline keeps the volume's shape, and a challenge-length volume runs."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -77,9 +75,10 @@ def test_every_baseline_keeps_shape_and_returns_float32(name):
     assert out.shape == volume.shape and out.dtype == np.float32 and np.all(np.isfinite(out))
 
 
-def test_baselines_run_on_a_64x64x1259_volume_in_seconds():
+def test_baselines_run_on_a_challenge_length_volume():
+    # Challenge trace length (1259 samples): the FFT sizes and windows must handle it. No timing here: speed is
+    # the benchmarks' business (about 0.3 s and 2-3 s on one core of the dev machine).
     volume = np.random.default_rng(3).normal(size=(64, 64, 1259)).astype(np.float32)
     for name in ("bandpass", "fx_decon"):
-        start = time.perf_counter()
-        BASELINES[name](volume)
-        assert time.perf_counter() - start < 30, name  # about 0.3 s and 2-3 s on one core here
+        out = BASELINES[name](volume)
+        assert out.shape == volume.shape and np.isfinite(out).all(), name
