@@ -56,6 +56,7 @@ class Result:
     rss_mb: float
     device: str = "cpu"
     error: str | None = None
+    load_s: float | None = None  # engine creation (model load, compilation) inside end_to_end_s
 
 
 def parse_engine(spec: str) -> tuple[str, str, str | None]:
@@ -103,17 +104,17 @@ def _bench_engine(spec: str, model: str, volume_path: str, batch: int, tta: bool
         sections_per_s = batch / float(np.median(lat))
         gflops = flop * images / float(np.median(lat)) / 1e9
         peak = peaks.get(PEAK_KEY.get(precision, "fp32")) or peaks.get("fp32")
-        e2e_s, engine_s = _end_to_end(name, options, model, volume_path, batch, tta)
+        e2e_s, engine_s, load_s = _end_to_end(name, options, model, volume_path, batch, tta)
         queue.put(Result(spec, precision, batch, tta, sections_per_s, *(float(np.percentile(lat, q)) * 1e3
                                                                           for q in (50, 90, 99)),
-                         gflops, gflops / peak if peak else None, e2e_s, engine_s, _rss_mb(), device))
+                         gflops, gflops / peak if peak else None, e2e_s, engine_s, _rss_mb(), device, None, load_s))
     except Exception as exc:  # one engine failing must not hide the others' figures
         queue.put(Result(spec, precision, batch, tta, 0, 0, 0, 0, 0, None, None, None, _rss_mb(),
                          error=f"{type(exc).__name__}: {exc}".splitlines()[0]))
 
 
 def _end_to_end(name: str, options: dict, model: str, volume_path: str, batch: int, tta: bool):
-    """Wall time of the whole pipeline on the volume, and the part of it spent inside the engine."""
+    """Wall time of the whole pipeline on the volume, the part spent inside engine calls, and the engine's load."""
     from impeccable.runtime.config import DenoiseConfig
     from impeccable.runtime.pipeline import denoise_file
 
@@ -122,7 +123,7 @@ def _end_to_end(name: str, options: dict, model: str, volume_path: str, batch: i
                                engine_options=options, progress=False)
         start = time.perf_counter()
         report = denoise_file(Path(volume_path), Path(tmp) / "out.npy", config)
-        return time.perf_counter() - start, report.engine_s
+        return time.perf_counter() - start, report.engine_s, report.load_s
 
 
 def _rss_mb() -> float:
@@ -168,25 +169,27 @@ def make_volume(path: Path, sections: int, seed: int = 7, section: tuple[int, in
 
 
 def markdown_table(report: dict) -> str:
-    """The results as a markdown table, ratios against the first engine's end-to-end time."""
+    """The results as a markdown table, speed-ups against the first engine's end-to-end time at the same batch.
+
+    ``pipeline share`` is the part of the end-to-end time outside engine calls (reading, scaling, padding, TTA
+    flips, blending, writing, and the engine's load, also shown on its own).
+    """
     rows = [r for r in report["results"] if not r.get("error")]
     base = {r["batch"]: r["end_to_end_s"] for r in rows if r["engine"] == report["results"][0]["engine"]}
     lines = ["| engine | precision | batch | TTA | sections/s | p50 ms | p90 ms | p99 ms | GFLOP/s | % of peak "
-             "| end-to-end s | engine s | pipeline share | speed-up e2e | RSS MB |",
-             "|---" * 15 + "|"]
+             "| end-to-end s | engine s | load s | pipeline share | speed-up e2e | RSS MB |",
+             "|---" * 16 + "|"]
     for r in rows:
-        e2e, eng = r["end_to_end_s"], r["engine_s"]
-        share = f"{(e2e - eng) / e2e:.0%}" if e2e and eng else "-"
+        e2e, eng, load = r["end_to_end_s"], r["engine_s"], r.get("load_s")
         ref = base.get(r["batch"])
-        speedup = f"{ref / e2e:.2f}x" if ref and e2e else "-"
-        frac = f"{r['peak_fraction']:.0%}" if r["peak_fraction"] is not None else "-"
-        lines.append(f"| {r['engine']} | {r['precision']} | {r['batch']} | {'on' if r['tta'] else 'off'} "
-                     f"| {r['sections_per_s']:.2f} | {r['p50_ms']:.0f} | {r['p90_ms']:.0f} | {r['p99_ms']:.0f} "
-                     f"| {r['gflops']:.1f} | {frac} | {e2e:.1f} | {eng:.1f} | {share} | {speedup} "
-                     f"| {r['rss_mb']:.0f} |" if e2e else
-                     f"| {r['engine']} | {r['precision']} | {r['batch']} | {'on' if r['tta'] else 'off'} "
-                     f"| {r['sections_per_s']:.2f} | {r['p50_ms']:.0f} | {r['p90_ms']:.0f} | {r['p99_ms']:.0f} "
-                     f"| {r['gflops']:.1f} | {frac} | - | - | - | - | {r['rss_mb']:.0f} |")
+        cells = [r["engine"], r["precision"], r["batch"], "on" if r["tta"] else "off", f"{r['sections_per_s']:.2f}",
+                 f"{r['p50_ms']:.0f}", f"{r['p90_ms']:.0f}", f"{r['p99_ms']:.0f}", f"{r['gflops']:.1f}",
+                 f"{r['peak_fraction']:.0%}" if r["peak_fraction"] is not None else "-",
+                 f"{e2e:.1f}" if e2e else "-", f"{eng:.1f}" if eng else "-",
+                 f"{load:.1f}" if load is not None else "-",
+                 f"{(e2e - eng) / e2e:.0%}" if e2e and eng else "-",
+                 f"{ref / e2e:.2f}x" if ref and e2e else "-", f"{r['rss_mb']:.0f}"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     for r in report["results"]:
         if r.get("error"):
             lines.append(f"\n{r['engine']} (batch {r['batch']}) failed: {r['error']}")
