@@ -52,8 +52,8 @@ import numpy as np
 
 from impeccable.core.card import ONNX_FP16_NAME, sha256_file, window_of
 from impeccable.core.errors import ExportError, ParityError
-from impeccable.export.onnx_export import (INPUT_NAME, OUTPUT_NAME, check_graph, metadata, save_model, set_metadata,
-                                           synthetic_sections)
+from impeccable.export.onnx_export import (INPUT_NAME, OUTPUT_NAME, check_graph, metadata, save_checked, save_model,
+                                           set_metadata, synthetic_sections)
 
 if TYPE_CHECKING:
     import onnx
@@ -599,12 +599,7 @@ def convert_fp16(onnx_path: str | Path, model_dir: str | Path | None = None, out
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".fp16-") as tmp:
         candidate = Path(tmp) / out_path.name
         set_metadata(half, precision="fp16", source_onnx_sha256=audit["source_onnx_sha256"])
-        save_model(half, candidate)
-        try:
-            onnx.checker.check_model(str(candidate), full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError("the FP16 graph is not valid ONNX", received=str(exc).splitlines()[0],
-                              expected="onnx.checker full check to pass", todo="report it with the model card") from exc
+        save_checked(half, candidate, "FP16 graph")
         audit["fp16_check"] = check_fp16(candidate, onnx_path, window, atol)
         # The audit travels with the graph (metadata) and beside it (JSON), and later into the plan's manifest.
         set_metadata(half, fp16_audit=json.dumps(audit_summary(audit), sort_keys=True))

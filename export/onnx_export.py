@@ -184,6 +184,22 @@ def save_model(graph: onnx.ModelProto, path: Path) -> None:
               location=path.name + ".data")
 
 
+def save_checked(graph: onnx.ModelProto, path: Path, what: str = "exported graph") -> None:
+    """:func:`save_model`, then ``onnx.checker`` with the full check on the saved file.
+
+    Raises:
+        ExportError: The file is not valid ONNX (``what`` names the graph in the message).
+    """
+    import onnx
+
+    save_model(graph, path)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the {what} is not valid ONNX", received=str(exc).splitlines()[0],
+                          expected="onnx.checker full check to pass", todo="report it with the model card") from exc
+
+
 def set_metadata(graph: onnx.ModelProto, **props: str) -> None:
     """Set ``metadata_props`` entries (replacing those with the same keys)."""
     kept = [(p.key, p.value) for p in graph.metadata_props if p.key not in props]
@@ -240,12 +256,7 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
                      producer=PRODUCER, exporter="dynamo" if dynamo else "torchscript", opset=str(opset),
                      precision="fp32")
         candidate = Path(tmp) / out_path.name
-        save_model(graph, candidate)
-        try:
-            onnx.checker.check_model(str(candidate), full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError("the exported graph is not valid ONNX", received=str(exc).splitlines()[0],
-                              expected="onnx.checker full check to pass", todo="report it with the model card") from exc
+        save_checked(graph, candidate)
         worst = check_parity(candidate, model, window, atol)
         set_metadata(graph, parity_max_abs=f"{worst:.3g}")  # metadata only: the checked graph is unchanged
         save_model(graph, candidate)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -40,28 +39,10 @@ def tiny_volume():
 
 
 def _export(model_dir: Path) -> None:
-    """Write ``model_dir/model.onnx`` with impeccable.export, else with a minimal legacy export."""
-    try:
-        from impeccable.export.onnx_export import export_onnx
-    except ImportError:
-        export_onnx = None
-    if export_onnx is not None:
-        export_onnx(model_dir, dynamo=False)  # the TorchScript exporter: 5 s here against 16 s for dynamo
-        return
-    import onnx
-    import torch
+    """Write ``model_dir/model.onnx`` (checked, parity-tested) with the TorchScript exporter: 5 s against 16 s."""
+    from impeccable.export.onnx_export import export_onnx
 
-    from impeccable.models.checkpoint import load_model
-
-    model, card = load_model(model_dir)
-    path = model_dir / "model.onnx"
-    torch.onnx.export(model, torch.rand(2, 1, *TINY_WINDOW), str(path), dynamo=False, input_names=["input"],
-                      output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                      opset_version=17)
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "card", json.dumps(card)
-    onnx.save(proto, str(path))
+    export_onnx(model_dir, dynamo=False)
 
 
 @pytest.fixture(scope="session")

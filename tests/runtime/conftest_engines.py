@@ -7,7 +7,6 @@ min-max uint8 rescaling would blow rounding noise up into a meaningless SSIM.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -74,30 +73,11 @@ def _scale_head(model, sample) -> None:
         conv.bias.mul_(gain).sub_(float(logits.mean()) * gain)
 
 
-def _export(model_dir: Path) -> str:
-    """Write model_dir/model.onnx: with impeccable.export when it exists, else a minimal legacy export."""
-    try:
-        from impeccable.export.onnx_export import export_onnx
-    except ImportError:
-        export_onnx = None
-    if export_onnx is not None:
-        export_onnx(model_dir)
-        return "impeccable.export"
-    import onnx
-    import torch
+def _export(model_dir: Path) -> None:
+    """Write ``model_dir/model.onnx`` with the exporter's default (dynamo) path, checks and parity included."""
+    from impeccable.export.onnx_export import export_onnx
 
-    from impeccable.models.checkpoint import load_model
-
-    model, card = load_model(model_dir)
-    path = model_dir / "model.onnx"
-    torch.onnx.export(model, torch.rand(2, 1, *WINDOW), str(path), dynamo=False, input_names=["input"],
-                      output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                      opset_version=17)
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "card", json.dumps(card)
-    onnx.save(proto, str(path))
-    return "torch.onnx.export"
+    export_onnx(model_dir)
 
 
 _BUILT: dict[str, Path] = {}  # fixtures imported into several test modules are separate fixtures: build once
