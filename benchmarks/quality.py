@@ -11,7 +11,6 @@ engine, and reports per-volume scores and means.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from impeccable.benchmarks.throughput import write_report
 from impeccable.core.cli import one_line_errors
 
 HELD_OUT_SEED = 900001
@@ -94,12 +94,7 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
     table = "\n".join(lines)
     click.echo(table)
     report = {"model": str(model), "shape_il_xl_t": list(vol_shape), "engines": specs, "rows": rows}
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-    if md_path:
-        md_path.parent.mkdir(parents=True, exist_ok=True)
-        md_path.write_text(table + "\n")
+    write_report(report, table, json_path, md_path)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,14 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def write_report(report: dict, table: str, json_path: Path | None, md_path: Path | None) -> None:
+    """Write the JSON report and the markdown table where asked (parent folders created)."""
+    for path, text in ((json_path, json.dumps(report, indent=2)), (md_path, table)):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text + "\n")
+
+
 def default_engines() -> list[str]:
     """Every engine spec that can run here."""
     import importlib.util
@@ -277,12 +285,7 @@ def main(model: Path | None, engines: str | None, sections: int, batch_sizes: st
               "sections": sections, "section_shape": list(section), "peak_gflops": peaks, "results": results}
     table = markdown_table(report)
     click.echo(table)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-    if md_path:
-        md_path.parent.mkdir(parents=True, exist_ok=True)
-        md_path.write_text(table + "\n")
+    write_report(report, table, json_path, md_path)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from impeccable.core.errors import InputError, OutputError
+from impeccable.runtime.volumes import TempFileCommit
 from impeccable.core.geometry import resolve_time_axis
 
 #: Target bytes of one chunk of the written dataset.
@@ -191,7 +192,7 @@ def _copy_attrs(src: h5py.AttributeManager, dst: h5py.AttributeManager) -> None:
         dst.create(name, src[name], dtype=dtype)
 
 
-class Hdf5Writer:
+class Hdf5Writer(TempFileCommit):
     """An HDF5 output: the input's dataset path, stored orientation and attributes, chunked by section.
 
     Args:
@@ -202,6 +203,8 @@ class Hdf5Writer:
     Raises:
         OutputError: ``like`` is not an HDF5 reader, or the file cannot be created.
     """
+
+    format_name = "HDF5"
 
     def __init__(self, path: Path, like: Hdf5Reader, dtype: np.dtype = np.dtype(np.float32)):
         if not isinstance(like, Hdf5Reader):
@@ -242,26 +245,3 @@ class Hdf5Writer:
         stored = np.moveaxis(np.asarray(block, dtype=self._dataset.dtype), -1, self.time_axis)
         self._dataset[_stored_order((il, slice(None), slice(None)), self.time_axis)] = stored
         self._written[inlines] = True
-
-    def commit(self) -> None:
-        """Close and move the temp file into place.
-
-        Raises:
-            OutputError: Some inlines were never written.
-        """
-        missing = np.flatnonzero(~self._written)
-        if missing.size:
-            self.abort()
-            raise OutputError("HDF5 output incomplete", received=f"{missing.size} inlines never written",
-                              expected=f"all {self.shape[0]} inlines", todo="report this as a bug")
-        self._file.close()
-        self._file = None
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        """Remove the temp file; the final path is untouched."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self.tmp.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ import numpy as np
 import segyio
 
 from impeccable.core.errors import InputError, OutputError
+from impeccable.runtime.volumes import TempFileCommit
 
 #: Byte positions (1-based, SEG-Y rev1) of the inline and crossline numbers in the trace header.
 ILINE_BYTE = 189
@@ -248,7 +249,7 @@ class SegyReader:
         self.close()
 
 
-class SegyWriter:
+class SegyWriter(TempFileCommit):
     """A SEG-Y output with the input's headers and sample format, written by blocks of inlines.
 
     Args:
@@ -260,6 +261,8 @@ class SegyWriter:
     Raises:
         OutputError: ``like`` is not a SEG-Y reader, the copy fails, or the values cannot fit the format.
     """
+
+    format_name = "SEG-Y"
 
     def __init__(self, path: Path, like: SegyReader, dtype: np.dtype = np.dtype(np.float32)):
         if not isinstance(like, SegyReader):
@@ -316,29 +319,6 @@ class SegyWriter:
             for x in range(self.shape[1]):
                 trace[self.like.trace_index(i, x)] = data[k, x]
             self._written[i] = True
-
-    def commit(self) -> None:
-        """Flush and move the temp file into place.
-
-        Raises:
-            OutputError: Some inlines were never written (they would still hold the input's samples).
-        """
-        missing = np.flatnonzero(~self._written)
-        if missing.size:
-            self.abort()
-            raise OutputError("SEG-Y output incomplete", received=f"{missing.size} inlines never written",
-                              expected=f"all {self.shape[0]} inlines", todo="report this as a bug")
-        self._file.close()
-        self._file = None
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        """Remove the temp file; the final path is untouched."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self.tmp.unlink(missing_ok=True)
 
 
 def create_segy(path: Path | str, volume: np.ndarray, *, sorting: str = "inline", sample_format: int = 5,

@@ -9,12 +9,13 @@ lazily, so volumes larger than memory stream through. Writers write a volume sha
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from impeccable.core.errors import EngineError, InputError
+from impeccable.core.errors import EngineError, InputError, OutputError
 
 
 class VolumeReader(Protocol):
@@ -35,6 +36,39 @@ class VolumeReader(Protocol):
 
     def close(self) -> None:
         """Release the file."""
+
+
+class TempFileCommit:
+    """Commit/abort for writers that fill a temp file beside the output and rename it at the end.
+
+    The writer sets ``path`` (final), ``tmp`` (temp file), ``shape``, ``_file`` (open handle with ``close()``)
+    and ``_written`` (bool per inline); ``format_name`` names the format in errors.
+    """
+
+    format_name = "output"
+
+    def commit(self) -> None:
+        """Close and move the temp file into place.
+
+        Raises:
+            OutputError: Some inlines were never written.
+        """
+        missing = np.flatnonzero(~self._written)
+        if missing.size:
+            self.abort()
+            raise OutputError(f"{self.format_name} output incomplete",
+                              received=f"{missing.size} inlines never written", expected=f"all {self.shape[0]} inlines", todo="report this as a bug")
+        self._file.close()
+        self._file = None
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Remove the temp file; the final path is untouched."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.tmp.unlink(missing_ok=True)
 
 
 class VolumeWriter(Protocol):
