@@ -57,7 +57,8 @@ class TempFileCommit:
         if missing.size:
             self.abort()
             raise OutputError(f"{self.format_name} output incomplete",
-                              received=f"{missing.size} inlines never written", expected=f"all {self.shape[0]} inlines", todo="report this as a bug")
+                              received=f"{missing.size} inlines never written",
+                              expected=f"all {self.shape[0]} inlines", todo="report this as a bug")
         self._file.close()
         self._file = None
         os.chmod(self.tmp, 0o644)
