@@ -13,7 +13,8 @@ import click
 
 from impeccable.core.cli import one_line_errors, parse_shape
 from impeccable.core.errors import InputError
-from impeccable.train.config import DEVICES, LOSS_REDUCTIONS, TrainConfig, check_multiple_of_32
+from impeccable.train.config import DEVICES, LOSS_REDUCTIONS, PRECISIONS, TrainConfig, check_multiple_of_32
+from impeccable.train.losses import LOSSES
 
 # click parameter name -> TrainConfig field, where they differ.
 _FIELD_OF = {"data_dir": "data", "steps": "steps_per_epoch", "window_text": "window", "crop_text": "crop",
@@ -51,6 +52,9 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
 @click.option("--weight-decay", type=float, default=1e-5, show_default=True, help="AdamW weight decay.")
 @click.option("--loss-reduction", type=click.Choice(LOSS_REDUCTIONS), default="mean", show_default=True,
               help="MSE reduction (the seed summed).")
+@click.option("--loss", type=click.Choice(LOSSES), default="mse", show_default=True,
+              help="mse (the seed's) or mse+ssim: adds SSIM-WEIGHT * (1 - SSIM), the challenge metric, as a term.")
+@click.option("--ssim-weight", type=float, default=0.5, show_default=True, help="Weight of the SSIM term.")
 @click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA decay (after its warm-up ramp).")
 @click.option("--val-volumes", type=int, help="Held-out validation volumes [default: 10 %, at least 1 of 2+].")
 @click.option("--val-tta/--no-val-tta", default=False, show_default=True, help="Flip TTA during validation.")
@@ -64,6 +68,8 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
               help="Model directory whose weights start the run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of data split, order, augmentation, init.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="bf16 autocast or fp32; auto: bf16 on a bf16 GPU or an AMX CPU (2x faster there), else fp32.")
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--max-minutes", type=float, help="Stop cleanly (with a checkpoint) after this many minutes.")
 @click.option("--checkpoint-every", type=float, default=10.0, show_default=True, help="Minutes between checkpoints.")

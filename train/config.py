@@ -16,13 +16,16 @@ from typing import Any
 
 from impeccable.core.errors import InputError
 from impeccable.core.geometry import WINDOW
+from impeccable.train.losses import LOSSES
 
 SEED_ENCODER = "tu-tf_efficientnetv2_s"
 LOSS_REDUCTIONS = ("mean", "sum")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 #: Fields a resumed run may change; every other field belongs to the recipe.
-RUNTIME_FIELDS = frozenset({"out", "resume", "device", "workers", "max_minutes", "checkpoint_every", "progress"})
+RUNTIME_FIELDS = frozenset({"out", "resume", "device", "precision", "workers", "max_minutes", "checkpoint_every",
+                            "progress"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class TrainConfig:
         warmup_lr: Learning rate at step 0 of the one-epoch linear warm-up.
         weight_decay: AdamW weight decay.
         loss_reduction: ``"mean"`` (default) or ``"sum"`` (the seed's) reduction of the MSE.
+        loss: ``"mse"`` (the seed's) or ``"mse+ssim"`` (adds ``ssim_weight * (1 - SSIM)``, see ``train.losses``).
+        ssim_weight: Weight of the SSIM term of ``"mse+ssim"``.
         ema_decay: Upper bound of the EMA decay (timm ``ModelEmaV3`` with its warm-up ramp).
         val_volumes: Held-out validation volumes; ``None``: 10 % of the volumes (at least 1 when there are 2+).
         val_tta: Flip TTA during validation (twice the cost).
@@ -57,6 +62,9 @@ class TrainConfig:
         init_from: Model directory whose weights (and architecture) start the run.
         seed: Seed of the split, the section order, the augmentations and the weights' initialization.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        precision: ``"bf16"`` autocast (weights, optimizer and loss stay fp32), ``"fp32"``, or ``"auto"``: bf16
+            where the hardware runs it natively (a bf16-capable GPU; a CPU with AMX tiles, where it halves the
+            time of an update), else fp32.
         workers: DataLoader worker processes (0 = load in the training process).
         max_minutes: Stop cleanly, with a checkpoint, after this many minutes of this invocation.
         checkpoint_every: Minutes between mid-epoch checkpoints (epoch ends always checkpoint).
@@ -81,6 +89,8 @@ class TrainConfig:
     warmup_lr: float = 1e-6
     weight_decay: float = 1e-5
     loss_reduction: str = "mean"
+    loss: str = "mse"
+    ssim_weight: float = 0.5
     ema_decay: float = 0.999
     val_volumes: int | None = None
     val_tta: bool = False
@@ -91,6 +101,7 @@ class TrainConfig:
     init_from: Path | None = None
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
     workers: int = 0
     max_minutes: float | None = None
     checkpoint_every: float = 10.0
@@ -130,6 +141,12 @@ class TrainConfig:
                              expected=" or ".join(LOSS_REDUCTIONS))
         if self.device not in DEVICES:
             raise InputError("unknown device", received=self.device, expected=", ".join(DEVICES))
+        if self.loss not in LOSSES:
+            raise InputError("unknown loss", received=self.loss, expected=", ".join(LOSSES))
+        if self.ssim_weight < 0:
+            raise InputError("--ssim-weight must not be negative", received=self.ssim_weight, expected=">= 0")
+        if self.precision not in PRECISIONS:
+            raise InputError("unknown precision", received=self.precision, expected=", ".join(PRECISIONS))
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError("--ema-decay out of range", received=self.ema_decay, expected="0 <= decay < 1")
         if self.lr <= 0 or self.weight_decay < 0:

@@ -22,6 +22,9 @@ from impeccable.train.config import TrainConfig
     ({"epochs": 0}, "--epochs must be positive"),
     ({"ema_decay": 1.0}, "--ema-decay out of range"),
     ({"val_volumes": -1}, "--val-volumes"),
+    ({"loss": "l1"}, "unknown loss"),
+    ({"ssim_weight": -0.1}, "--ssim-weight"),
+    ({"precision": "fp8"}, "unknown precision"),
 ])
 def test_bad_values_raise_one_line_errors(tmp_path, make_config, overrides, match):
     with pytest.raises(InputError, match=match):
@@ -37,9 +40,11 @@ def test_round_trip_through_dict(tmp_path, make_config):
 
 def test_resume_keeps_recipe_and_takes_runtime(tmp_path, make_config):
     saved = make_config(tmp_path)
-    new = dataclasses.replace(saved, workers=1, max_minutes=5.0, resume=True)
+    new = dataclasses.replace(saved, workers=1, max_minutes=5.0, precision="fp32", resume=True)
     merged = saved.resumed_with(new)
-    assert merged.workers == 1 and merged.max_minutes == 5.0 and merged.resume
+    assert merged.workers == 1 and merged.max_minutes == 5.0 and merged.precision == "fp32" and merged.resume
+    with pytest.raises(InputError, match="--loss cannot change on --resume"):
+        saved.resumed_with(dataclasses.replace(new, loss="mse+ssim"))
     with pytest.raises(InputError, match="--lr cannot change on --resume"):
         saved.resumed_with(dataclasses.replace(new, lr=1e-3))
     # Only explicit flags are compared (the CLI's defaults must not clash with a saved recipe).

@@ -69,6 +69,20 @@ def test_run_writes_a_model_directory_and_logs(finished_run):
     assert card["weights_dtype"] == "float32"
 
 
+@pytest.mark.parametrize(("precision", "loss"), [("fp32", "mse+ssim"), ("bf16", "mse")])
+def test_precision_and_loss_are_honoured_and_recorded(tmp_path, make_config, fake_generator, precision, loss):
+    import impeccable.data.synth as synth
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(synth, "synthesize_pair", fake_generator)
+        train(make_config(tmp_path, epochs=1, steps_per_epoch=2, precision=precision, loss=loss))
+    card = json.loads((tmp_path / "model.json").read_text())
+    assert card["training"]["precision"] == precision and card["training"]["loss"]["name"] == loss
+    assert ("ssim_weight" in card["training"]["loss"]) == (loss == "mse+ssim")
+    line = read_metrics(tmp_path)[-1]
+    assert 0 < line["loss"] < 1  # the logged loss is the per-pixel MSE whatever is optimized
+
+
 def test_saved_weights_are_the_ema(finished_run):
     out, _ = finished_run
     raw = model_state(load_file(out / "last" / STATE_TENSORS))
@@ -85,7 +99,9 @@ def test_saved_weights_are_the_ema(finished_run):
     volumes = VolumeSet(sources, pair_stats(sources, progress=False))
     val = [volumes.ids.index(v) for v in card["data"]["val_volumes"]]
     model, _ = load_model(out)
-    score = validate(model, volumes, val, (64, 256), batch_size=2)["val_score"]
+    # Validation runs at the training precision (bf16 autocast on an AMX CPU or a bf16 GPU).
+    autocast = torch.bfloat16 if card["training"]["precision"] == "bf16" else None
+    score = validate(model, volumes, val, (64, 256), batch_size=2, autocast_dtype=autocast)["val_score"]
     assert score == pytest.approx(card["metrics"]["val_score"], abs=1e-9)
 
 
