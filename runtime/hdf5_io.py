@@ -21,8 +21,8 @@ import h5py
 import numpy as np
 
 from impeccable.core.errors import InputError, OutputError
-from impeccable.runtime.volumes import TempFileCommit
 from impeccable.core.geometry import resolve_time_axis
+from impeccable.runtime.volumes import TempFileCommit
 
 #: Target bytes of one chunk of the written dataset.
 CHUNK_BYTES = 1 << 20

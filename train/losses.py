@@ -32,7 +32,8 @@ def training_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse", r
     """
     pred = pred.float()
     squared = F.mse_loss(pred, target, reduction=reduction)
-    mse = squared.detach() / (target.numel() if reduction == "sum" else 1)
+    scale = target.numel() if reduction == "sum" else 1
+    mse = squared.detach() / scale
     if kind == "mse":
         return squared, mse
     if kind != "mse+ssim":
@@ -40,5 +41,4 @@ def training_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse", r
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     ssim = structural_similarity_index_measure(pred, target, gaussian_kernel=False, kernel_size=7, data_range=1.0)
-    scale = target.numel() if reduction == "sum" else 1
     return squared + ssim_weight * scale * (1.0 - ssim), mse
