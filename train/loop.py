@@ -127,8 +127,8 @@ def load_encoder_weights(model: nn.Module, path: Path) -> tuple[int, int]:
     return len(loaded), len(own)
 
 
-def _model_card(cfg: TrainConfig) -> tuple[dict, nn.Module | None]:
-    """The run's card (architecture + window) and, with ``init_from``, the initial network."""
+def _model_card(cfg: TrainConfig) -> tuple[dict, nn.Module | None, list[dict]]:
+    """The run's card (architecture + window); with ``init_from``, the initial network and its lineage."""
     from impeccable.models.checkpoint import load_model
 
     if cfg.init_from is not None:
@@ -139,11 +139,35 @@ def _model_card(cfg: TrainConfig) -> tuple[dict, nn.Module | None]:
         if cfg.encoder not in (smp_kwargs.get("encoder_name"), default_encoder):
             raise InputError("--encoder differs from the --init-from model's", received=cfg.encoder,
                              expected=smp_kwargs.get("encoder_name"), todo="drop --encoder")
-        return new_card(smp_kwargs, input_size=window), init_model
+        return new_card(smp_kwargs, input_size=window), init_model, parent_lineage(init_card)
     smp_kwargs: dict[str, Any] = {"encoder_name": cfg.encoder}
     if cfg.decoder_channels is not None:
         smp_kwargs["decoder_channels"] = list(cfg.decoder_channels)
-    return new_card(smp_kwargs, input_size=cfg.window or WINDOW), None
+    return new_card(smp_kwargs, input_size=cfg.window or WINDOW), None, []
+
+
+def lineage_entry(training: dict, metrics: dict, run: str | None) -> dict:
+    """One run of a model's lineage, summarized from its card's ``training`` and ``metrics`` sections."""
+    loss = training.get("loss", {})
+    return {"run": run, "init_from": training.get("init_from"),
+            "loss": loss.get("name", "unknown") + (f" ({loss['ssim_weight']})" if "ssim_weight" in loss else ""),
+            "lr": training.get("optimizer", {}).get("lr"), "precision": training.get("precision"),
+            "steps": training.get("steps_done"), "total_steps": training.get("total_steps"),
+            "kept_step": metrics.get("step"), "val_score": metrics.get("val_score"),
+            "wall_time_s": training.get("wall_time_s")}
+
+
+def parent_lineage(card: dict) -> list[dict]:
+    """The runs, oldest first, that made a model's weights (its card's ``training.lineage``, or its one run).
+
+    Cards written before lineages were recorded describe only their last run; that run is summarized.
+    """
+    training = card.get("training")
+    if not training:
+        return []
+    if "lineage" in training:
+        return [dict(e) for e in training["lineage"]]
+    return [lineage_entry(training, card.get("metrics", {}), card.get("name"))]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -279,7 +303,7 @@ def train(config: TrainConfig, explicit: set[str] | None = None) -> TrainResult:
                         expected=f"{len(resumed[2]['data']['train_volumes'])} as saved",
                         todo="restore the data folder, or start a new run")
 
-    card, init_model = _model_card(cfg)
+    card, init_model, lineage = _model_card(cfg)
     window = window_of(card)
     crop = tuple(cfg.crop) if cfg.crop is not None else None
     if crop is not None and (crop[0] > window[0] or crop[1] > window[1]):
@@ -333,7 +357,7 @@ def train(config: TrainConfig, explicit: set[str] | None = None) -> TrainResult:
     card["name"] = run_dir.name
     card["data"] = data_desc
     precision = "bf16" if autocast_dtype == torch.bfloat16 else "fp32"
-    recipe = _recipe(cfg, steps_per_epoch, total_steps, scheduler.warmup_t, world, precision)
+    recipe = _recipe(cfg, steps_per_epoch, total_steps, scheduler.warmup_t, world, precision, lineage)
     dataset = ds.SectionDataset(volumes, refs, window, crop=crop, flip=True)
     start_time = time.perf_counter()
     last_ckpt = start_time
@@ -478,8 +502,8 @@ def _fresh_progress() -> dict:
 
 
 def _recipe(cfg: TrainConfig, steps_per_epoch: int, total_steps: int, warmup_steps: int, world: int,
-            precision: str) -> dict:
-    """The card's ``training`` section: how the weights were made."""
+            precision: str, lineage: list[dict]) -> dict:
+    """The card's ``training`` section: how the weights were made (``lineage``: the runs before this one)."""
     import segmentation_models_pytorch as smp
     import timm
 
@@ -499,13 +523,17 @@ def _recipe(cfg: TrainConfig, steps_per_epoch: int, total_steps: int, warmup_ste
         "validation": {"volumes": "held out by volume", "sections": "the challenge's six per volume",
                        "tta": cfg.val_tta, "uint8_range_of_prediction": "min/max over the six predicted sections"},
         "versions": {"torch": torch.__version__, "timm": timm.__version__, "smp": smp.__version__},
+        "lineage": lineage,
     }
 
 
 def _card_with(card: dict, recipe: dict, step: int, wall_s: float, metrics: dict | None) -> dict:
     c = dict(card)
-    c["training"] = {**recipe, "steps_done": step, "epochs_done": step // recipe["steps_per_epoch"],
-                     "wall_time_s": round(wall_s, 1)}
+    training = {**recipe, "steps_done": step, "epochs_done": step // recipe["steps_per_epoch"],
+                "wall_time_s": round(wall_s, 1)}
+    # The lineage ends with this run, so a model trained on from another says how all its steps were made.
+    training["lineage"] = recipe["lineage"] + [lineage_entry(training, metrics or {}, card.get("name"))]
+    c["training"] = training
     c["metrics"] = metrics or {}
     return c
 
@@ -534,4 +562,4 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
 
 
-__all__ = ["TrainResult", "load_encoder_weights", "read_metrics", "train"]
+__all__ = ["TrainResult", "lineage_entry", "load_encoder_weights", "parent_lineage", "read_metrics", "train"]

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from impeccable.core.errors import DataError, InputError, OutputError
 from impeccable.models.builder import build_model
 from impeccable.models.checkpoint import load_model, save_model_dir
-from impeccable.train.loop import load_encoder_weights, read_metrics, train
+from impeccable.train.loop import load_encoder_weights, parent_lineage, read_metrics, train
 from impeccable.train.state import STATE_JSON, STATE_TENSORS, model_state
 from impeccable.train.validate import validate
 
@@ -169,6 +169,27 @@ def test_init_from_starts_from_those_weights(tmp_path, make_config, fake_synth, 
     for key, value in start.state_dict().items():
         if key.endswith(".weight") and "bn" not in key and value.ndim == 4:
             torch.testing.assert_close(after[f"model.{key}"], value, rtol=0, atol=1e-6)
+
+
+def test_card_lineage_lists_every_run_that_made_the_weights(tmp_path, make_config, fake_synth):
+    train(make_config(tmp_path / "first", epochs=1, steps_per_epoch=2, val_volumes=0, crop=(32, 128)))
+    train(make_config(tmp_path / "second", init_from=tmp_path / "first", epochs=1, steps_per_epoch=3,
+                      val_volumes=0, crop=(32, 128), loss="mse+ssim"))
+    first = json.loads((tmp_path / "first" / "model.json").read_text())["training"]["lineage"]
+    second = json.loads((tmp_path / "second" / "model.json").read_text())["training"]["lineage"]
+    assert [e["run"] for e in first] == ["first"] and first[0]["init_from"] is None
+    assert [e["run"] for e in second] == ["first", "second"]
+    assert second[0] == first[0]
+    assert second[1]["init_from"] == str(tmp_path / "first")
+    assert (second[1]["steps"], second[1]["loss"]) == (3, "mse+ssim (0.5)")
+
+
+def test_parent_lineage_of_a_card_without_one():
+    card = {"name": "old", "metrics": {"step": 40, "val_score": 0.9},
+            "training": {"loss": {"name": "mse"}, "optimizer": {"lr": 1e-3}, "steps_done": 50, "total_steps": 50}}
+    (entry,) = parent_lineage(card)
+    assert (entry["run"], entry["loss"], entry["steps"], entry["kept_step"]) == ("old", "mse", 50, 40)
+    assert parent_lineage({"name": "untrained"}) == []
 
 
 def test_encoder_weights_from_a_timm_file(tmp_path, tiny_card):
