@@ -20,6 +20,7 @@ import numpy as np
 
 from impeccable.benchmarks.throughput import write_report
 from impeccable.core.cli import one_line_errors
+from impeccable.core.errors import InputError
 
 HELD_OUT_SEED = 900001
 
@@ -43,7 +44,7 @@ def _denoise(noisy_path: Path, out_path: Path, model: Path, spec: str, batch: in
               help="Comma-separated engine[:precision] list.")
 @click.option("--volumes", type=int, default=2, show_default=True, help="Held-out volumes per noise level.")
 @click.option("--shape", default="64,128,1259", show_default=True, help="IL,XL,T of each volume.")
-@click.option("--levels", default="moderate,strong", show_default=True, help="Named noise levels.")
+@click.option("--levels", default="moderate,strong", show_default=True, help="Comma-separated named noise levels: light (input ~0.95), moderate (~0.90), strong (~0.85).")
 @click.option("--baselines/--no-baselines", default=True, show_default=True)
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
@@ -60,10 +61,15 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
 
     model = model or DEFAULT_MODEL_DIR
     vol_shape = parse_shape(shape)
+    level_names = [name for name in levels.split(",") if name]
+    unknown = [name for name in level_names if name not in NOISE_LEVELS]
+    if unknown or not level_names:
+        raise InputError("unknown noise level", received=levels, expected=f"names from {', '.join(NOISE_LEVELS)}",
+                         todo="e.g. --levels moderate,strong")
     specs = [s for s in engines.split(",") if s]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for level in levels.split(","):
+        for level in level_names:
             for i in range(volumes):
                 seed = HELD_OUT_SEED + i
                 clean, noisy = synthesize_pair(seed, shape=vol_shape, noise_level=NOISE_LEVELS[level])
@@ -87,7 +93,7 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
     lines = ["| level | seed | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     for row in rows:
         lines.append(f"| {row['level']} | {row['seed']} | " + " | ".join(f"{row['scores'][m]:.4f}" for m in methods) + " |")
-    for level in levels.split(","):
+    for level in level_names:
         sel = [r for r in rows if r["level"] == level]
         lines.append(f"| **{level} mean** | | " + " | ".join(f"**{np.mean([r['scores'][m] for r in sel]):.4f}**"
                                                          for m in methods) + " |")

@@ -72,7 +72,7 @@ def run(config: SynthConfig, echo=click.echo) -> list[tuple[str, Path, Path, flo
 @click.option("--time-first/--time-last", default=True, show_default=True,
               help="Store (T, IL, XL) or (IL, XL, T), as the challenge's files come in both.")
 @click.option("--noise-level", default=None,
-              help="Noise RMS / clean RMS, or moderate (score ~0.90) / strong (~0.85). "
+              help="Noise RMS / clean RMS, or light (score ~0.95) / moderate (~0.90) / strong (~0.85). "
                    "Default: a score in 0.82-0.95 drawn per volume.")
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a PNG of an inline of the first pair (noisy, clean, noise).")

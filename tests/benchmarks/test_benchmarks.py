@@ -92,3 +92,10 @@ def test_quality_scores_noisy_baselines_and_model(tiny_model, tmp_path):
     assert {"noisy", "bandpass", "fx_decon", "model onnxruntime"} <= set(scores)
     assert all(np.isfinite(v) and -1 <= v <= 1 for v in scores.values())
     assert 0.75 < scores["noisy"] < 0.97  # the moderate level's calibrated range
+
+
+def test_quality_rejects_an_unknown_noise_level(tiny_model):
+    result = CliRunner().invoke(quality.main, ["--model", str(tiny_model), "--levels", "moderate,loud"])
+    assert result.exit_code == 1
+    assert "unknown noise level" in result.output and "light, moderate, strong" in result.output
+    assert "Traceback" not in result.output

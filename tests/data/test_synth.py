@@ -82,8 +82,10 @@ def test_drawn_noise_level_scores_in_the_challenge_window(seed):
 def test_named_levels_order_and_window():
     moderate = [synth.pair_score(*synth.synthesize_pair(s, MEDIUM, synth.NOISE_LEVELS["moderate"])) for s in (4, 5)]
     strong = [synth.pair_score(*synth.synthesize_pair(s, MEDIUM, "strong")) for s in (4, 5)]
+    light = [synth.pair_score(*synth.synthesize_pair(s, MEDIUM, "light")) for s in (4, 5)]
     assert all(0.84 <= m <= 0.95 for m in moderate)
     assert all(0.78 <= s < m for s, m in zip(strong, moderate))
+    assert all(m < li <= 0.98 for li, m in zip(light, moderate))
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
