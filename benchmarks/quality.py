@@ -44,7 +44,8 @@ def _denoise(noisy_path: Path, out_path: Path, model: Path, spec: str, batch: in
               help="Comma-separated engine[:precision] list.")
 @click.option("--volumes", type=int, default=2, show_default=True, help="Held-out volumes per noise level.")
 @click.option("--shape", default="64,128,1259", show_default=True, help="IL,XL,T of each volume.")
-@click.option("--levels", default="moderate,strong", show_default=True, help="Comma-separated named noise levels: light (input ~0.95), moderate (~0.90), strong (~0.85).")
+@click.option("--levels", default="moderate,strong", show_default=True,
+              help="Comma-separated named noise levels: light (input ~0.95), moderate (~0.90), strong (~0.85).")
 @click.option("--baselines/--no-baselines", default=True, show_default=True)
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
