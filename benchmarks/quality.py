@@ -3,10 +3,11 @@
     python -m impeccable.benchmarks.quality --engines onnxruntime,openvino:bf16 --volumes 2 \
         --json benchmarks/results/quality.json
 
-For each noise level (``moderate`` ~0.90 and ``strong`` ~0.85 noisy-vs-clean) and each held-out seed (seeds
-from 900001 up: the training runs derive theirs from ``--seed`` through a hash and never meet these), it
-scores the noisy input, the classical baselines (``impeccable.data.baselines``) and the model through each
-engine, and reports per-volume scores and means.
+For each noise level (``light`` ~0.95, ``moderate`` ~0.90, ``strong`` ~0.85 noisy-vs-clean) and each held-out
+seed (seeds from 900001 up: the training runs derive theirs from ``--seed`` through a hash and never meet
+these), it scores the noisy input, the classical baselines (``impeccable.data.baselines``) and the model through
+each engine and each ``--views`` setting (``both`` = the two-direction ensemble of ``impeccable-denoise
+--views both``), and reports per-volume scores and means.
 """
 
 from __future__ import annotations
@@ -25,17 +26,23 @@ from impeccable.core.errors import InputError
 HELD_OUT_SEED = 900001
 
 
-def _denoise(noisy_path: Path, out_path: Path, model: Path, spec: str, batch: int) -> tuple[np.ndarray, float]:
+def _denoise(noisy_path: Path, out_path: Path, model: Path, spec: str, batch: int,
+             views: str = "inline") -> tuple[np.ndarray, float]:
     from impeccable.benchmarks.throughput import _engine_options, parse_engine
     from impeccable.runtime.config import DenoiseConfig
     from impeccable.runtime.pipeline import denoise_file
 
     name, precision, device = parse_engine(spec)
-    config = DenoiseConfig(model=model, engine=name, tta=True, batch_size=batch, overwrite=True,
+    config = DenoiseConfig(model=model, engine=name, tta=True, views=views, batch_size=batch, overwrite=True,
                            engine_options=_engine_options(name, precision, device), progress=False)
     start = time.perf_counter()
     denoise_file(noisy_path, out_path, config)
     return np.load(out_path), time.perf_counter() - start
+
+
+def model_column(spec: str, views: str) -> str:
+    """Column name of the model through one engine and view setting (inline, the default, is left unsaid)."""
+    return f"model {spec}" if views == "inline" else f"model {spec} {views}"
 
 
 @click.command()
@@ -46,19 +53,23 @@ def _denoise(noisy_path: Path, out_path: Path, model: Path, spec: str, batch: in
 @click.option("--shape", default="64,128,1259", show_default=True, help="IL,XL,T of each volume.")
 @click.option("--levels", default="moderate,strong", show_default=True,
               help="Comma-separated named noise levels: light (input ~0.95), moderate (~0.90), strong (~0.85).")
+@click.option("--views", "views_list", default="inline", show_default=True,
+              help="Comma-separated section directions, each a model column: inline, crossline, both (averages "
+                   "the two passes, 2x the work; use square IL = XL volumes so that crosslines are full sections).")
 @click.option("--baselines/--no-baselines", default=True, show_default=True)
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.option("--markdown", "md_path", type=click.Path(path_type=Path), default=None)
 @one_line_errors
-def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str, baselines: bool,
-         batch_size: int, json_path: Path | None, md_path: Path | None) -> None:
+def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str, views_list: str,
+         baselines: bool, batch_size: int, json_path: Path | None, md_path: Path | None) -> None:
     """Score noisy input, classical baselines and the model (per engine) on held-out synthetic volumes."""
     from impeccable.core.cli import parse_shape
     from impeccable.data.baselines import BASELINES
     from impeccable.data.scoring import score_volumes
     from impeccable.data.synth import NOISE_LEVELS, synthesize_pair
     from impeccable.models import DEFAULT_MODEL_DIR
+    from impeccable.runtime.config import VIEWS
 
     model = model or DEFAULT_MODEL_DIR
     vol_shape = parse_shape(shape)
@@ -67,6 +78,10 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
     if unknown or not level_names:
         raise InputError("unknown noise level", received=levels, expected=f"names from {', '.join(NOISE_LEVELS)}",
                          todo="e.g. --levels moderate,strong")
+    views = [name for name in views_list.split(",") if name]
+    if not views or any(name not in VIEWS for name in views):
+        raise InputError("unknown views", received=views_list, expected=f"names from {', '.join(VIEWS)}",
+                         todo="e.g. --views inline,both")
     specs = [s for s in engines.split(",") if s]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,9 +100,11 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
                         row["scores"][name] = score_volumes(clean, fn(noisy))
                         row["seconds"][name] = time.perf_counter() - start
                 for spec in specs:
-                    denoised, seconds = _denoise(noisy_path, Path(tmp) / "out.npy", model, spec, batch_size)
-                    row["scores"][f"model {spec}"] = score_volumes(clean, denoised)
-                    row["seconds"][f"model {spec}"] = seconds
+                    for view in views:
+                        denoised, seconds = _denoise(noisy_path, Path(tmp) / "out.npy", model, spec, batch_size,
+                                                     view)
+                        row["scores"][model_column(spec, view)] = score_volumes(clean, denoised)
+                        row["seconds"][model_column(spec, view)] = seconds
                 click.echo(f"{level} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in row["scores"].items()))
                 rows.append(row)
     methods = list(rows[0]["scores"])
@@ -100,7 +117,7 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
                                                          for m in methods) + " |")
     table = "\n".join(lines)
     click.echo(table)
-    report = {"model": str(model), "shape_il_xl_t": list(vol_shape), "engines": specs, "rows": rows}
+    report = {"model": str(model), "shape_il_xl_t": list(vol_shape), "engines": specs, "views": views, "rows": rows}
     write_report(report, table, json_path, md_path)
 
 

@@ -99,3 +99,24 @@ def test_quality_rejects_an_unknown_noise_level(tiny_model):
     assert result.exit_code == 1
     assert "unknown noise level" in result.output and "light, moderate, strong" in result.output
     assert "Traceback" not in result.output
+
+
+def test_quality_scores_each_view_setting_as_its_own_column(tiny_model, tmp_path):
+    out = tmp_path / "quality.json"
+    result = CliRunner().invoke(quality.main, ["--model", str(tiny_model), "--engines", "onnxruntime", "--volumes",
+                                               "1", "--levels", "moderate", "--shape", "24,24,200", "--views",
+                                               "inline,both", "--no-baselines", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    scores = report["rows"][0]["scores"]
+    assert report["views"] == ["inline", "both"]
+    assert set(scores) == {"noisy", "model onnxruntime", "model onnxruntime both"}
+    # Averaging in a second, differently oriented pass must change the field (an ignored --views would not).
+    assert scores["model onnxruntime both"] != scores["model onnxruntime"]
+
+
+def test_quality_rejects_an_unknown_view(tiny_model):
+    result = CliRunner().invoke(quality.main, ["--model", str(tiny_model), "--views", "inline,diagonal"])
+    assert result.exit_code == 1
+    assert "unknown views" in result.output and "inline, crossline, both" in result.output
+    assert "Traceback" not in result.output
