@@ -63,8 +63,8 @@ class TrainConfig:
         seed: Seed of the split, the section order, the augmentations and the weights' initialization.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         precision: ``"bf16"`` autocast (weights, optimizer and loss stay fp32), ``"fp32"``, or ``"auto"``: bf16
-            where the hardware runs it natively (a bf16-capable GPU; a CPU with AMX tiles, where it halves the
-            time of an update), else fp32.
+            where the hardware runs it natively (a bf16-capable GPU; a CPU with AMX tiles or AVX-512 BF16, where it
+            halves the time of an update), else fp32.
         workers: DataLoader worker processes (0 = load in the training process).
         max_minutes: Stop cleanly, with a checkpoint, after this many minutes of this invocation.
         checkpoint_every: Minutes between mid-epoch checkpoints (epoch ends always checkpoint).

@@ -99,7 +99,7 @@ def test_saved_weights_are_the_ema(finished_run):
     volumes = VolumeSet(sources, pair_stats(sources, progress=False))
     val = [volumes.ids.index(v) for v in card["data"]["val_volumes"]]
     model, _ = load_model(out)
-    # Validation runs at the training precision (bf16 autocast on an AMX CPU or a bf16 GPU).
+    # Validation runs at the training precision (bf16 autocast on a bf16 CPU or GPU).
     autocast = torch.bfloat16 if card["training"]["precision"] == "bf16" else None
     score = validate(model, volumes, val, (64, 256), batch_size=2, autocast_dtype=autocast)["val_score"]
     assert score == pytest.approx(card["metrics"]["val_score"], abs=1e-9)
@@ -249,3 +249,16 @@ def test_sigterm_checkpoints_and_stops(tmp_path, make_config, fake_synth, monkey
     assert result.stopped == "signal" and result.step == 1
     assert json.loads((tmp_path / "last" / STATE_JSON).read_text())["step"] == 1
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler was put back
+
+
+@pytest.mark.parametrize(("amx", "avx512_bf16", "expected"), [
+    (True, False, True), (False, True, True), (False, False, False), (None, None, False)])
+def test_auto_precision_picks_bf16_on_cpus_with_amx_or_avx512_bf16(monkeypatch, amx, avx512_bf16, expected):
+    from impeccable.train.loop import native_bf16
+
+    for name, answer in (("_is_amx_tile_supported", amx), ("_is_avx512_bf16_supported", avx512_bf16)):
+        if answer is None:  # a torch build without the probe
+            monkeypatch.delattr(torch.cpu, name, raising=False)
+        else:
+            monkeypatch.setattr(torch.cpu, name, lambda answer=answer: answer, raising=False)
+    assert native_bf16(cuda=False) is expected
