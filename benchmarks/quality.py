@@ -103,8 +103,9 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
                     for view in views:
                         denoised, seconds = _denoise(noisy_path, Path(tmp) / "out.npy", model, spec, batch_size,
                                                      view)
-                        row["scores"][model_column(spec, view)] = score_volumes(clean, denoised)
-                        row["seconds"][model_column(spec, view)] = seconds
+                        column = model_column(spec, view)
+                        row["scores"][column] = score_volumes(clean, denoised)
+                        row["seconds"][column] = seconds
                 click.echo(f"{level} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in row["scores"].items()))
                 rows.append(row)
     methods = list(rows[0]["scores"])

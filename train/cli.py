@@ -69,7 +69,8 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of data split, order, augmentation, init.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-              help="bf16 autocast or fp32; auto: bf16 on a bf16 GPU or a CPU with AMX or AVX-512 BF16 (2x faster there), else fp32.")
+              help="bf16 autocast or fp32; auto: bf16 on a bf16 GPU or a CPU with AMX or AVX-512 BF16 (2x faster "
+                   "there), else fp32.")
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--max-minutes", type=float, help="Stop cleanly (with a checkpoint) after this many minutes.")
 @click.option("--checkpoint-every", type=float, default=10.0, show_default=True, help="Minutes between checkpoints.")
