@@ -18,7 +18,7 @@ from impeccable.core.errors import InputError, OutputError
 
 def save_pair_preview(path: str | Path, clean: np.ndarray | None = None, noisy: np.ndarray | None = None,
                       denoised: np.ndarray | None = None, *, inline: int | None = None,
-                      title: str | None = None) -> Path:
+                      title: str | None = None, leakage: bool = False) -> Path:
     """Write a PNG of inline section ``inline`` (time running down) of the given volumes.
 
     Args:
@@ -29,6 +29,8 @@ def save_pair_preview(path: str | Path, clean: np.ndarray | None = None, noisy: 
             ``noisy`` and ``denoised``).
         inline: The inline index; the middle one by default.
         title: Figure title.
+        leakage: With ``noisy`` and ``denoised``: add a panel of the local similarity between the removed part
+            and the denoised signal (:func:`impeccable.core.qc.local_similarity`; red where signal leaked).
 
     Returns:
         The PNG path.
@@ -55,8 +57,17 @@ def save_pair_preview(path: str | Path, clean: np.ndarray | None = None, noisy: 
 
     # (crossline, sample) -> (sample, crossline): time runs down the page.
     panels = [(name, np.asarray(v[inline], dtype=np.float64).T) for name, v in given.items()]
+    centred = {"noisy - denoised"}
     if noisy is not None and denoised is not None:
-        panels.append(("noisy - denoised", panels[0][1] - panels[[p[0] for p in panels].index("denoised")][1]))
+        signal = panels[[p[0] for p in panels].index("denoised")][1]
+        removed = panels[0][1] - signal
+        panels.append(("noisy - denoised", removed))
+        if leakage:
+            from impeccable.core.qc import local_similarity
+
+            similarity, _ = local_similarity(removed.T, (signal - signal.mean()).T)
+            panels.append(("local similarity (leakage)", similarity.T))
+            centred.add("local similarity (leakage)")
     elif noisy is not None and clean is not None:
         panels.append(("noise (noisy - affine fit of clean)", _affine_residual(panels[0][1], panels[1][1])))
 
@@ -66,8 +77,12 @@ def save_pair_preview(path: str | Path, clean: np.ndarray | None = None, noisy: 
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (name, img) in zip(axes, panels):
-        centre = float(np.median(img))
+        # The removed part and the similarity are centred on zero (what "nothing" is for them), the data on
+        # their median (a volume on an offset would otherwise be one colour).
+        centre = 0.0 if name in centred else float(np.median(img))
         clip = float(np.percentile(np.abs(img - centre), 99)) or 1.0
+        if name == "local similarity (leakage)":
+            clip = 1.0
         im = ax.imshow(img, cmap="seismic", vmin=centre - clip, vmax=centre + clip, aspect="auto",
                        interpolation="nearest")
         ax.set_title(name, fontsize=10)

@@ -43,6 +43,10 @@ def _time_axis(value: str) -> int | str:
               help="Stored time axis of .npy/.h5 input; auto = the unique longest axis.")
 @click.option("--scale", type=click.Choice(SCALES), default="input", show_default=True,
               help="input: the volume's own units; unit: the model's [0, 1]; uint8: the challenge's 0..255.")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="Output = input - STRENGTH x the estimated noise: 1 the full denoising, 0 the input unchanged.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the run summary and QC figures (amplitude fit, removed energy, leakage) as JSON.")
 @click.option("--dataset", type=str, default=None, help="HDF5 dataset path [default: the file's only 3-D dataset].")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Also write a PNG of the middle inline: noisy, denoised and their difference.")
@@ -50,19 +54,25 @@ def _time_axis(value: str) -> int | str:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @one_line_errors
 def main(input_path: Path, output: Path | None, model: Path | None, engine: str | None, precision: str | None,
-         tta: bool, views: str, batch_size: int, time_axis: str, scale: str, dataset: str | None,
+         tta: bool, views: str, batch_size: int, time_axis: str, scale: str, strength: float,
+         report_path: Path | None, dataset: str | None,
          preview: Path | None, overwrite: bool, progress: bool) -> None:
     """Denoise the seismic volume INPUT (.npy, .h5/.hdf5 or SEG-Y) and write it in the same format.
 
     Volumes are read lazily in (inline, crossline, sample) order, min-max normalized per volume, cut into
     vertical sections padded (or tiled) to the model's 320 x 1280 window, denoised in batches, and written
     back in the input's orientation and units. Memory is bounded by the batch, not the volume.
+
+    Amplitudes are preserved: the output is the prediction mapped by the per-volume least-squares gain and
+    offset that fit it to the input, so the removed part has zero mean and no systematic gain. Every run
+    prints QC figures: the removed share of the input's energy, the removed part's mean, and the signal
+    leakage (local similarity of the removed part and the denoised signal; a warning when it is high).
     """
     from impeccable.runtime.pipeline import denoise_file
 
     options = {"precision": precision} if precision else {}
     config = DenoiseConfig(model=model, engine=engine, tta=tta, views=views, batch_size=batch_size,
-                           time_axis=_time_axis(time_axis), scale=scale, overwrite=overwrite, preview=preview,
+                           time_axis=_time_axis(time_axis), scale=scale, strength=strength, overwrite=overwrite, preview=preview,
                            dataset=dataset, engine_options=options, progress=progress)
     output = output or default_output(input_path)
     report = denoise_file(input_path, output, config)
@@ -72,3 +82,35 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
                f"({report.sections_per_s:.2f} sections/s; engine {report.engine_s:.1f} s, loading "
                f"{report.load_s:.1f} s, reading/tiling/writing {report.pipeline_s:.1f} s) -> {report.output}"
                + (f", preview {preview}" if preview is not None else ""))
+    click.echo(summary_line(report))
+    for warning in report.qc.get("warnings", []):
+        click.echo(f"Warning: {warning}", err=True)
+    if report_path is not None:
+        write_json(report_path, report.as_dict())
+
+
+def summary_line(report) -> str:
+    """The QC line every run prints: the amplitude fit and what was removed."""
+    fit, qc = report.fit, report.qc
+    return (f"QC: amplitude fit gain {fit['gain']:.4f}, offset {fit['offset']:.4g} ({fit['offset_of_std']:+.3f} std); "
+            f"removed {qc['removed_energy']:.1%} of the input's energy, mean {qc['removed_mean_of_std']:+.4f} std; "
+            f"leakage {qc['leakage']:.3f} (local similarity of removed and denoised, "
+            f"{qc['leakage_sections']} inlines)")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented JSON through a temporary file renamed into place."""
+    import json
+    import os
+    import tempfile
+
+    from impeccable.core.errors import OutputError
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError("cannot write the report", received=f"{path} ({exc.strerror or exc})",
+                          expected="a writable path", todo="pass --report to a writable file") from exc

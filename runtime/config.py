@@ -20,7 +20,9 @@ class DenoiseConfig:
         batch_size: Model windows per engine call before TTA: sections, when they fit the window (a section
             tiled into k windows counts k). With TTA each call carries twice as many images.
         time_axis: Stored time axis of npy/HDF5 input: ``0``, ``2`` or ``auto``.
-        scale: ``input`` (the volume's units), ``unit`` ([0, 1]) or ``uint8`` (challenge scale).
+        scale: ``input`` (the volume's units, amplitude-preserving: the prediction mapped by a per-volume
+            least-squares gain and offset fitted to the input), ``unit`` ([0, 1]) or ``uint8`` (challenge scale).
+        strength: 0..1: output = input - strength x the estimated noise (1: the full denoising; 0: the input).
         overwrite: Replace an existing output.
         preview: PNG path for a noisy/denoised/difference picture of one inline.
         dataset: HDF5 dataset path.
@@ -35,6 +37,7 @@ class DenoiseConfig:
     batch_size: int = 4
     time_axis: int | str = "auto"
     scale: str = "input"
+    strength: float = 1.0
     overwrite: bool = False
     preview: Path | None = None
     dataset: str | None = None

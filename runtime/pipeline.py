@@ -38,15 +38,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from impeccable.core.amplitude import SCALES, VolumeStats, denormalize, normalize, to_uint8, volume_stats
+from impeccable.core.amplitude import SCALES, VolumeStats, normalize, volume_stats
+from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError, OutputError
 from impeccable.runtime import tiling
+from impeccable.runtime.calibrate import fit_amplitudes, write_output
 from impeccable.runtime.config import VIEWS, DenoiseConfig
 from impeccable.runtime.engines.base import Engine
 from impeccable.runtime.npy_io import MappedVolume
@@ -72,6 +74,10 @@ class DenoiseReport:
         nonfinite: NaN/Inf samples replaced by 0.
         stats: The input's min/max and non-finite count.
         engine: Engine name and precision.
+        fit: The amplitude fit (:meth:`AmplitudeFit.as_dict`: gain, offset in the input's units, its share of
+            the input's std, samples).
+        qc: The QC figures (:meth:`impeccable.core.qc.QualityControl.report`).
+        strength: The ``--strength`` used.
     """
 
     output: Path
@@ -83,6 +89,17 @@ class DenoiseReport:
     stats: VolumeStats
     engine: str
     load_s: float = 0.0
+    fit: dict = field(default_factory=dict)
+    qc: dict = field(default_factory=dict)
+    strength: float = 1.0
+
+    def as_dict(self) -> dict:
+        """The report as JSON-ready data (``--report FILE``)."""
+        return {"output": str(self.output), "engine": self.engine, "sections": self.sections, "images": self.images,
+                "total_s": self.total_s, "engine_s": self.engine_s, "load_s": self.load_s,
+                "sections_per_s": self.sections_per_s, "input": {"min": self.stats.vmin, "max": self.stats.vmax,
+                                                                 "nonfinite": self.nonfinite},
+                "strength": self.strength, "amplitude_fit": self.fit, "qc": self.qc}
 
     @property
     def sections_per_s(self) -> float:
@@ -302,15 +319,17 @@ def _blend(preds: np.ndarray, plan: tiling.TilePlan, tta: bool) -> np.ndarray:
 class _ScratchStore:
     """Unit predictions in a float32 scratch memmap (canonical order); the output is written from it at the end.
 
-    Needed when a voxel's final value is known only after every section was predicted: two views to average,
-    or the uint8 scale (the whole prediction's min/max), or crossline sections (the writers take inlines).
+    Every voxel's final value is known only after every section was predicted and the amplitude fit was made
+    from all of them (two views are averaged, the ``uint8`` scale needs the field's min/max, the writers take
+    inlines while crossline sections arrive), so predictions go to this scratch file first.
     """
 
     def __init__(self, output: Path, shape: tuple[int, int, int], views: tuple[str, ...]):
         self.path, array = _scratch(output, shape)
         self.mapped = MappedVolume(array, time_axis=2)
         self.views = views
-        self.pmin, self.pmax = np.inf, -np.inf
+        self.fit: AmplitudeFit | None = None
+        self.qc: dict = {}
 
     def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
         if view == "inline":
@@ -322,21 +341,23 @@ class _ScratchStore:
             pred = np.add(self.mapped.read(target), pred)
             pred *= np.float32(0.5)
         self.mapped.write(target, pred)
-        if view == self.views[-1]:  # every voxel gets its final value exactly once in the last view
-            self.pmin, self.pmax = min(self.pmin, float(pred.min())), max(self.pmax, float(pred.max()))
+
+    def inlines(self, start: int, stop: int) -> np.ndarray:
+        """Unit predictions of inlines ``start:stop``, ``(inline, crossline, sample)`` float32."""
+        return self.mapped.read((slice(start, stop), slice(None), slice(None)))
 
     def finish(self, reader: VolumeReader, output: Path, config: DenoiseConfig, stats: VolumeStats) -> None:
-        """Scale and write the output, draw the preview, commit."""
+        """Fit the amplitudes, scale, QC and write the output, draw the preview, commit."""
+        step = block_inlines(self.mapped.shape)
+        self.fit, unit_range = fit_amplitudes(reader, self.inlines, stats, config.strength, step)
         writer = open_writer(output, like=reader, dtype=np.uint8 if config.scale == "uint8" else np.float32)
-        everything = (slice(None), slice(None))
         try:
-            step = block_inlines(self.mapped.shape)
-            for start in range(0, self.mapped.shape[0], step):
-                block = self.mapped.read((slice(start, start + step), *everything))
-                if config.scale == "uint8":
-                    block = to_uint8(block, self.pmin, self.pmax)
-                writer.write(slice(start, start + block.shape[0]), _scaled(block, config.scale, stats))
-            _commit(writer, reader, output, config, stats, lambda i: self.mapped.read((slice(i, i + 1), *everything)))
+            mid = reader.shape[0] // 2
+            self.qc, kept = write_output(
+                reader, self.inlines, lambda start, stop, block: writer.write(slice(start, stop), block),
+                self.fit, stats, config.scale, config.strength, unit_range, step,
+                keep=mid if config.preview is not None else None)
+            _commit(writer, reader, output, config, kept, mid)
         except BaseException:
             writer.abort()
             raise
@@ -346,46 +367,16 @@ class _ScratchStore:
         self.path.unlink(missing_ok=True)
 
 
-class _DirectStore:
-    """Inline predictions scaled and written straight into the output (one view, ``input`` or ``unit`` scale)."""
-
-    def __init__(self, reader: VolumeReader, output: Path, config: DenoiseConfig, stats: VolumeStats):
-        self.writer = open_writer(output, like=reader, dtype=np.float32)
-        self.scale, self.stats = config.scale, stats
-        self.keep = reader.shape[0] // 2 if config.preview is not None else None
-        self.kept: np.ndarray | None = None
-        self.committed = False
-
-    def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
-        if self.keep is not None and start <= self.keep < stop:
-            self.kept = np.array(pred[self.keep - start:self.keep - start + 1])
-        self.writer.write(slice(start, stop), _scaled(pred, self.scale, self.stats))
-
-    def finish(self, reader: VolumeReader, output: Path, config: DenoiseConfig, stats: VolumeStats) -> None:
-        _commit(self.writer, reader, output, config, stats, lambda i: self.kept)
-        self.committed = True
-
-    def discard(self) -> None:
-        if not self.committed:
-            self.writer.abort()
-
-
-def _scaled(unit: np.ndarray, scale: str, stats: VolumeStats) -> np.ndarray:
-    """A unit-scale block in the output's scale (``uint8`` blocks arrive already converted)."""
-    return denormalize(unit, stats) if scale == "input" else np.ascontiguousarray(unit)
-
-
-def _commit(writer, reader: VolumeReader, output: Path, config: DenoiseConfig, stats: VolumeStats,
-            unit_inline) -> None:
-    """Draw the preview (``unit_inline(i)`` gives inline ``i`` of the prediction), then commit the output.
+def _commit(writer, reader: VolumeReader, output: Path, config: DenoiseConfig, kept: np.ndarray | None,
+            mid: int) -> None:
+    """Draw the preview (``kept``: inline ``mid`` of the output in the input's units), then commit the output.
 
     The preview goes first so that a failing preview leaves no output; a failing commit removes the preview.
     """
     if config.preview is None:
         writer.commit()
         return
-    mid = reader.shape[0] // 2
-    _preview(reader, output, config, denormalize(unit_inline(mid), stats), mid)
+    _preview(reader, output, config, kept, mid)
     try:
         writer.commit()
     except BaseException:
@@ -487,6 +478,9 @@ def _check_config(config: DenoiseConfig) -> None:
     if int(config.batch_size) < 1:
         raise InputError("batch size must be positive", received=config.batch_size, expected=">= 1",
                          todo="pass --batch-size 4")
+    if not 0.0 <= float(config.strength) <= 1.0:
+        raise InputError("strength out of range", received=config.strength, expected="0..1 (1: the full denoising)",
+                         todo="pass --strength 0.5, say")
 
 
 def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConfig,
@@ -529,11 +523,8 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
             load_s = time.perf_counter() - t_load
         stats = reader_stats(reader)
         stats.check_not_constant()
-        if config.views == "inline" and config.scale != "uint8":
-            store = _DirectStore(reader, output, config, stats)
-        else:
-            store = _ScratchStore(output, tuple(reader.shape),
-                                  ("inline", "crossline") if config.views == "both" else (config.views,))
+        store = _ScratchStore(output, tuple(reader.shape),
+                              ("inline", "crossline") if config.views == "both" else (config.views,))
         sections, images, engine_s = predict_volume(reader, engine, store, config, stats)
         store.finish(reader, output, config, stats)
         name = f"{engine.name} {engine.precision}"
@@ -548,13 +539,14 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
             engine.close()
         reader.close()
     return DenoiseReport(output, sections, images, engine_s, time.perf_counter() - t0, stats.nonfinite, stats, name,
-                         load_s)
+                         load_s, fit=store.fit.as_dict(stats), qc=store.qc, strength=config.strength)
 
 
 def _preview(reader: VolumeReader, output: Path, config: DenoiseConfig, denoised: np.ndarray, mid: int) -> None:
     """Noisy, denoised and their difference for inline ``mid``, in the input's units."""
     from impeccable.data.preview import save_pair_preview
 
-    noisy = np.nan_to_num(reader.read(inlines=slice(mid, mid + 1)), nan=0.0, posinf=0.0, neginf=0.0)
-    save_pair_preview(config.preview, noisy=noisy, denoised=denoised, inline=0,
-                      title=f"{output.name}: inline {mid} (noisy, denoised, difference)")
+    noisy = reader.read(inlines=slice(mid, mid + 1))
+    noisy = np.where(np.isfinite(noisy), noisy, denoised)  # a hole in the input shows as no difference
+    save_pair_preview(config.preview, noisy=noisy, denoised=denoised, inline=0, leakage=True,
+                      title=f"{output.name}: inline {mid} (noisy, denoised, removed, local similarity)")

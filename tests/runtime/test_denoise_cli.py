@@ -29,7 +29,7 @@ def test_default_output_sits_beside_the_input():
 
 
 @pytest.mark.parametrize("time_first", [False, True])
-def test_denoise_writes_the_input_orientation_and_prints_one_summary_line(tmp_path, tiny_volume, tiny_model_dir,
+def test_denoise_writes_the_input_orientation_and_prints_the_summary_and_qc(tmp_path, tiny_volume, tiny_model_dir,
                                                                         time_first):
     vol = tiny_volume((3, 20, 100))
     stored = np.moveaxis(vol, -1, 0) if time_first else vol
@@ -38,12 +38,13 @@ def test_denoise_writes_the_input_orientation_and_prints_one_summary_line(tmp_pa
                      "--no-progress")
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 1 and "denoised 3 sections" in lines[0] and "sections/s" in lines[0]
+    assert len(lines) == 2 and "denoised 3 sections" in lines[0] and "sections/s" in lines[0]
+    assert lines[1].startswith("QC: amplitude fit gain")
     assert str(tmp_path / "vol.denoised.npy") in lines[0]
     out = np.load(tmp_path / "vol.denoised.npy")
     assert out.shape == stored.shape and out.dtype == np.float32
-    # input scale: within the input's range (a sigmoid output mapped back through min-max)
-    assert vol.min() <= out.min() and out.max() <= vol.max()
+    # input scale, amplitude-preserving: the removed part has zero mean
+    assert abs(float(np.mean(stored.astype(np.float64) - out))) <= 0.01 * float(vol.std())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vol.denoised.npy", "vol.npy"]
 
 
@@ -56,7 +57,8 @@ def test_flags_views_scale_tta_preview_and_integer_input(tmp_path, tiny_volume, 
                      "--views", "both", "--no-tta", "--batch-size", 3, "--scale", "uint8", "--time-axis", "2",
                      "--preview", png, "--no-progress")
     assert result.exit_code == 0, result.output
-    (line,) = result.stdout.strip().splitlines()
+    line, qc = result.stdout.strip().splitlines()
+    assert qc.startswith("QC: ")
     assert "denoised 24 sections" in line and line.endswith(f", preview {png}")
     den = np.load(out)
     assert den.dtype == np.uint8 and den.shape == vol.shape and den.min() == 0 and den.max() == 255
