@@ -3,15 +3,20 @@
     python -m impeccable.benchmarks.quality --engines onnxruntime,openvino:bf16 --volumes 2 \
         --json benchmarks/results/quality.json
 
-For each noise level (``light`` ~0.95, ``moderate`` ~0.90, ``strong`` ~0.85 noisy-vs-clean) and each held-out
-seed (seeds from 900001 up: the training runs derive theirs from ``--seed`` through a hash and never meet
-these), it scores the noisy input, the classical baselines (``impeccable.data.baselines``) and the model through
-each engine and each ``--views`` setting (``both`` = the two-direction ensemble of ``impeccable-denoise
---views both``), and reports per-volume scores and means.
+For each synthetic family (``--families``: ``a``, the generator the shipped models were trained on, and ``b``,
+an independent recipe, :mod:`impeccable.data.families`), each noise level (``light`` ~0.95, ``moderate`` ~0.90,
+``strong`` ~0.85 noisy-vs-clean, in each family's own calibration) and each held-out seed (seeds from 900001 up:
+the training runs derive theirs from ``--seed`` through a hash and never meet these), it scores the noisy input,
+the classical baselines (``impeccable.data.baselines``) and the model through each engine and each ``--views``
+setting (``both`` = the two-direction ensemble of ``impeccable-denoise --views both``), and reports per-volume
+scores and means. Each model column has a ``clean-in`` twin: the clean volume itself denoised through the same
+path and scored against itself (1.0 = the model leaves noise-free data alone; one pass per family and seed,
+since a seed's clean volume is the same at every level).
 """
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +50,11 @@ def model_column(spec: str, views: str) -> str:
     return f"model {spec}" if views == "inline" else f"model {spec} {views}"
 
 
+def clean_in_column(column: str) -> str:
+    """Column name of a model column's clean-in score (the clean volume denoised, scored against itself)."""
+    return f"clean-in {column}"
+
+
 @click.command()
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Model directory [default: shipped].")
 @click.option("--engines", default="onnxruntime,openvino:bf16", show_default=True,
@@ -56,6 +66,8 @@ def model_column(spec: str, views: str) -> str:
               help="IL,XL,T of each volume (XL 300: inline sections as wide as the challenge's).")
 @click.option("--levels", default="moderate,strong", show_default=True,
               help="Comma-separated named noise levels: light (input ~0.95), moderate (~0.90), strong (~0.85).")
+@click.option("--families", default="a,b", show_default=True,
+              help="Comma-separated synthetic families: a (the training generator), b (an independent recipe).")
 @click.option("--views", "views_list", default="inline", show_default=True,
               help="Comma-separated section directions, each a model column: inline, crossline, both (averages "
                    "the two passes, 2x the work; use square IL = XL volumes so that crosslines are full sections).")
@@ -64,64 +76,82 @@ def model_column(spec: str, views: str) -> str:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.option("--markdown", "md_path", type=click.Path(path_type=Path), default=None)
 @one_line_errors
-def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str, views_list: str,
+def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str, families: str, views_list: str,
          baselines: bool, batch_size: int, json_path: Path | None, md_path: Path | None) -> None:
     """Score noisy input, classical baselines and the model (per engine) on held-out synthetic volumes."""
     from impeccable.core.cli import parse_shape
     from impeccable.data.baselines import BASELINES
     from impeccable.data.scoring import score_volumes
-    from impeccable.data.synth import NOISE_LEVELS, synthesize_pair
+    from impeccable.data.families import synthesize_family_pair
+    from impeccable.data.synth import NOISE_LEVELS
+    from impeccable.data.synth_b import TARGET_SCORES_B
     from impeccable.models import DEFAULT_MODEL_DIR
     from impeccable.runtime.config import VIEWS
 
     model = model or DEFAULT_MODEL_DIR
     vol_shape = parse_shape(shape)
     level_names = [name for name in levels.split(",") if name]
-    unknown = [name for name in level_names if name not in NOISE_LEVELS]
+    unknown = [name for name in level_names if name not in NOISE_LEVELS or name not in TARGET_SCORES_B]
     if unknown or not level_names:
         raise InputError("unknown noise level", received=levels, expected=f"names from {', '.join(NOISE_LEVELS)}",
                          todo="e.g. --levels moderate,strong")
+    family_names = [name for name in families.split(",") if name]
+    if not family_names or any(name not in ("a", "b") for name in family_names):
+        raise InputError("unknown synthetic family", received=families, expected="names from a, b",
+                         todo="e.g. --families a,b")
     views = [name for name in views_list.split(",") if name]
     if not views or any(name not in VIEWS for name in views):
         raise InputError("unknown views", received=views_list, expected=f"names from {', '.join(VIEWS)}",
                          todo="e.g. --views inline,both")
     specs = [s for s in engines.split(",") if s]
     rows = []
+    clean_in: dict[tuple[str, int, str], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for level in level_names:
-            for i in range(volumes):
-                seed = HELD_OUT_SEED + i
-                clean, noisy = synthesize_pair(seed, shape=vol_shape, noise_level=NOISE_LEVELS[level])
-                noisy_path = Path(tmp) / f"noisy-{level}-{seed}.npy"
-                np.save(noisy_path, noisy)
-                row = {"level": level, "seed": seed, "scores": {"noisy": score_volumes(clean, noisy)}, "seconds": {}}
-                if baselines:
-                    for name, fn in BASELINES.items():
-                        if name == "identity":  # the noisy column already
-                            continue
-                        start = time.perf_counter()
-                        row["scores"][name] = score_volumes(clean, fn(noisy))
-                        row["seconds"][name] = time.perf_counter() - start
-                for spec in specs:
-                    for view in views:
-                        denoised, seconds = _denoise(noisy_path, Path(tmp) / "out.npy", model, spec, batch_size,
-                                                     view)
-                        column = model_column(spec, view)
-                        row["scores"][column] = score_volumes(clean, denoised)
-                        row["seconds"][column] = seconds
-                click.echo(f"{level} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in row["scores"].items()))
-                rows.append(row)
+        for family, level, i in itertools.product(family_names, level_names, range(volumes)):
+            seed = HELD_OUT_SEED + i
+            clean, noisy = synthesize_family_pair(family, 0, seed, vol_shape, level)
+            noisy_path = Path(tmp) / f"noisy-{family}-{level}-{seed}.npy"
+            np.save(noisy_path, noisy)
+            row = {"family": family, "level": level, "seed": seed,
+                   "scores": {"noisy": score_volumes(clean, noisy)}, "seconds": {}}
+            if baselines:
+                for name, fn in BASELINES.items():
+                    if name == "identity":  # the noisy column already
+                        continue
+                    start = time.perf_counter()
+                    row["scores"][name] = score_volumes(clean, fn(noisy))
+                    row["seconds"][name] = time.perf_counter() - start
+            for spec in specs:
+                for view in views:
+                    denoised, seconds = _denoise(noisy_path, Path(tmp) / "out.npy", model, spec, batch_size,
+                                                 view)
+                    column = model_column(spec, view)
+                    row["scores"][column] = score_volumes(clean, denoised)
+                    row["seconds"][column] = seconds
+                    key = (family, seed, column)
+                    if key not in clean_in:
+                        clean_path = Path(tmp) / f"clean-{family}-{seed}.npy"
+                        np.save(clean_path, clean)
+                        denoised, _ = _denoise(clean_path, Path(tmp) / "out.npy", model, spec, batch_size, view)
+                        clean_in[key] = score_volumes(clean, denoised)
+                    row["scores"][clean_in_column(column)] = clean_in[key]
+            click.echo(f"{family} {level} seed {seed}: "
+                       + ", ".join(f"{k} {v:.4f}" for k, v in row["scores"].items()))
+            rows.append(row)
     methods = list(rows[0]["scores"])
-    lines = ["| level | seed | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    lines = ["| family | level | seed | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
     for row in rows:
-        lines.append(f"| {row['level']} | {row['seed']} | " + " | ".join(f"{row['scores'][m]:.4f}" for m in methods) + " |")
-    for level in level_names:
-        sel = [r for r in rows if r["level"] == level]
-        lines.append(f"| **{level} mean** | | " + " | ".join(f"**{np.mean([r['scores'][m] for r in sel]):.4f}**"
-                                                         for m in methods) + " |")
+        lines.append(f"| {row['family']} | {row['level']} | {row['seed']} | "
+                     + " | ".join(f"{row['scores'][m]:.4f}" for m in methods) + " |")
+    for family in family_names:
+        for level in level_names:
+            sel = [r for r in rows if r["level"] == level and r["family"] == family]
+            lines.append(f"| **{family}** | **{level} mean** | | "
+                         + " | ".join(f"**{np.mean([r['scores'][m] for r in sel]):.4f}**" for m in methods) + " |")
     table = "\n".join(lines)
     click.echo(table)
-    report = {"model": str(model), "shape_il_xl_t": list(vol_shape), "engines": specs, "views": views, "rows": rows}
+    report = {"model": str(model), "shape_il_xl_t": list(vol_shape), "engines": specs, "views": views,
+              "families": family_names, "rows": rows}
     write_report(report, table, json_path, md_path)
 
 

@@ -161,7 +161,7 @@ def write_challenge_layout(out_dir: str | Path, volumes: int, shape_tl: tuple[in
                            seed: int = 0, time_first: bool = True, noise_level: float | str | None = None,
                            progress: bool = True,
                            on_pair: Callable[[str, np.ndarray, np.ndarray], None] | None = None,
-                           ) -> list[tuple[str, Path, Path]]:
+                           family: str = "a") -> list[tuple[str, Path, Path]]:
     """Write synthetic pairs in the challenge's layout.
 
     ``OUT_DIR/<id>/seismicCubes_RFC_fullstack_2023.<id>.npy`` (clean) and
@@ -179,12 +179,14 @@ def write_challenge_layout(out_dir: str | Path, volumes: int, shape_tl: tuple[in
         progress: Show a tqdm bar.
         on_pair: Called as ``on_pair(id, clean, noisy)`` with the canonical ``(inline, crossline, sample)``
             float32 arrays of each pair after it is written (the CLI scores them).
+        family: Generator: ``a`` (this module), ``b`` (:mod:`impeccable.data.synth_b`) or ``mix``
+            (alternating by volume index), see :mod:`impeccable.data.families`.
 
     Returns:
         ``[(id, noisy_path, clean_path), ...]`` in volume order.
 
     Raises:
-        InputError: Bad count, shape, seed or noise level.
+        InputError: Bad count, shape, seed, noise level or family.
         OutputError: The folder cannot be written.
     """
     from tqdm import tqdm
@@ -200,7 +202,10 @@ def write_challenge_layout(out_dir: str | Path, volumes: int, shape_tl: tuple[in
     shape = (il, xl, t)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError("synthetic seed is not a non-negative integer", received=seed, expected="0, 1, 2, ...")
-    level = resolve_noise_level(noise_level)
+    from impeccable.data.families import check_family, synthesize_family_pair
+
+    check_family(family)
+    resolve_noise_level(noise_level)  # fail before any work on a bad value
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,7 +215,7 @@ def write_challenge_layout(out_dir: str | Path, volumes: int, shape_tl: tuple[in
     written = []
     ids = volume_ids(seed, volumes)
     for index, vid in enumerate(tqdm(ids, desc="synth", unit="vol", disable=not progress)):
-        clean, noisy = synthesize_pair(volume_seed(seed, index), shape, level)
+        clean, noisy = synthesize_family_pair(family, index, volume_seed(seed, index), shape, noise_level)
         folder = out_dir / vid
         clean_path = folder / f"seismicCubes_RFC_fullstack_2023.{vid}.npy"
         noisy_path = folder / f"seismic_w_noise_vol_{vid}.npy"

@@ -26,6 +26,7 @@ class SynthConfig:
             score per volume.
         preview: PNG of the first pair, or None.
         progress: Show a progress bar.
+        family: Generator family: ``a``, ``b`` or ``mix`` (alternating by volume index).
     """
 
     out_dir: Path
@@ -36,6 +37,7 @@ class SynthConfig:
     noise_level: float | str | None = None
     preview: Path | None = None
     progress: bool = True
+    family: str = "a"
 
 
 def run(config: SynthConfig, echo=click.echo) -> list[tuple[str, Path, Path, float]]:
@@ -59,7 +61,7 @@ def run(config: SynthConfig, echo=click.echo) -> list[tuple[str, Path, Path, flo
 
     written = write_challenge_layout(config.out_dir, config.volumes, config.shape_tl, config.seed,
                                      time_first=config.time_first, noise_level=config.noise_level,
-                                     progress=config.progress, on_pair=on_pair)
+                                     progress=config.progress, on_pair=on_pair, family=config.family)
     return [(vid, noisy, clean, scores[vid]) for vid, noisy, clean in written]
 
 
@@ -76,14 +78,18 @@ def run(config: SynthConfig, echo=click.echo) -> list[tuple[str, Path, Path, flo
                    "Default: a score in 0.82-0.95 drawn per volume.")
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a PNG of an inline of the first pair (noisy, clean, noise).")
+@click.option("--family", type=click.Choice(["a", "b", "mix"]), default="a", show_default=True,
+              help="Generator: a (the original), b (an independent recipe: other wavelets, structure, noise, "
+                   "scales, and some noise-free volumes) or mix (a for even volumes, b for odd).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @one_line_errors
 def main(out_dir: Path, volumes: int, shape_text: str, seed: int, time_first: bool, noise_level: str | None,
-         preview: Path | None, progress: bool) -> None:
+         preview: Path | None, family: str, progress: bool) -> None:
     """Write synthetic noisy/clean seismic pairs in the Image Impeccable challenge's layout to OUT_DIR."""
     from tqdm import tqdm
 
     from impeccable.data.synth import resolve_noise_level
+    from impeccable.data.synth_b import resolve_noise_level_b
 
     try:
         shape_tl = parse_shape(shape_text, 3, "--shape")
@@ -91,7 +97,8 @@ def main(out_dir: Path, volumes: int, shape_text: str, seed: int, time_first: bo
         raise InputError("bad --shape", received=repr(shape_text),
                          expected="three positive integers T,IL,XL like 1259,300,300") from exc
     resolve_noise_level(noise_level)  # fail before any work on a bad value
+    resolve_noise_level_b(noise_level)
     config = SynthConfig(out_dir=out_dir, volumes=volumes, shape_tl=shape_tl, seed=seed, time_first=time_first,
-                         noise_level=noise_level, preview=preview, progress=progress)
+                         noise_level=noise_level, preview=preview, progress=progress, family=family)
     results = run(config, echo=tqdm.write if progress else click.echo)
     click.echo(f"wrote {len(results)} pair(s) to {out_dir}" + (f"; preview {preview}" if preview else ""))

@@ -13,7 +13,8 @@ import click
 
 from impeccable.core.cli import one_line_errors, parse_shape
 from impeccable.core.errors import InputError
-from impeccable.train.config import DEVICES, LOSS_REDUCTIONS, PRECISIONS, TrainConfig, check_multiple_of_32
+from impeccable.train.config import (DEVICES, LOSS_REDUCTIONS, PRECISIONS, SYNTHETIC_FAMILIES, TrainConfig,
+                                     check_multiple_of_32)
 from impeccable.train.losses import LOSSES
 
 # click parameter name -> TrainConfig field, where they differ.
@@ -36,6 +37,8 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
 @click.option("--synthetic-shape", "shape_text", default="1259,128,128", show_default=True,
               help="T,IL,XL of each synthetic volume (the challenge's are 1259,300,300).")
 @click.option("--synthetic-dir", type=click.Path(path_type=Path), help="Cache folder of the synthetic volumes.")
+@click.option("--synthetic-family", type=click.Choice(SYNTHETIC_FAMILIES), default="a", show_default=True,
+              help="Generator: a (the original), b (the independent recipe) or mix (a for even volumes, b for odd).")
 @click.option("--min-ssim", type=float,
               help="Skip challenge pairs whose noisy-vs-clean score is below this (seed: 0.7).")
 @click.option("--time-axis", type=click.Choice(["auto", "0", "2"]), default="auto", show_default=True,

@@ -22,6 +22,7 @@ SEED_ENCODER = "tu-tf_efficientnetv2_s"
 LOSS_REDUCTIONS = ("mean", "sum")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp32")
+SYNTHETIC_FAMILIES = ("a", "b", "mix")  # impeccable.data.families.FAMILIES (config stays import-light)
 
 #: Fields a resumed run may change; every other field belongs to the recipe.
 RUNTIME_FIELDS = frozenset({"out", "resume", "device", "precision", "workers", "max_minutes", "checkpoint_every",
@@ -38,6 +39,8 @@ class TrainConfig:
         synthetic: Number of synthetic volumes to generate (exclusive with ``data``).
         synthetic_shape: ``(T, IL, XL)`` of each synthetic volume (stored canonically as ``(IL, XL, T)``).
         synthetic_dir: Cache of the synthetic volumes; ``None``: ``out/synthetic``.
+        synthetic_family: Generator of the synthetic volumes: ``a``, ``b`` or ``mix`` (a for even volumes, b for
+            odd; :mod:`impeccable.data.families`).
         min_ssim: Skip challenge pairs whose noisy-vs-clean SSIM is below this (the seed used 0.7).
         time_axis: Stored time axis of challenge files (``"auto"``, ``"0"`` or ``"2"``).
         epochs: Epochs of the cosine schedule (the seed trained 100).
@@ -77,6 +80,7 @@ class TrainConfig:
     synthetic: int | None = None
     synthetic_shape: tuple[int, int, int] = (1259, 128, 128)
     synthetic_dir: Path | None = None
+    synthetic_family: str = "a"
     min_ssim: float | None = None
     time_axis: str = "auto"
     epochs: int = 100
@@ -120,6 +124,9 @@ class TrainConfig:
                              todo="pass --data with the challenge folder or --synthetic with a volume count")
         if self.synthetic is not None and self.synthetic < 1:
             raise InputError("--synthetic needs at least one volume", received=self.synthetic, expected=">= 1")
+        if self.synthetic_family not in SYNTHETIC_FAMILIES:
+            raise InputError("unknown --synthetic-family", received=repr(self.synthetic_family),
+                             expected=" or ".join(SYNTHETIC_FAMILIES))
         if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:
             raise InputError("bad --synthetic-shape", received=self.synthetic_shape, expected="T,IL,XL positive")
         for name in ("epochs", "batch_size", "slice_stride"):

@@ -11,7 +11,6 @@ uninterrupted one would have seen, whatever the number of workers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -135,15 +134,8 @@ def synthetic_seeds(seed: int, n: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
 
 
-def _generator_fingerprint() -> str:
-    """Hash of the generator's source, so that a changed generator never reuses stale cached volumes."""
-    import impeccable.data.synth as synth
-
-    return hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:16]
-
-
 def synthetic_sources(n: int, shape: tuple[int, int, int], seed: int, cache_dir: Path,
-                      progress: bool = True, log: Callable[[str], None] = print) -> list[NpyPair]:
+                      progress: bool = True, log: Callable[[str], None] = print, family: str = "a") -> list[NpyPair]:
     """Generate (or reuse) ``n`` synthetic pairs as canonical ``.npy`` files in ``cache_dir``.
 
     Args:
@@ -152,34 +144,42 @@ def synthetic_sources(n: int, shape: tuple[int, int, int], seed: int, cache_dir:
         seed: Run seed; volume ``i`` uses ``synthetic_seeds(seed, n)[i]``.
         cache_dir: Folder of the cache (kept across ``--resume``).
         progress: Show a progress bar.
-        log: Receives one line when the generator changed and the cache is rebuilt.
+        log: Receives one line when a generator changed and its cached volumes are rebuilt.
+        family: ``a``, ``b`` or ``mix`` (:mod:`impeccable.data.families`). A family-``b`` file carries ``-b-``
+            in its name, so the families never share a cached volume; family ``a`` keeps the older names.
     """
-    from impeccable.data.synth import synthesize_pair
+    from impeccable.data.families import check_family, family_of, generator_fingerprint, synthesize_family_pair
 
+    check_family(family)
     t, il, xl = (int(v) for v in shape)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = cache_dir / "manifest.json"
-    fingerprint = _generator_fingerprint()
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    if manifest.get("generator") not in (None, fingerprint):
-        log(f"synthetic generator changed since {cache_dir} was written: regenerating its volumes")
-        for p in cache_dir.glob("syn-*.npy"):
-            p.unlink()
-    manifest = {"generator": fingerprint, "axes": "(inline, crossline, sample)", "dtype": "float32"}
+    fingerprints = {"a": generator_fingerprint("a"), "b": generator_fingerprint("b")}
+    for single, key in (("a", "generator"), ("b", "generator_b")):
+        if manifest.get(key) not in (None, fingerprints[single]):
+            log(f"synthetic generator {single} changed since {cache_dir} was written: regenerating its volumes")
+            for p in cache_dir.glob("syn-*.npy"):
+                if ("-b-s" in p.name) == (single == "b"):
+                    p.unlink()
+    manifest = {"generator": fingerprints["a"], "generator_b": fingerprints["b"],
+                "axes": "(inline, crossline, sample)", "dtype": "float32"}
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
     sources = []
     seeds = synthetic_seeds(seed, n)
     todo = []
     for i, s in enumerate(seeds):
-        stem = f"syn-{i:04d}-s{s}-{t}x{il}x{xl}"
+        single = family_of(family, i)
+        tag = "" if single == "a" else f"-{single}"
+        stem = f"syn-{i:04d}{tag}-s{s}-{t}x{il}x{xl}"
         src = NpyPair(f"syn-{i:04d}", cache_dir / f"{stem}-noisy.npy", cache_dir / f"{stem}-clean.npy")
         sources.append(src)
         if not (src.noisy_path.is_file() and src.clean_path.is_file()):
-            todo.append((src, s))
-    for src, s in tqdm(todo, desc="synthetic volumes", unit="volume", disable=not progress or not todo):
-        clean, noisy = synthesize_pair(s, shape=(il, xl, t))
+            todo.append((i, src, s))
+    for i, src, s in tqdm(todo, desc="synthetic volumes", unit="volume", disable=not progress or not todo):
+        clean, noisy = synthesize_family_pair(family, i, s, (il, xl, t))
         for path, volume in ((src.clean_path, clean), (src.noisy_path, noisy)):
             _save_npy_atomic(path, np.ascontiguousarray(volume, dtype=np.float32))
     return sources

@@ -178,10 +178,13 @@ def _volume_set(cfg: TrainConfig, run_dir: Path, main: bool) -> tuple[ds.VolumeS
     """The run's volumes and the data description for the card."""
     log = _log if main else (lambda _m: None)
     if cfg.synthetic is not None:
+        from impeccable.data.families import generator_name
+
         sources = ds.synthetic_sources(cfg.synthetic, cfg.synthetic_shape, cfg.seed, cfg.cache_dir,
-                                       progress=cfg.progress and main, log=log)
-        desc = {"source": "synthetic", "generator": "impeccable.data.synth.synthesize_pair",
-                "shape_t_il_xl": list(cfg.synthetic_shape), "seeds": ds.synthetic_seeds(cfg.seed, cfg.synthetic)}
+                                       progress=cfg.progress and main, log=log, family=cfg.synthetic_family)
+        desc = {"source": "synthetic", "family": cfg.synthetic_family,
+                "generator": generator_name(cfg.synthetic_family), "shape_t_il_xl": list(cfg.synthetic_shape),
+                "seeds": ds.synthetic_seeds(cfg.seed, cfg.synthetic)}
     else:
         sources = ds.challenge_sources(cfg.data, cfg.min_ssim, cfg.time_axis, log=log)
         desc = {"source": "challenge", "root": str(cfg.data), "min_ssim": cfg.min_ssim}

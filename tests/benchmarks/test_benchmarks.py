@@ -83,13 +83,13 @@ def test_throughput_without_onnx_model_is_a_one_line_error(tmp_path):
 def test_quality_scores_noisy_baselines_and_model(tiny_model, tmp_path):
     out = tmp_path / "quality.json"
     result = CliRunner().invoke(quality.main, ["--model", str(tiny_model), "--engines", "onnxruntime", "--volumes",
-                                               "1", "--levels", "moderate", "--shape", "8,56,200", "--json",
-                                               str(out)])
+                                               "1", "--levels", "moderate", "--shape", "8,56,200", "--families", "a",
+                                               "--json", str(out)])
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 1 and rows[0]["seed"] == quality.HELD_OUT_SEED
     scores = rows[0]["scores"]
-    assert {"noisy", "bandpass", "fx_decon", "model onnxruntime"} <= set(scores)
+    assert {"noisy", "bandpass", "fx_decon", "model onnxruntime", "clean-in model onnxruntime"} <= set(scores)
     assert all(np.isfinite(v) and -1 <= v <= 1 for v in scores.values())
     assert 0.75 < scores["noisy"] < 0.97  # the moderate level's calibrated range
 
@@ -105,12 +105,13 @@ def test_quality_scores_each_view_setting_as_its_own_column(tiny_model, tmp_path
     out = tmp_path / "quality.json"
     result = CliRunner().invoke(quality.main, ["--model", str(tiny_model), "--engines", "onnxruntime", "--volumes",
                                                "1", "--levels", "moderate", "--shape", "24,24,200", "--views",
-                                               "inline,both", "--no-baselines", "--json", str(out)])
+                                               "inline,both", "--no-baselines", "--families", "a", "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     scores = report["rows"][0]["scores"]
     assert report["views"] == ["inline", "both"]
-    assert set(scores) == {"noisy", "model onnxruntime", "model onnxruntime both"}
+    assert set(scores) == {"noisy", "model onnxruntime", "model onnxruntime both", "clean-in model onnxruntime",
+                           "clean-in model onnxruntime both"}
     # Averaging in a second, differently oriented pass must change the field (an ignored --views would not).
     assert scores["model onnxruntime both"] != scores["model onnxruntime"]
 
@@ -120,3 +121,37 @@ def test_quality_rejects_an_unknown_view(tiny_model):
     assert result.exit_code == 1
     assert "unknown views" in result.output and "inline, crossline, both" in result.output
     assert "Traceback" not in result.output
+
+
+def test_quality_rows_per_family_with_clean_in(tiny_model, tmp_path):
+    from impeccable.data.scoring import score_volumes
+    from impeccable.data.synth_b import synthesize_pair_b
+
+    out = tmp_path / "quality.json"
+    md = tmp_path / "quality.md"
+    result = CliRunner().invoke(quality.main, ["--model", str(tiny_model), "--engines", "onnxruntime", "--volumes",
+                                               "1", "--levels", "light,strong", "--shape", "8,40,160",
+                                               "--no-baselines", "--json", str(out), "--markdown", str(md)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["families"] == ["a", "b"]  # both by default
+    rows = report["rows"]
+    assert [(r["family"], r["level"]) for r in rows] == [("a", "light"), ("a", "strong"), ("b", "light"),
+                                                          ("b", "strong")]
+    for r in rows:
+        assert set(r["scores"]) == {"noisy", "model onnxruntime", "clean-in model onnxruntime"}
+    # Family b's rows are its own generator's volumes (the noisy column would match family a's otherwise).
+    clean, noisy = synthesize_pair_b(quality.HELD_OUT_SEED, (8, 40, 160), "strong")
+    assert rows[3]["scores"]["noisy"] == pytest.approx(score_volumes(clean, noisy))
+    # Clean-in: the clean volume denoised and scored against itself, one value per family and seed.
+    assert rows[0]["scores"]["clean-in model onnxruntime"] == rows[1]["scores"]["clean-in model onnxruntime"]
+    assert rows[0]["scores"]["clean-in model onnxruntime"] != rows[2]["scores"]["clean-in model onnxruntime"]
+    assert all(0 < r["scores"]["clean-in model onnxruntime"] < 1 for r in rows)  # a random tiny model alters it
+    table = md.read_text()
+    assert "| **b** | **strong mean** |" in table and "clean-in model onnxruntime" in table
+
+
+def test_quality_rejects_an_unknown_family(tiny_model):
+    result = CliRunner().invoke(quality.main, ["--model", str(tiny_model), "--families", "a,c"])
+    assert result.exit_code == 1
+    assert "unknown synthetic family" in result.output and "Traceback" not in result.output

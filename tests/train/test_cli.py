@@ -95,3 +95,15 @@ def test_cli_with_the_real_generator(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((out / "synthetic" / "manifest.json").read_text())["generator"]
     assert len(list((out / "synthetic").glob("syn-*.npy"))) == 6
+
+
+def test_cli_trains_on_the_family_mixture(tmp_path, fake_synth):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [*TINY, "--out", str(out), "--epochs", "1", "--steps-per-epoch", "1",
+                                       "--synthetic-family", "mix"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "model.json").read_text())["data"]
+    assert data["family"] == "mix" and "synth_b.synthesize_pair_b" in data["generator"]
+    assert len(list((out / "synthetic").glob("syn-*-b-s*.npy"))) == 2  # volume 1 of 3 is family b
+    bad = CliRunner().invoke(main, [*TINY, "--out", str(tmp_path / "bad"), "--synthetic-family", "c"])
+    assert bad.exit_code == 2 and "--synthetic-family" in bad.output

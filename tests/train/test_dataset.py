@@ -121,3 +121,20 @@ def test_hdf5_section_cache_source(tmp_path, pair_factory):
 
 def _with_stats(sources):
     return sources, ds.pair_stats(sources, progress=False)
+
+
+def test_synthetic_family_is_part_of_the_cache_key(tmp_path, fake_synth):
+    from impeccable.data.synth_b import synthesize_pair_b
+
+    a = ds.synthetic_sources(2, (64, 12, 10), seed=5, cache_dir=tmp_path, progress=False)
+    b = ds.synthetic_sources(2, (64, 12, 10), seed=5, cache_dir=tmp_path, progress=False, family="b")
+    mix = ds.synthetic_sources(2, (64, 12, 10), seed=5, cache_dir=tmp_path, progress=False, family="mix")
+    assert {s.noisy_path for s in a}.isdisjoint(s.noisy_path for s in b)  # an A cache is never reused as B
+    assert [s.noisy_path for s in mix] == [a[0].noisy_path, b[1].noisy_path]
+    noisy, clean = b[1].open()
+    want_clean, want_noisy = synthesize_pair_b(ds.synthetic_seeds(5, 2)[1], (12, 10, 64))
+    np.testing.assert_array_equal(clean, want_clean)
+    np.testing.assert_array_equal(noisy, want_noisy)
+    assert len(list(tmp_path.glob("*.npy"))) == 8
+    with pytest.raises(InputError, match="unknown synthetic family"):
+        ds.synthetic_sources(1, (64, 12, 10), seed=5, cache_dir=tmp_path, progress=False, family="c")
