@@ -320,6 +320,7 @@ class _ScratchStore:
         self.mapped = MappedVolume(array, time_axis=2)
         self.views = views
         self.pmin, self.pmax = np.inf, -np.inf
+        self.live: np.ndarray | None = None  # (inline, crossline) bool: traces whose range counts
 
     def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
         if view == "inline":
@@ -332,7 +333,10 @@ class _ScratchStore:
             pred *= np.float32(0.5)
         self.mapped.write(target, pred)
         if view == self.views[-1]:  # every voxel gets its final value exactly once in the last view
-            self.pmin, self.pmax = min(self.pmin, float(pred.min())), max(self.pmax, float(pred.max()))
+            if self.live is not None:  # the output range of the traces that will be written
+                pred = pred[self.live[target[:2]]]
+            if pred.size:
+                self.pmin, self.pmax = min(self.pmin, float(pred.min())), max(self.pmax, float(pred.max()))
 
     def finish(self, reader: VolumeReader, output: Path, config: DenoiseConfig, stats: VolumeStats) -> None:
         """Scale and write the output, draw the preview, commit."""
@@ -552,6 +556,7 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
         else:
             store = _ScratchStore(output, tuple(reader.shape),
                                   ("inline", "crossline") if config.views == "both" else (config.views,))
+            store.live = live_mask(reader)
         sections, images, engine_s = predict_volume(reader, engine, store, config, stats)
         store.finish(reader, output, config, stats)
         name = f"{engine.name} {engine.precision}"

@@ -16,6 +16,8 @@ only header words (two to seven 4-byte words per trace) and the binary header.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,18 +91,45 @@ def check_decodable(path: Path, code: int) -> None:
                          todo="convert the file to IEEE float (format 5), e.g. with segyio or Madagascar")
 
 
-@dataclass(frozen=True)
-class Headers:
-    """The header words the geometry needs, one value per trace in file order (int64 arrays)."""
+#: Trace-header bytes of the offset, the trace identification code and the CDP x / y coordinates.
+OFFSET_BYTE, TRACE_ID_BYTE, CDP_X_BYTE, CDP_Y_BYTE = 37, 29, 181, 185
 
-    iline: np.ndarray
-    xline: np.ndarray
-    cdp: np.ndarray
-    line_key: np.ndarray | None
-    offset: np.ndarray
-    trace_id: np.ndarray
-    cdp_x: np.ndarray
-    cdp_y: np.ndarray
+
+class Headers:
+    """The header words the geometry needs, one int64 value per trace in file order.
+
+    Args:
+        words: Reads one header word of every trace, given its byte.
+        iline: Inline byte.
+        xline: Crossline byte.
+        cdp: CDP byte (2-D lines).
+        line_key: Line-key byte (2-D lines), or None.
+
+    The inline, crossline, offset and identification words are read at once; the 2-D ones (CDP, line key,
+    coordinates) only when 2-D lines are tried: each word costs about 1.5 s per million traces.
+    """
+
+    def __init__(self, words: Callable[[int], np.ndarray], iline: int = ILINE_BYTE, xline: int = XLINE_BYTE,
+                 cdp: int = CDP_BYTE, line_key: int | None = None):
+        self._words, self._cdp, self._line_key = words, cdp, line_key
+        self.iline, self.xline = words(iline), words(xline)
+        self.offset, self.trace_id = words(OFFSET_BYTE), words(TRACE_ID_BYTE)
+
+    @functools.cached_property
+    def cdp(self) -> np.ndarray:
+        return self._words(self._cdp)
+
+    @functools.cached_property
+    def line_key(self) -> np.ndarray | None:
+        return None if self._line_key is None else self._words(self._line_key)
+
+    @functools.cached_property
+    def cdp_x(self) -> np.ndarray:
+        return self._words(CDP_X_BYTE)
+
+    @functools.cached_property
+    def cdp_y(self) -> np.ndarray:
+        return self._words(CDP_Y_BYTE)
 
 
 @dataclass(frozen=True)

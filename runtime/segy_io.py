@@ -34,9 +34,6 @@ from impeccable.runtime.volumes import TempFileCommit
 _INLINE_SORTED = segyio.TraceSortingFormat.INLINE_SORTING
 _CROSSLINE_SORTED = segyio.TraceSortingFormat.CROSSLINE_SORTING
 
-_FIELD = segyio.TraceField
-
-
 def _check_time_axis(time_axis: int | str) -> None:
     if str(time_axis) not in ("auto", "2"):
         raise InputError("a time axis cannot be chosen for SEG-Y", received=f"time axis {time_axis}",
@@ -139,7 +136,7 @@ class SegyReader:
                              todo="check the file (truncated? another format?)") from exc
 
     def _headers(self) -> Headers:
-        """The header words the geometry needs: up to seven 4-byte reads per trace, no samples."""
+        """The header words the geometry needs (read as it needs them), no samples."""
         def words(byte: int) -> np.ndarray:
             try:
                 return np.asarray(self._file.attributes(byte)[:], dtype=np.int64)
@@ -148,10 +145,7 @@ class SegyReader:
                                  expected="the first byte of a header word, e.g. 189, 193, 9, 21, 5, 17",
                                  todo="check --iline-byte / --xline-byte / --line-key / --cdp-byte") from exc
 
-        return Headers(iline=words(self.iline_byte), xline=words(self.xline_byte), cdp=words(self.cdp_byte),
-                       line_key=None if self.line_key is None else words(self.line_key),
-                       offset=words(_FIELD.offset), trace_id=words(_FIELD.TraceIdentificationCode),
-                       cdp_x=words(_FIELD.CDP_X), cdp_y=words(_FIELD.CDP_Y))
+        return Headers(words, self.iline_byte, self.xline_byte, self.cdp_byte, self.line_key)
 
     @property
     def live_mask(self) -> np.ndarray | None:

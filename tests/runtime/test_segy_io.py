@@ -320,3 +320,48 @@ def test_segy_denoised_samples_equal_the_npy_path(tmp_path, volume, sorting, fmt
     np.testing.assert_allclose(got, expected, rtol=0, atol=_tolerance(fmt, expected))
     leftovers = {p.name for p in tmp_path.iterdir()} - {"in.sgy", "in.npy", "out.npy", "out.sgy"}
     assert not leftovers
+
+
+REV2_CODES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16]
+
+
+@pytest.mark.parametrize("endian", ["big", "little"])
+@pytest.mark.parametrize("code", REV2_CODES)
+def test_byte_order_is_detected_for_every_rev2_format_code(tmp_path, code, endian):
+    from impeccable.runtime.segy_geometry import DECODED_FORMATS, sample_format
+
+    path = tmp_path / "v.sgy"
+    create_segy(path, np.ones((2, 3, 10), np.float32), endian=endian)
+    with open(path, "r+b") as fh:
+        fh.seek(3224)
+        fh.write(code.to_bytes(2, endian))
+    assert sample_format(path) == (code, endian)
+    if code not in DECODED_FORMATS:  # never segyio's fallback read as IBM float
+        with pytest.raises(InputError, match=rf"^SEG-Y sample format {code} \(.*\) cannot be decoded \| received "
+                                             rf"v.sgy, format code {code}") as info:
+            SegyReader(path)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("endian, word", [("big", bytes([1, 2, 3, 4])), ("little", bytes([4, 3, 2, 1]))])
+def test_rev2_byte_order_word_is_read(tmp_path, endian, word):
+    """Bytes 3297-3300 hold 0x01020304 in the file's byte order (rev 2); the code is read in that order."""
+    from impeccable.runtime.segy_geometry import sample_format
+
+    path = tmp_path / "v.sgy"
+    create_segy(path, np.ones((2, 3, 10), np.float32), endian=endian)
+    with open(path, "r+b") as fh:
+        fh.seek(3296)
+        fh.write(word)
+    assert sample_format(path) == (5, endian)
+    with SegyReader(path) as reader:
+        assert reader.endian == endian
+        np.testing.assert_array_equal(reader.read(), 1)
+
+
+@pytest.mark.parametrize("option", [{"iline": 241}, {"xline": 0}])
+def test_a_header_byte_outside_the_trace_header_is_one_line(tmp_path, volume, option):
+    path = create_segy(tmp_path / "v.sgy", volume)
+    with pytest.raises(InputError, match=r"^not a SEG-Y trace-header byte \| received (241|0)") as info:
+        SegyReader(path, **option)
+    assert "\n" not in str(info.value)
