@@ -93,11 +93,13 @@ def corner_cut(model: Path, engine_name: str, shape: tuple[int, int, int], cut: 
             results = {}
             for fill in fills:
                 got, stats = _denoised(cut_path, engine, fill, batch)
-                results[fill] = _compare(got, full, present, full_stats, stats)
-                # The same with the full cube's min/max: what the fill alone does (the cut can also remove
-                # the volume's extreme samples, which rescales every trace a little: the first figures).
-                got, _ = _denoised(cut_path, engine, fill, batch, stats=full_stats)
-                results[f"{fill}, full cube's min/max"] = _compare(got, full, present, full_stats, full_stats)
+                results[fill] = _compare(got, full, noisy, present, full_stats, stats)
+                if (stats.vmin, stats.vmax) != (full_stats.vmin, full_stats.vmax):
+                    # The cut removed the volume's extreme samples, which rescales every trace a little; with
+                    # the full cube's min/max the difference is the fill's alone.
+                    got, _ = _denoised(cut_path, engine, fill, batch, stats=full_stats)
+                    results[f"{fill}, full cube's min/max"] = _compare(got, full, noisy, present, full_stats,
+                                                                       full_stats)
     return {"model": str(model), "engine": engine_name, "shape": list(shape), "cut": cut, "seed": seed,
             "kept_traces": int(present.sum()), "absent_traces": int((~present).sum()), "fills": results}
 
@@ -118,9 +120,12 @@ def _write_cut(path: Path, full_path: Path, present: np.ndarray) -> None:
                 dst.trace[k] = src.trace[int(t)]
 
 
-def _compare(got: np.ndarray, full: np.ndarray, present: np.ndarray, full_stats, stats) -> dict:
+def _compare(got: np.ndarray, full: np.ndarray, noisy: np.ndarray, present: np.ndarray, full_stats, stats) -> dict:
+    """Differences as shares of the full cube's range; ``removed_rms``: the RMS of what the full cube's denoising
+    removed (noisy - denoised) on the kept traces, the scale the differences compare with."""
     span = full_stats.vmax - full_stats.vmin
     err = np.abs(got - full)[present] / span  # (kept traces, sample)
+    removed = (noisy - full)[present] / span
     per_trace = err.max(axis=1)
     dist = _distance_to_gap(present)[present]
     bands = {"1": dist == 1, "2-4": (dist >= 2) & (dist <= 4), "5-16": (dist >= 5) & (dist <= 16),
@@ -128,6 +133,7 @@ def _compare(got: np.ndarray, full: np.ndarray, present: np.ndarray, full_stats,
     by_band = {name: {"traces": int(sel.sum()), "max": float(per_trace[sel].max()) if sel.any() else None,
                       "mean": float(err[sel].mean()) if sel.any() else None} for name, sel in bands.items()}
     return {"max": float(err.max()), "mean": float(err.mean()), "p99": float(np.quantile(err, 0.99)),
+            "rms": float(np.sqrt(np.mean(err ** 2))), "removed_rms": float(np.sqrt(np.mean(removed ** 2))),
             "stats_min_max": [stats.vmin, stats.vmax], "full_min_max": [full_stats.vmin, full_stats.vmax],
             "by_distance": by_band}
 
