@@ -259,7 +259,8 @@ def _looks_like_lines(h: Headers, lines: np.ndarray, order: np.ndarray) -> str |
     return None
 
 
-def _lines_2d(h: Headers, iline: int, xline: int, cdp: int, key_byte: int) -> Geometry:
+def _lines_2d(h: Headers, iline: int, xline: int, cdp: int) -> Geometry:
+    """2-D lines told apart by the line key (the inline byte without one), each ordered by CDP number."""
     lines = h.line_key if h.line_key is not None else h.iline
     first = np.unique(lines, return_index=True)
     numbers = first[0][np.argsort(first[1])]  # lines in the order the file starts them
@@ -267,13 +268,11 @@ def _lines_2d(h: Headers, iline: int, xline: int, cdp: int, key_byte: int) -> Ge
     rank_of = np.argsort(np.argsort(first[1]))
     line_pos = rank_of[line_pos]
     _check_post_stack(h, line_pos.astype(np.int64) * (int(np.ptp(h.cdp)) + 1) + (h.cdp - h.cdp.min()),
-                      key_byte, xline, cdp)
+                      iline, xline, cdp)
     # Within a line: by CDP number, in the direction the line runs in the file (stable: ties keep file order).
-    direction = np.ones(len(numbers), dtype=np.int64)
-    for k in range(len(numbers)):
-        sel = h.cdp[line_pos == k]
-        if sel.size > 1 and np.count_nonzero(np.diff(sel) < 0) > np.count_nonzero(np.diff(sel) > 0):
-            direction[k] = -1
+    same = line_pos[1:] == line_pos[:-1]
+    votes = np.bincount(line_pos[1:][same], weights=np.sign(np.diff(h.cdp))[same], minlength=len(numbers))
+    direction = np.where(votes < 0, -1, 1)
     order = np.lexsort((h.cdp * direction[line_pos], line_pos))
     why = _looks_like_lines(h, line_pos, order)
     if why:
@@ -297,10 +296,10 @@ def infer_geometry(h: Headers, iline: int = ILINE_BYTE, xline: int = XLINE_BYTE,
         InputError: Pre-stack gathers, or headers that give neither (one line naming the bytes tried).
     """
     if line_key is not None:
-        return _lines_2d(h, iline, xline, cdp, line_key)
+        return _lines_2d(h, iline, xline, cdp)
     cells = h.iline * (int(np.ptp(h.xline)) + 1) + (h.xline - h.xline.min())
     shared = np.unique(cells).size < cells.size
     if shared and np.unique(h.xline).size == 1 and np.unique(h.offset).size == 1:
         # Crossline byte unset (a 2-D line, or a 3-D file keeping its numbers elsewhere): try 2-D lines.
-        return _lines_2d(h, iline, xline, cdp, iline)
+        return _lines_2d(h, iline, xline, cdp)
     return _grid_3d(h, iline, xline, cdp)
