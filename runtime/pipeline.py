@@ -5,8 +5,9 @@ Flow of one run (:func:`denoise_file`):
 
 1. Open the input lazily in canonical ``(inline, crossline, sample)`` order; check the output path; create the
    engine (model errors surface before the long scan).
-2. Scan the volume by blocks of inlines for its min/max (NaN/Inf read as 0 and counted); a constant volume is
-   refused.
+2. Scan the volume by blocks of inlines for its min/max (NaN/Inf read as 0 and counted; only the live traces
+   of a reader with a ``live_mask``, e.g. an irregular SEG-Y survey, whose other traces are filled for the
+   model and never written); a constant volume is refused.
 3. For each view, sections ``vol[i, :, :]`` (inline) or ``vol[:, x, :]`` (crossline), each
    ``(traces, samples)``, are normalized, padded or tiled to the model window, and sent to the engine
    ``batch_size`` sections per call. With flip TTA the trace-mirrored copies ride in the SAME engine call, so

@@ -52,10 +52,10 @@ def _cube(shape=(6, 9, 40), seed=0) -> np.ndarray:
 
 def write_survey(path, cube: np.ndarray, present: np.ndarray, *, iline: int = 189, xline: int = 193,
                  fmt: int = IEEE, endian: str = "big", dead: np.ndarray | None = None, sorting: str = "inline",
-                 first=(10, 100), xl_step: int = 2):
+                 first=(10, 100), xl_step: int = 2, il_step: int = 1):
     """A 3-D survey holding ``cube`` ``(inline, crossline, sample)`` at the ``present`` cells only.
 
-    Inline numbers ``first[0] + i``, crossline numbers ``first[1] + xl_step * x``; traces in inline (or
+    Inline numbers ``first[0] + il_step * i``, crossline numbers ``first[1] + xl_step * x``; traces in inline (or
     crossline) order; identification code 2 where ``dead``. Returns the ``(i, x)`` cell of each trace.
     """
     n_il, n_xl, n_s = cube.shape
@@ -68,7 +68,7 @@ def write_survey(path, cube: np.ndarray, present: np.ndarray, *, iline: int = 18
     with segyio.create(str(path), spec) as f:
         for t, (i, x) in enumerate(cells):
             f.header[t] = {F.TRACE_SEQUENCE_FILE: t + 1, F.CDP_X: 25 * x, F.CDP_Y: 25 * i,
-                           iline: first[0] + i, xline: first[1] + xl_step * x,  # after: they may reuse byte 5
+                           iline: first[0] + il_step * i, xline: first[1] + xl_step * x,  # after: they may reuse byte 5
                            F.TRACE_SAMPLE_COUNT: n_s, F.TRACE_SAMPLE_INTERVAL: 4000,
                            F.TraceIdentificationCode: 2 if dead[i, x] else 1}
             f.trace[t] = cube[i, x]
@@ -178,6 +178,18 @@ def test_irregular_survey_is_denoised_on_its_own_traces(tmp_path, iline, xline, 
     want = np.stack([expected[i, x] for i, x in cells])
     tol = 1e-4 if fmt == IEEE else float(np.abs(want).max()) * 16.0 ** -5 + 1e-4
     np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+
+
+def test_descending_numbers_keep_the_file_order(tmp_path):
+    """Inlines numbered downwards, crosslines upwards in steps of 3: canonical order follows the file."""
+    cube = _cube()
+    present = _corner_and_holes(cube.shape)
+    write_survey(tmp_path / "in.sgy", cube, present, first=(50, 7), il_step=-1, xl_step=3)
+    with SegyReader(tmp_path / "in.sgy") as reader:
+        np.testing.assert_array_equal(reader.ilines, 50 - np.arange(cube.shape[0]))
+        np.testing.assert_array_equal(reader.xlines, 7 + 3 * np.arange(cube.shape[1]))
+        np.testing.assert_array_equal(reader.live_mask, present)
+        np.testing.assert_array_equal(reader.read()[present], cube[present])
 
 
 def test_statistics_do_not_see_absent_cells_nor_fill(tmp_path):
