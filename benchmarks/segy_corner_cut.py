@@ -63,7 +63,7 @@ def _tiny_model(root: Path) -> Path:
 
 
 def _distance_to_gap(present: np.ndarray) -> np.ndarray:
-    """``(inline, crossline)``: crossline distance of each cell from the nearest absent cell of its inline (inf: none)."""
+    """``(inline, crossline)``: crossline distance of each cell from the nearest absent cell of its inline (or inf)."""
     n = present.shape[1]
     out = np.full(present.shape, np.inf)
     for i, row in enumerate(present):

@@ -87,7 +87,8 @@ class SegyReader:
         samples: Sample times/depths from the headers.
         endian: ``big`` or ``little``.
         views: Section directions the geometry has: ``("inline",)`` for 2-D lines.
-        fill: How the pipeline fills non-live traces for the model (see :func:`~impeccable.runtime.volumes.fill_absent`).
+        fill: How the pipeline fills non-live traces for the model: ``mirror`` (see
+            :func:`~impeccable.runtime.volumes.fill_absent`).
 
     Raises:
         InputError: Not readable as SEG-Y, an undecodable sample format, pre-stack (several offsets), or
