@@ -52,8 +52,8 @@ def local_similarity(removed: np.ndarray, signal: np.ndarray, window: tuple[int,
     s = np.asarray(signal, dtype=np.float64)
     size = (min(window[0], r.shape[0]), min(window[1], r.shape[1]))
     rs = uniform_filter(r * s, size=size, mode="reflect")
-    rr = uniform_filter(r * r, size=size, mode="reflect")
-    ss = uniform_filter(s * s, size=size, mode="reflect")
+    rr = np.maximum(uniform_filter(r * r, size=size, mode="reflect"), 0.0)  # rounding can dip below 0
+    ss = np.maximum(uniform_filter(s * s, size=size, mode="reflect"), 0.0)
     power = rr * ss
     floor = 1e-6 * max(float(np.mean(rr)), 1e-300) * max(float(np.mean(ss)), 1e-300)
     defined = power > floor

@@ -22,6 +22,7 @@ import numpy as np
 from impeccable.core.amplitude import VolumeStats, normalize, to_uint8
 from impeccable.core.calibration import AmplitudeFit, inline_sums
 from impeccable.core.qc import QualityControl, leakage_inlines
+from impeccable.runtime.volumes import live_mask
 
 #: Reads inlines ``start:stop`` of the unit-scale prediction as ``(inline, crossline, sample)`` float32.
 PredictionBlocks = Callable[[int, int], np.ndarray]
@@ -29,7 +30,7 @@ PredictionBlocks = Callable[[int, int], np.ndarray]
 
 def live_rows(reader, start: int, stop: int) -> np.ndarray | None:
     """The reader's live-trace mask for inlines ``start:stop`` (``(inline, crossline)`` bool), if it has one."""
-    live = getattr(reader, "live_mask", None)
+    live = live_mask(reader)
     return None if live is None else np.asarray(live[start:stop], dtype=bool)
 
 
@@ -45,6 +46,10 @@ def block_sums(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strengt
                live: np.ndarray | None) -> tuple[np.ndarray, float, float]:
     """One block's share of pass 1: per-inline fit sums, and the min/max of its ``unit``-scale output field."""
     field = unit_field(inputs, unit, stats, strength)
+    if live is not None:  # the range of the traces that will be written
+        field = field[live]
+    if not field.size:
+        return inline_sums(inputs, unit, stats, live), np.inf, -np.inf
     return inline_sums(inputs, unit, stats, live), float(field.min()), float(field.max())
 
 

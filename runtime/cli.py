@@ -50,13 +50,22 @@ def _time_axis(value: str) -> int | str:
 @click.option("--dataset", type=str, default=None, help="HDF5 dataset path [default: the file's only 3-D dataset].")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Also write a PNG of the middle inline: noisy, denoised and their difference.")
+@click.option("--iline-byte", type=int, default=189, show_default=True,
+              help="SEG-Y trace-header byte of the inline number (common: 189, 9, 5, 17).")
+@click.option("--xline-byte", type=int, default=193, show_default=True,
+              help="SEG-Y trace-header byte of the crossline number (common: 193, 21, 17, 13).")
+@click.option("--line-key", type=int, default=None,
+              help="SEG-Y 2-D lines: trace-header byte of the line number that tells lines apart [default: 3-D "
+                   "when inline/crossline give every trace its own cell, else 2-D lines by the inline byte].")
+@click.option("--cdp-byte", type=int, default=21, show_default=True,
+              help="SEG-Y 2-D lines: trace-header byte that orders the traces along a line (CDP).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @one_line_errors
 def main(input_path: Path, output: Path | None, model: Path | None, engine: str | None, precision: str | None,
          tta: bool, views: str, batch_size: int, time_axis: str, scale: str, strength: float,
-         report_path: Path | None, dataset: str | None,
-         preview: Path | None, overwrite: bool, progress: bool) -> None:
+         report_path: Path | None, dataset: str | None, preview: Path | None, iline_byte: int, xline_byte: int,
+         line_key: int | None, cdp_byte: int, overwrite: bool, progress: bool) -> None:
     """Denoise the seismic volume INPUT (.npy, .h5/.hdf5 or SEG-Y) and write it in the same format.
 
     Volumes are read lazily in (inline, crossline, sample) order, min-max normalized per volume, cut into
@@ -72,8 +81,9 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
 
     options = {"precision": precision} if precision else {}
     config = DenoiseConfig(model=model, engine=engine, tta=tta, views=views, batch_size=batch_size,
-                           time_axis=_time_axis(time_axis), scale=scale, strength=strength, overwrite=overwrite, preview=preview,
-                           dataset=dataset, engine_options=options, progress=progress)
+                           time_axis=_time_axis(time_axis), scale=scale, strength=strength, overwrite=overwrite,
+                           preview=preview, dataset=dataset, engine_options=options, progress=progress,
+                           iline_byte=iline_byte, xline_byte=xline_byte, line_key=line_key, cdp_byte=cdp_byte)
     output = output or default_output(input_path)
     report = denoise_file(input_path, output, config)
     if report.nonfinite:

@@ -28,6 +28,11 @@ class DenoiseConfig:
         dataset: HDF5 dataset path.
         engine_options: Extra engine keyword arguments (``precision``, ``device``...).
         progress: Show a progress bar.
+        iline_byte: SEG-Y trace-header byte of the inline number.
+        xline_byte: SEG-Y trace-header byte of the crossline number.
+        line_key: SEG-Y: read 2-D lines told apart by this trace-header byte [default: 3-D when the
+            inline/crossline bytes give every trace its own cell, else 2-D lines keyed by the inline byte].
+        cdp_byte: SEG-Y trace-header byte that orders the traces along a 2-D line (CDP).
     """
 
     model: Path | None = None
@@ -43,6 +48,14 @@ class DenoiseConfig:
     dataset: str | None = None
     engine_options: dict = field(default_factory=dict)
     progress: bool = True
+    iline_byte: int = 189
+    xline_byte: int = 193
+    line_key: int | None = None
+    cdp_byte: int = 21
+
+    def segy_options(self) -> dict:
+        """The SEG-Y reader's header-byte arguments."""
+        return {"iline": self.iline_byte, "xline": self.xline_byte, "line_key": self.line_key, "cdp": self.cdp_byte}
 
     def resolved_model(self) -> Path:
         """The model path, the shipped model when none was given."""

@@ -5,8 +5,9 @@ Flow of one run (:func:`denoise_file`):
 
 1. Open the input lazily in canonical ``(inline, crossline, sample)`` order; check the output path; create the
    engine (model errors surface before the long scan).
-2. Scan the volume by blocks of inlines for its min/max (NaN/Inf read as 0 and counted); a constant volume is
-   refused.
+2. Scan the volume by blocks of inlines for its min/max (NaN/Inf read as 0 and counted; only the live traces
+   of a reader with a ``live_mask``, e.g. an irregular SEG-Y survey, whose other traces are filled for the
+   model and never written); a constant volume is refused.
 3. For each view, sections ``vol[i, :, :]`` (inline) or ``vol[:, x, :]`` (crossline), each
    ``(traces, samples)``, are normalized, padded or tiled to the model window, and sent to the engine
    ``batch_size`` sections per call. With flip TTA the trace-mirrored copies ride in the SAME engine call, so
@@ -52,7 +53,7 @@ from impeccable.runtime.calibrate import fit_amplitudes, write_output
 from impeccable.runtime.config import VIEWS, DenoiseConfig
 from impeccable.runtime.engines.base import Engine
 from impeccable.runtime.npy_io import MappedVolume
-from impeccable.runtime.volumes import VolumeReader, open_reader, open_writer
+from impeccable.runtime.volumes import VolumeReader, fill_absent, live_mask, open_reader, open_writer
 
 #: Bytes of float32 samples per block when scanning statistics or writing the output (at least one inline).
 BLOCK_BYTES = 32 << 20
@@ -130,7 +131,10 @@ class _InlineBlocks:
         self.reader, self.shape = reader, tuple(reader.shape)
 
     def __getitem__(self, inlines: slice) -> np.ndarray:
-        return self.reader.read(inlines=inlines)
+        block = self.reader.read(inlines=inlines)
+        live = live_mask(self.reader)  # after the read, which finds all-zero traces
+        # Absent and dead traces stay out of the statistics: ``(n_live, sample)``.
+        return block if live is None else block[live[inlines]]
 
 
 def reader_stats(reader: VolumeReader, chunk: int | None = None) -> VolumeStats:
@@ -144,10 +148,16 @@ def reader_stats(reader: VolumeReader, chunk: int | None = None) -> VolumeStats:
 
 
 def _sections(reader: VolumeReader, view: str, start: int, stop: int) -> np.ndarray:
-    """Sections ``start:stop`` of a view as ``(n, traces, samples)`` float32."""
+    """Sections ``start:stop`` of a view as ``(n, traces, samples)`` float32, non-live traces filled."""
     if view == "inline":
-        return reader.read(inlines=slice(start, stop))
-    return np.ascontiguousarray(reader.read(crosslines=slice(start, stop)).transpose(1, 0, 2))
+        raw = reader.read(inlines=slice(start, stop))
+    else:
+        raw = np.ascontiguousarray(reader.read(crosslines=slice(start, stop)).transpose(1, 0, 2))
+    live = live_mask(reader)
+    if live is not None:
+        live = live[start:stop] if view == "inline" else live[:, start:stop].T
+        fill_absent(raw, live, getattr(reader, "fill", "mirror"))
+    return raw
 
 
 def sections_per_batch(reader: VolumeReader, view: str, window: tuple[int, int], batch_size: int) -> int:
@@ -483,6 +493,14 @@ def _check_config(config: DenoiseConfig) -> None:
                          todo="pass --strength 0.5, say")
 
 
+def _check_views(config: DenoiseConfig, available: tuple[str, ...] | None) -> None:
+    """Refuse a view the input's geometry lacks (2-D lines have inline sections only)."""
+    wanted = ("inline", "crossline") if config.views == "both" else (config.views,)
+    if available is not None and not set(wanted) <= set(available):
+        raise InputError("the input has no crossline sections: 2-D lines", received=f"--views {config.views}",
+                         expected=" / ".join(available), todo="pass --views inline for 2-D lines")
+
+
 def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConfig,
                  engine: Engine | None = None) -> DenoiseReport:
     """Denoise a volume file into ``output``, in the input's format, orientation and (by default) units.
@@ -505,10 +523,11 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
     if input_path.suffix.lower() != output.suffix.lower():
         raise OutputError("output format differs from the input's", received=output.suffix or output.name,
                           expected=input_path.suffix, todo=f"name the output *{input_path.suffix}")
-    reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset)
+    reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset, segy=config.segy_options())
     own_engine = engine is None
     store = None
     try:
+        _check_views(config, getattr(reader, "views", None))
         if min(reader.shape) < 1:
             raise InputError("volume is empty", received=f"canonical shape {tuple(reader.shape)}",
                              expected="at least one sample on every axis", todo="check the file")

@@ -1,16 +1,18 @@
-"""Post-stack 3-D SEG-Y volumes (segyio): lazy canonical reads, header-preserving atomic writes.
+"""Post-stack SEG-Y surveys (segyio): lazy canonical reads, header-preserving atomic writes.
 
-A SEG-Y file stores one trace per (inline, crossline) location, sorted by inline (crosslines vary fastest)
-or by crossline. :class:`SegyReader` maps a canonical ``(inline, crossline, sample)`` block onto trace
-indices and reads only those traces, with segyio's strided raw reads: a block along the file's sorting is
-one contiguous read; a block across it (crosslines of an inline-sorted file) is one strided read per line
-of the smaller side, slower on disk but bounded in memory. The time axis is fixed by the format (samples
-within a trace), so ``time_axis`` must be ``auto`` or ``2``.
+A SEG-Y file stores one trace per location. The trace headers place each in a canonical
+``(inline, crossline)`` grid (:mod:`impeccable.runtime.segy_geometry`): a regular 3-D cube, an irregular
+3-D survey (cells no trace fills are *absent*), or 2-D lines (each line one inline). :class:`SegyReader`
+maps a canonical ``(inline, crossline, sample)`` block onto trace indices and reads only those traces: for
+a regular grid with segyio's strided raw reads (a block along the file's sorting is one contiguous read; a
+block across it one strided read per line of the smaller side), for an irregular one as runs of
+consecutive trace indices. Memory is bounded by the block either way. The time axis is fixed by the
+format (samples within a trace), so ``time_axis`` must be ``auto`` or ``2``.
 
 :class:`SegyWriter` copies the input file (textual, extended textual and binary headers, every trace header,
 the sample format) to a temporary file beside the output and overwrites only the trace samples, which
-segyio converts into the file's own sample format (IBM float, IEEE float, integers). ``commit`` renames it
-into place; ``abort`` deletes it.
+segyio converts into the file's own sample format (IBM float, IEEE float, integers): absent cells are never
+written, dead traces get zeros. ``commit`` renames it into place; ``abort`` deletes it.
 """
 
 from __future__ import annotations
@@ -24,40 +26,13 @@ import numpy as np
 import segyio
 
 from impeccable.core.errors import InputError, OutputError
+from impeccable.runtime.segy_geometry import (CDP_BYTE, ILINE_BYTE, XLINE_BYTE, Headers, check_decodable,
+                                               infer_geometry, sample_format)
 from impeccable.runtime.volumes import TempFileCommit
-
-#: Byte positions (1-based, SEG-Y rev1) of the inline and crossline numbers in the trace header.
-ILINE_BYTE = 189
-XLINE_BYTE = 193
 
 # segyio's sorting codes.
 _INLINE_SORTED = segyio.TraceSortingFormat.INLINE_SORTING
 _CROSSLINE_SORTED = segyio.TraceSortingFormat.CROSSLINE_SORTING
-
-# Sample format codes segyio reads (binary header bytes 3225-3226).
-_FORMATS = {1, 2, 3, 5, 6, 8, 9, 10, 11, 12, 16}
-_FORMAT_OFFSET = 3224
-
-
-def _endianness(path: Path) -> str:
-    """``big`` or ``little``, from the binary header's sample format code (segyio does not detect it)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(_FORMAT_OFFSET)
-            code = fh.read(2)
-    except OSError as exc:
-        raise InputError(f"cannot read {path.name}", received=str(exc).splitlines()[0],
-                         expected="a readable SEG-Y file", todo="check the path and its permissions") from exc
-    if len(code) < 2:
-        raise InputError(f"{path.name} is too short to be SEG-Y", received=f"{path.stat().st_size} bytes",
-                         expected="a 3600-byte header followed by traces", todo="check the file")
-    if int.from_bytes(code, "big") in _FORMATS:
-        return "big"
-    if int.from_bytes(code, "little") in _FORMATS:
-        return "little"
-    # Unknown code: segyio falls back to IBM float and warns; big-endian is the standard's default.
-    return "big"
-
 
 def _check_time_axis(time_axis: int | str) -> None:
     if str(time_axis) not in ("auto", "2"):
@@ -71,23 +46,23 @@ def _positive(r: range) -> tuple[range, bool]:
     return (r[::-1], True) if r.step < 0 else (r, False)
 
 
-def _describe_headers(path: Path, endian: str, iline: int, xline: int) -> str:
-    """What the trace headers hold, for an error about a file that is not a grid."""
-    with segyio.open(path, "r", iline=iline, xline=xline, ignore_geometry=True, endian=endian) as f:
-        ils = f.attributes(iline)[:]
-        xls = f.attributes(xline)[:]
-        offsets = f.attributes(segyio.TraceField.offset)[:]
-        count = f.tracecount
-    n_il, n_xl, n_off = len(np.unique(ils)), len(np.unique(xls)), len(np.unique(offsets))
-    return (f"{count} traces with {n_il} distinct inline numbers (byte {iline}), {n_xl} distinct crossline "
-            f"numbers (byte {xline}), {n_off} distinct offsets")
+def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` runs of consecutive values of a sorted index array."""
+    if not indices.size:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [indices.size]])
+    return [(int(indices[a]), int(indices[b - 1]) + 1) for a, b in zip(starts, stops)]
 
 
 class SegyReader:
-    """A post-stack 3-D SEG-Y volume read lazily in ``(inline, crossline, sample)`` order.
+    """A post-stack SEG-Y survey read lazily in ``(inline, crossline, sample)`` order.
 
-    Inlines and crosslines are numbered in the order the file first lists them (``ilines``/``xlines``),
-    whether it is sorted by inline or by crossline.
+    The grid comes from the trace headers (:mod:`impeccable.runtime.segy_geometry`): a regular or irregular
+    3-D survey, or 2-D lines (one line = one inline). Absent cells read as zeros; ``live_mask`` tells the
+    pipeline which traces hold data, so that it fills the others for the model and leaves them out of the
+    statistics, and the writer never writes absent cells and writes zeros into dead traces.
 
     Args:
         path: The file.
@@ -95,120 +70,145 @@ class SegyReader:
         dataset: Unused (HDF5 only).
         iline: Trace-header byte of the inline number [default: 189, SEG-Y rev1].
         xline: Trace-header byte of the crossline number [default: 193, SEG-Y rev1].
+        line_key: Read the file as 2-D lines told apart by this header byte [default: 3-D when the inline
+            and crossline bytes give every trace its own cell, else 2-D lines keyed by the inline byte].
+        cdp: Trace-header byte that orders the traces along a 2-D line [default: 21, CDP].
 
     Attributes:
         path: The file.
         shape: Canonical ``(inline, crossline, sample)`` shape.
         dtype: ``float32``: what reads return (the stored format is ``sample_format``).
         sample_format: segyio's description of the stored samples, e.g. ``4-byte IBM float``.
-        sorting: ``inline`` or ``crossline``.
-        ilines: Inline numbers, canonical axis 0.
-        xlines: Crossline numbers, canonical axis 1.
+        format_code: The binary header's sample format code.
+        geometry: Where each trace sits (:class:`~impeccable.runtime.segy_geometry.Geometry`).
+        sorting: ``inline`` or ``crossline`` (regular grids stored in that order), else ``irregular``.
+        ilines: Inline (or 2-D line) numbers, canonical axis 0.
+        xlines: Crossline numbers (or positions along 2-D lines), canonical axis 1.
         samples: Sample times/depths from the headers.
         endian: ``big`` or ``little``.
+        views: Section directions the geometry has: ``("inline",)`` for 2-D lines.
+        fill: How the pipeline fills non-live traces for the model: ``mirror`` (see
+            :func:`~impeccable.runtime.volumes.fill_absent`).
 
     Raises:
-        InputError: Not readable as SEG-Y, pre-stack (several offsets), or traces that do not form an
-            inline x crossline grid.
+        InputError: Not readable as SEG-Y, an undecodable sample format, pre-stack (several offsets), or
+            headers that give neither a grid nor 2-D lines.
     """
 
+    fill = "mirror"
+
     def __init__(self, path: Path, time_axis: int | str = "auto", dataset: str | None = None, *,
-                 iline: int = ILINE_BYTE, xline: int = XLINE_BYTE):
+                 iline: int = ILINE_BYTE, xline: int = XLINE_BYTE, line_key: int | None = None,
+                 cdp: int = CDP_BYTE):
         _check_time_axis(time_axis)
         self.path = Path(path)
         self.iline_byte, self.xline_byte = int(iline), int(xline)
-        self.endian = _endianness(self.path)
+        self.line_key, self.cdp_byte = (None if line_key is None else int(line_key)), int(cdp)
+        self.format_code, self.endian = sample_format(self.path)
+        check_decodable(self.path, self.format_code)
         self._file = self._open()
         try:
-            self._check_post_stack()
-            self.sorting = "inline" if self._file.sorting == _INLINE_SORTED else "crossline"
-            self.ilines = np.asarray(self._file.ilines)
-            self.xlines = np.asarray(self._file.xlines)
+            self.geometry = infer_geometry(self._headers(), self.iline_byte, self.xline_byte, self.cdp_byte,
+                                           self.line_key)
+            self.sorting = self.geometry.sorting or "irregular"
+            self.ilines, self.xlines = self.geometry.ilines, self.geometry.xlines
             self.samples = np.asarray(self._file.samples)
             self.sample_format = str(self._file.format)
             self.shape = (len(self.ilines), len(self.xlines), len(self.samples))
             self.dtype = np.dtype(np.float32)
-            # The file's slow and fast axes: trace index = slow_index * n_fast + fast_index.
+            self.views = ("inline",) if self.geometry.kind == "2-D" else ("inline", "crossline")
+            self._present = self.geometry.present
+            # Dead: identification code 2 (known now) or all-zero samples (found as blocks are read).
+            self._dead = self.geometry.dead.copy()
+            # The file's slow and fast axes of a regular grid: trace index = slow_index * n_fast + fast_index.
             self._n_fast = self.shape[1] if self.sorting == "inline" else self.shape[0]
-            self._check_grid()
         except BaseException:
             self.close()
             raise
 
     def _open(self) -> segyio.SegyFile:
-        opts = dict(iline=self.iline_byte, xline=self.xline_byte, endian=self.endian)
         try:
-            # Headers and trace size only: tells "not SEG-Y" apart from "SEG-Y but not a grid".
-            segyio.open(self.path, "r", ignore_geometry=True, **opts).close()
+            # The grid is inferred from the headers here, not by segyio (which takes regular grids only).
+            return segyio.open(self.path, "r", iline=self.iline_byte, xline=self.xline_byte, ignore_geometry=True,
+                               endian=self.endian)
         except (OSError, RuntimeError, ValueError) as exc:
             raise InputError(f"cannot read {self.path.name} as SEG-Y", received=str(exc).splitlines()[0],
                              expected="a SEG-Y file with fixed-length traces",
                              todo="check the file (truncated? another format?)") from exc
-        try:
-            return segyio.open(self.path, "r", **opts)
-        except (OSError, RuntimeError, ValueError) as exc:
-            # segyio found no sorting, or a trace count that is not ilines x xlines x offsets.
-            raise InputError("SEG-Y traces do not form an inline x crossline grid",
-                             received=_describe_headers(self.path, self.endian, self.iline_byte, self.xline_byte),
-                             expected="a post-stack 3-D volume: one trace per (inline, crossline), sorted by "
-                                      "inline or crossline",
-                             todo="check the inline/crossline header bytes, or regularize the survey first"
-                             ) from exc
 
-    def _check_post_stack(self) -> None:
-        n_offsets = len(self._file.offsets)
-        if n_offsets > 1:
-            shown = self._file.offsets[:5].tolist()
-            raise InputError(f"SEG-Y has {n_offsets} offsets per location: a pre-stack gather",
-                             received=f"offsets {shown}{'...' if n_offsets > 5 else ''} (trace-header byte 37)",
-                             expected="a post-stack 3-D volume, one trace per (inline, crossline)",
-                             todo="stack the gathers (or extract one offset) first")
-        if self._file.sorting not in (_INLINE_SORTED, _CROSSLINE_SORTED):
-            raise InputError("SEG-Y traces do not form an inline x crossline grid",
-                             received=f"sorting code {self._file.sorting}", expected="inline or crossline sorting",
-                             todo="regularize the survey first")
+    def _headers(self) -> Headers:
+        """The header words the geometry needs (read as it needs them), no samples."""
+        def words(byte: int) -> np.ndarray:
+            try:
+                return np.asarray(self._file.attributes(byte)[:], dtype=np.int64)
+            except (KeyError, IndexError, ValueError, RuntimeError) as exc:
+                raise InputError("not a SEG-Y trace-header byte", received=byte,
+                                 expected="the first byte of a header word, e.g. 189, 193, 9, 21, 5, 17",
+                                 todo="check --iline-byte / --xline-byte / --line-key / --cdp-byte") from exc
 
-    def _check_grid(self) -> None:
-        """Every trace header must hold the inline/crossline its position implies.
+        return Headers(words, self.iline_byte, self.xline_byte, self.cdp_byte, self.line_key)
 
-        segyio infers the grid from the first traces and the trace count only; a shuffled or patched
-        file would otherwise be read silently in the wrong order. This reads two header words per trace:
-        about 7 s per million traces (a 6 GB volume) from the page cache.
+    @property
+    def live_mask(self) -> np.ndarray | None:
+        """``(inline, crossline)`` bool of the traces that hold data, ``None`` when every cell does.
+
+        Absent cells and dead traces (identification code 2) are known when the file opens; all-zero traces
+        are found as reads see them, so the mask is complete once every trace was read (the pipeline's
+        statistics pass reads them all before anything is denoised or written).
         """
-        ils = self._file.attributes(self.iline_byte)[:]
-        xls = self._file.attributes(self.xline_byte)[:]
-        n_il, n_xl = self.shape[:2]
-        if self.sorting == "inline":
-            want_il, want_xl = np.repeat(self.ilines, n_xl), np.tile(self.xlines, n_il)
-        else:
-            want_il, want_xl = np.tile(self.ilines, n_xl), np.repeat(self.xlines, n_il)
-        bad = np.flatnonzero((ils != want_il) | (xls != want_xl))
-        if bad.size:
-            t = int(bad[0])
-            raise InputError(
-                "SEG-Y traces do not form an inline x crossline grid",
-                received=f"trace {t} has inline {ils[t]}, crossline {xls[t]} where the {self.sorting}-sorted "
-                         f"grid of {n_il} inlines x {n_xl} crosslines puts inline {want_il[t]}, crossline "
-                         f"{want_xl[t]} ({bad.size} of {ils.size} traces out of place)",
-                expected="one trace per (inline, crossline), in inline or crossline order",
-                todo="check the inline/crossline header bytes, or sort/regularize the survey first")
+        live = self._present & ~self._dead
+        return None if live.all() else live
+
+    @property
+    def present_mask(self) -> np.ndarray:
+        """``(inline, crossline)`` bool of the cells a trace of the file fills (the only ones written)."""
+        return self._present
+
+    @property
+    def dead_mask(self) -> np.ndarray:
+        """``(inline, crossline)`` bool of present traces that are dead (code 2, or all-zero when read)."""
+        return self._dead
 
     def trace_index(self, inline: int, crossline: int) -> int:
-        """File trace index of canonical position ``(inline, crossline)`` (0-based positions, not numbers)."""
-        if self.sorting == "inline":
-            return inline * self._n_fast + crossline
-        return crossline * self._n_fast + inline
+        """File trace index of canonical position ``(inline, crossline)`` (0-based positions), -1 if absent."""
+        return int(self.geometry.index[inline, crossline])
 
     def read(self, inlines: slice = slice(None), crosslines: slice = slice(None)) -> np.ndarray:
-        """A block ``(n_inline, n_crossline, sample)`` float32 (positions, not inline/crossline numbers)."""
+        """A block ``(n_inline, n_crossline, sample)`` float32 (positions, not numbers); absent cells are 0."""
         ri = range(*inlines.indices(self.shape[0]))
         rx = range(*crosslines.indices(self.shape[1]))
-        slow, fast = (ri, rx) if self.sorting == "inline" else (rx, ri)
-        block = self._read_grid(slow, fast)
-        if self.sorting == "crossline":
-            block = np.ascontiguousarray(block.transpose(1, 0, 2))
+        if self.geometry.sorting is None:
+            block = self._read_cells(ri, rx)
+        else:
+            slow, fast = (ri, rx) if self.sorting == "inline" else (rx, ri)
+            block = self._read_grid(slow, fast)
+            if self.sorting == "crossline":
+                block = np.ascontiguousarray(block.transpose(1, 0, 2))
+        if block.size:
+            # Why here: finding all-zero traces costs one pass over data already in memory, not another read.
+            zero = ~block.any(axis=2)
+            if zero.any():
+                cells = np.ix_(np.asarray(ri), np.asarray(rx))
+                self._dead[cells] |= zero & self._present[cells]
         return block
 
+    def _read_cells(self, ri: range, rx: range) -> np.ndarray:
+        """Cells of an irregular grid: the block's present traces, read in file order as runs of traces."""
+        out = np.zeros((len(ri), len(rx), self.shape[2]), dtype=np.float32)
+        if not out.size:
+            return out
+        index = self.geometry.index[np.ix_(np.asarray(ri), np.asarray(rx))]
+        where = np.flatnonzero(index.ravel() >= 0)
+        traces = index.ravel()[where]
+        order = np.argsort(traces)
+        flat = out.reshape(-1, self.shape[2])
+        raw = self._file.trace.raw
+        done = 0
+        for start, stop in _runs(traces[order]):
+            n = stop - start
+            flat[where[order[done:done + n]]] = raw[start:stop].reshape(n, -1)
+            done += n
+        return out
     def _read_grid(self, slow: range, fast: range) -> np.ndarray:
         """Traces ``(len(slow), len(fast), sample)`` float32 of the file's slow x fast grid."""
         (slow, flip_slow), (fast, flip_fast) = _positive(slow), _positive(fast)
@@ -254,7 +254,8 @@ class SegyWriter(TempFileCommit):
 
     Args:
         path: Final output path.
-        like: The input's :class:`SegyReader` (gives the file to copy and its geometry).
+        like: The input's :class:`SegyReader` (gives the file to copy and its geometry). Only the traces of
+            the file are written, each at its own index (absent cells are skipped), and dead traces get zeros.
         dtype: The block dtype the caller writes (float32, or uint8 for the uint8 scale); the file keeps
             the input's sample format either way, and integer formats get rounded, clipped values.
 
@@ -315,9 +316,13 @@ class SegyWriter(TempFileCommit):
                               todo="write whole inlines (all crosslines and samples)")
         data = self._to_file_dtype(block)
         trace = self._file.trace
+        index, dead = self.like.geometry.index, self.like.dead_mask
+        zeros = np.zeros(self.shape[2], dtype=data.dtype)
         for k, i in enumerate(rows):
             for x in range(self.shape[1]):
-                trace[self.like.trace_index(i, x)] = data[k, x]
+                t = index[i, x]
+                if t >= 0:  # absent cells have no trace in the file: never written
+                    trace[int(t)] = zeros if dead[i, x] else data[k, x]
             self._written[i] = True
 
 

@@ -31,11 +31,64 @@ class VolumeReader(Protocol):
     shape: tuple[int, int, int]
     dtype: np.dtype
 
+    # Optional (SEG-Y surveys): ``live_mask`` ``(inline, crossline)`` bool or None (every trace live), the
+    # traces holding data; ``fill``, how non-live traces are filled for the model (see :func:`fill_absent`);
+    # ``views``, the section directions the geometry has. Readers without them are regular and all live.
+
     def read(self, inlines: slice = slice(None), crosslines: slice = slice(None)) -> np.ndarray:
         """A block ``(n_inline, n_crossline, sample)`` float32 of the volume (NaN/Inf left as stored)."""
 
     def close(self) -> None:
         """Release the file."""
+
+
+def live_mask(reader: VolumeReader) -> np.ndarray | None:
+    """``(inline, crossline)`` bool of the traces that hold data (not absent, not dead), None when all do."""
+    return getattr(reader, "live_mask", None)
+
+
+def fill_absent(sections: np.ndarray, live: np.ndarray, how: str = "mirror") -> np.ndarray:
+    """Fill the non-live traces of sections for the model, in place; live traces are untouched.
+
+    ``mirror`` (the default) reflects the live traces next to a gap into it, each half of the gap from its
+    own side (a trace ``k`` cells into a gap takes the live trace ``k - 1`` cells out of it), falling back
+    to the nearest live trace where the reflection lands on another gap or past the end. A network looks
+    across many traces, so what sits in a gap shapes the predictions beside it: reflected data continues
+    the reflectors' amplitude and texture, where a flat value (zeros, or the volume's minimum as the
+    window padding holds) is an edge the model reacts to. ``zero`` puts 0 (the input's units) there.
+    Sections with no live trace get 0.
+
+    Args:
+        sections: ``(n, traces, samples)`` float32, in the input's units.
+        live: ``(n, traces)`` bool.
+        how: ``mirror`` or ``zero``.
+
+    Returns:
+        ``sections``, filled.
+    """
+    if how not in ("mirror", "zero"):
+        raise InputError("unknown fill for absent traces", received=how, expected="mirror or zero",
+                         todo="report this as a bug")
+    n_traces = live.shape[1]
+    idx = np.broadcast_to(np.arange(n_traces), live.shape)
+    gaps = ~live
+    if how == "zero" or not live.any():
+        sections[gaps] = 0
+        return sections
+    # Nearest live trace on each side of every position (-1 / n_traces where there is none).
+    left = np.maximum.accumulate(np.where(live, idx, -1), axis=1)
+    right = np.minimum.accumulate(np.where(live, idx, n_traces)[:, ::-1], axis=1)[:, ::-1]
+    has_left, has_right = left >= 0, right < n_traces
+    use_left = has_left & (~has_right | (idx - left <= right - idx))
+    src = np.where(use_left, 2 * left + 1 - idx, 2 * right - 1 - idx)
+    rows = np.broadcast_to(np.arange(live.shape[0])[:, None], live.shape)
+    ok = (src >= 0) & (src < n_traces)
+    ok[ok] = live[rows[ok], src[ok]]
+    src = np.where(ok, src, np.where(use_left, left, right))
+    fill = gaps & (has_left | has_right)
+    sections[rows[fill], idx[fill]] = sections[rows[fill], src[fill]]
+    sections[gaps & ~fill] = 0
+    return sections
 
 
 class TempFileCommit:
@@ -111,20 +164,24 @@ def _format_of(path: Path) -> tuple[type, type]:
     return getattr(module, reader), getattr(module, writer)
 
 
-def open_reader(path: str | Path, time_axis: int | str = "auto", dataset: str | None = None) -> VolumeReader:
+def open_reader(path: str | Path, time_axis: int | str = "auto", dataset: str | None = None,
+                segy: dict | None = None) -> VolumeReader:
     """Open a volume file for lazy canonical reads.
 
     Args:
         path: ``.npy``, ``.h5``/``.hdf5`` or ``.sgy``/``.segy``.
         time_axis: Stored time axis (``0``, ``2`` or ``"auto"``), for formats that do not record it (npy, HDF5).
         dataset: HDF5 dataset path (default: the file's only 3-D dataset).
+        segy: SEG-Y header bytes, :class:`~impeccable.runtime.segy_io.SegyReader`'s ``iline``, ``xline``,
+            ``line_key``, ``cdp`` (ignored for other formats).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError("input file not found", received=str(path), expected="an existing .npy, .h5 or SEG-Y file",
                          todo="check the path")
     reader_cls, _ = _format_of(path)
-    return reader_cls(path, time_axis=time_axis, dataset=dataset)
+    options = (segy or {}) if FORMATS[path.suffix.lower()][3] == "segy" else {}
+    return reader_cls(path, time_axis=time_axis, dataset=dataset, **options)
 
 
 def open_writer(path: str | Path, like: VolumeReader, dtype: np.dtype | type = np.float32) -> VolumeWriter:

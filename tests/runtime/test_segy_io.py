@@ -169,21 +169,31 @@ def _prestack(path):
     segyio.tools.from_array(str(path), np.zeros((3, 4, 3, 10), np.float32), format=IEEE)
 
 
-def _missing_trace(path):
-    spec = segyio.spec()
-    spec.format, spec.samples, spec.tracecount = IEEE, list(range(10)), 11
-    with segyio.create(str(path), spec) as f:
-        cells = [(il, xl) for il in (1, 2, 3) for xl in (1, 2, 3, 4)][:-1]
-        for t, (il, xl) in enumerate(cells):
-            f.header[t] = {189: il, 193: xl, segyio.TraceField.TRACE_SAMPLE_COUNT: 10}
-            f.trace[t] = np.zeros(10, np.float32)
-
-
-def _patched_header(path):
-    """segyio infers the grid from the first traces and accepts this one; the reader checks every trace."""
+def _shared_location(path):
+    """Two traces claim one (inline, crossline): wrong header bytes or a broken file."""
     segyio.tools.from_array(str(path), np.zeros((3, 4, 10), np.float32), format=IEEE)
     with segyio.open(str(path), "r+", ignore_geometry=True) as f:
-        f.header[6] = {189: 99}
+        f.header[6] = {189: 2, 193: 2}
+
+
+def _two_d_repeated_cdps(path):
+    """One 2-D line (inline/crossline bytes 0) whose CDP numbers repeat: no order along the line."""
+    spec = segyio.spec()
+    spec.format, spec.samples, spec.tracecount = IEEE, list(range(10)), 6
+    with segyio.create(str(path), spec) as f:
+        for t in range(6):
+            f.header[t] = {segyio.TraceField.CDP: 1 + t % 3, segyio.TraceField.TRACE_SAMPLE_COUNT: 10}
+            f.trace[t] = np.ones(10, np.float32)
+
+
+def _format_code(code: int, endian: str = "big"):
+    def make(path):
+        create_segy(path, np.ones((2, 3, 10), np.float32), endian=endian)
+        with open(path, "r+b") as fh:
+            fh.seek(3224)
+            fh.write(int(code).to_bytes(2, endian))
+    make.__name__ = f"_format_{code}_{endian}"
+    return make
 
 
 def _random_headers(path):
@@ -207,12 +217,19 @@ def _too_short(path):
 
 @pytest.mark.parametrize("make, match", [
     (_prestack, r"^SEG-Y has 3 offsets per location: a pre-stack gather \| received offsets \[1, 2, 3\]"),
-    (_missing_trace, r"^SEG-Y traces do not form an inline x crossline grid \| received 11 traces with 3 distinct "
-                     r"inline numbers \(byte 189\), 4 distinct crossline numbers \(byte 193\)"),
-    (_patched_header, r"^SEG-Y traces do not form an inline x crossline grid \| received trace 6 has inline 99, "
-                      r"crossline 3 where the inline-sorted grid of 3 inlines x 4 crosslines puts inline 2"),
+    (_shared_location, r"^SEG-Y traces do not form an inline x crossline grid \| received 12 traces with 3 distinct "
+                       r"inline numbers \(byte 189\), 4 distinct crossline numbers \(byte 193\).*: traces 5 and 6 "
+                       r"share one location .*--iline-byte N --xline-byte M \(tried 189/193; common: 9/21"),
+    (_two_d_repeated_cdps, r"^SEG-Y traces do not form an inline x crossline grid \| received 6 traces with 1 distinct "
+                           r"inline .* 3 distinct CDP numbers \(byte 21\).*: traces 0 and 3 share one location"),
+    (_format_code(15), r"^SEG-Y sample format 15 \(3-byte unsigned integer\) cannot be decoded \| received bad.sgy, "
+                       r"format code 15"),
+    (_format_code(15, "little"), r"^SEG-Y sample format 15 \(3-byte unsigned integer\) cannot be decoded"),
+    (_format_code(4), r"^SEG-Y sample format 4 \(4-byte fixed point with gain\) cannot be decoded"),
+    (_format_code(7, "little"), r"^SEG-Y sample format 7 \(3-byte signed integer\) cannot be decoded"),
+    (_format_code(13), r"^bad.sgy has an unknown SEG-Y sample format code \| received bytes 3225-3226 = 13"),
     (_random_headers, r"^SEG-Y traces do not form an inline x crossline grid \| received 12 traces"),
-    (_not_segy, r"^cannot read bad.sgy as SEG-Y \| received unable to count traces"),
+    (_not_segy, r"^bad.sgy has an unknown SEG-Y sample format code \| received bytes 3225-3226 = 257"),
     (_too_short, r"^bad.sgy is too short to be SEG-Y"),
 ])
 def test_unusable_files_give_one_line_errors(tmp_path, make, match):
@@ -303,3 +320,48 @@ def test_segy_denoised_samples_equal_the_npy_path(tmp_path, volume, sorting, fmt
     np.testing.assert_allclose(got, expected, rtol=0, atol=_tolerance(fmt, expected))
     leftovers = {p.name for p in tmp_path.iterdir()} - {"in.sgy", "in.npy", "out.npy", "out.sgy"}
     assert not leftovers
+
+
+REV2_CODES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16]
+
+
+@pytest.mark.parametrize("endian", ["big", "little"])
+@pytest.mark.parametrize("code", REV2_CODES)
+def test_byte_order_is_detected_for_every_rev2_format_code(tmp_path, code, endian):
+    from impeccable.runtime.segy_geometry import DECODED_FORMATS, sample_format
+
+    path = tmp_path / "v.sgy"
+    create_segy(path, np.ones((2, 3, 10), np.float32), endian=endian)
+    with open(path, "r+b") as fh:
+        fh.seek(3224)
+        fh.write(code.to_bytes(2, endian))
+    assert sample_format(path) == (code, endian)
+    if code not in DECODED_FORMATS:  # never segyio's fallback read as IBM float
+        with pytest.raises(InputError, match=rf"^SEG-Y sample format {code} \(.*\) cannot be decoded \| received "
+                                             rf"v.sgy, format code {code}") as info:
+            SegyReader(path)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("endian, word", [("big", bytes([1, 2, 3, 4])), ("little", bytes([4, 3, 2, 1]))])
+def test_rev2_byte_order_word_is_read(tmp_path, endian, word):
+    """Bytes 3297-3300 hold 0x01020304 in the file's byte order (rev 2); the code is read in that order."""
+    from impeccable.runtime.segy_geometry import sample_format
+
+    path = tmp_path / "v.sgy"
+    create_segy(path, np.ones((2, 3, 10), np.float32), endian=endian)
+    with open(path, "r+b") as fh:
+        fh.seek(3296)
+        fh.write(word)
+    assert sample_format(path) == (5, endian)
+    with SegyReader(path) as reader:
+        assert reader.endian == endian
+        np.testing.assert_array_equal(reader.read(), 1)
+
+
+@pytest.mark.parametrize("option", [{"iline": 241}, {"xline": 0}])
+def test_a_header_byte_outside_the_trace_header_is_one_line(tmp_path, volume, option):
+    path = create_segy(tmp_path / "v.sgy", volume)
+    with pytest.raises(InputError, match=r"^not a SEG-Y trace-header byte \| received (241|0)") as info:
+        SegyReader(path, **option)
+    assert "\n" not in str(info.value)
