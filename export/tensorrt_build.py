@@ -10,7 +10,7 @@ locks and merges it.
 Before the plan is renamed into place it is deserialized and run on normalized synthetic sections at batch 1
 and ``batch``, with flip TTA, against the float32 graph in ONNX Runtime on CPU: TensorRT has had FP16
 miscompiles and batch > 1 bugs that only a run shows. Then ``model.<gpu-slug>.fp16.plan`` and its manifest
-``<plan>.json`` (:mod:`impeccable.export.manifest`) are written.
+``<plan>.json`` (:mod:`impeccable.core.manifest`) are written.
 
 ``tensorrt`` and ``polygraphy`` are imported only when a plan is built; nothing here needs torch or onnx, so a
 ``pip install 'impeccable[gpu]'`` machine can rebuild a stale plan from shipped ONNX files.
@@ -30,7 +30,8 @@ import numpy as np
 
 from impeccable.core.card import ONNX_NAME, sha256_file, window_of
 from impeccable.core.errors import ExportError, ParityError
-from impeccable.export.manifest import PRECISION, current_environment, make_manifest, manifest_path, plan_name
+from impeccable.core.manifest import PRECISION, current_environment, make_manifest, manifest_path, plan_name
+from impeccable.core.onnx_meta import onnx_metadata
 
 TIMING_CACHE_NAME = "timing.cache"
 GPU_EXTRA = "pip install 'impeccable[gpu]' on a machine with an NVIDIA GPU"
@@ -55,8 +56,6 @@ def why_no_engine() -> str | None:
 
 def _read_fp16_graph(fp16_onnx: Path) -> tuple[dict, dict | None]:
     """Card and FP16 audit summary from the graph's metadata (read without onnx)."""
-    from impeccable.runtime.engines.base import onnx_metadata
-
     if not fp16_onnx.is_file():
         raise ExportError("FP16 ONNX not found", received=str(fp16_onnx), expected="model.fp16.onnx",
                           todo="write it first: impeccable-export MODEL_DIR --fp16")

@@ -56,7 +56,7 @@ def test_tensorrt_plan_matches_pytorch_on_the_denoised_field(fp16_dir, model_cop
     from polygraphy.backend.trt import TrtRunner, engine_from_path
 
     from impeccable.export.fp16 import compare_fields
-    from impeccable.export.manifest import check_plan, current_environment, manifest_path, onnx_hash_for, plan_name
+    from impeccable.core.manifest import check_plan, current_environment, manifest_path, onnx_hash_for, plan_name
     from impeccable.export.onnx_export import synthetic_sections
     from impeccable.models.checkpoint import load_model
 

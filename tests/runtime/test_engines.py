@@ -16,7 +16,9 @@ from conftest_engines import WINDOW, engine_model_dir, pad_to_window, synthetic_
 from impeccable.core.errors import EngineError, InputError, ModelError
 from impeccable.runtime import engines
 from impeccable.runtime.engines import ENGINES, create_engine, default_engine_name
-from impeccable.runtime.engines.base import check_batch, onnx_metadata, physical_cores
+from impeccable.core.cpu import physical_cores
+from impeccable.core.onnx_meta import onnx_metadata
+from impeccable.runtime.engines.base import check_batch
 
 ROWS, COLS = WINDOW
 CPU_ENGINES = ["onnxruntime", "openvino", "torch"]
@@ -352,7 +354,7 @@ HERE = {"tensorrt": "10.13.0", "cuda": "12.9", "gpu": "NVIDIA H100 80GB HBM3", "
 def _plan_dir(engine_model_dir: Path, tmp_path: Path, built: dict, onnx_sha: str | None = None) -> Path:
     """A model directory with a fake plan (never deserialized) and the manifest the exporter would write."""
     from impeccable.core.card import read_card, sha256_file
-    from impeccable.export.manifest import make_manifest, plan_name
+    from impeccable.core.manifest import make_manifest, plan_name
 
     model = tmp_path / "model"
     shutil.copytree(engine_model_dir, model)
@@ -371,7 +373,7 @@ def _plan_dir(engine_model_dir: Path, tmp_path: Path, built: dict, onnx_sha: str
     (HERE, "0" * 64, r"stale.*another ONNX file"),
 ])
 def test_stale_plan_is_refused_before_deserializing(engine_model_dir, tmp_path, monkeypatch, built, onnx_sha, match):
-    manifest = pytest.importorskip("impeccable.export.manifest")
+    manifest = pytest.importorskip("impeccable.core.manifest")
     from impeccable.runtime.engines import trt_engine
 
     model = _plan_dir(engine_model_dir, tmp_path, built, onnx_sha)
@@ -387,7 +389,7 @@ def test_stale_plan_is_refused_before_deserializing(engine_model_dir, tmp_path, 
 
 
 def test_fresh_plan_passes_the_check(engine_model_dir, tmp_path, monkeypatch):
-    manifest = pytest.importorskip("impeccable.export.manifest")
+    manifest = pytest.importorskip("impeccable.core.manifest")
     from impeccable.runtime.engines import trt_engine
 
     model = _plan_dir(engine_model_dir, tmp_path, HERE)
@@ -515,7 +517,7 @@ def _fake_tensorrt(fail: str = ""):
 
 @pytest.fixture
 def fake_trt_model(engine_model_dir, tmp_path, monkeypatch):
-    manifest = pytest.importorskip("impeccable.export.manifest")
+    manifest = pytest.importorskip("impeccable.core.manifest")
     cuda = pytest.importorskip("polygraphy.cuda")
     model = _plan_dir(engine_model_dir, tmp_path, HERE)
     monkeypatch.setattr(manifest, "current_environment", lambda: HERE)
