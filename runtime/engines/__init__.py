@@ -70,8 +70,9 @@ class EngineSpec:
             EngineError: Not one of :attr:`precisions` (the message lists them).
         """
         if precision not in self.files:
-            raise EngineError(f"unknown {self.name} precision", received=precision,
-                              expected=" or ".join(self.precisions), todo=f"pass precision {' or '.join(self.precisions)}")
+            choices = " or ".join(self.precisions)
+            raise EngineError(f"unknown {self.name} precision", received=precision, expected=choices,
+                              todo=f"pass precision {choices}")
         return precision
 
 

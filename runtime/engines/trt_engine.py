@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from impeccable.core.errors import EngineError, ImpeccableError, ModelError
+from impeccable.core.cuda_libs import expose_cudart
 from impeccable.core.manifest import check_fresh
 from impeccable.core.model_files import resolve_window
 from impeccable.runtime.engines.base import EngineBase
@@ -83,6 +84,8 @@ class TensorRTEngine(EngineBase):
 
     def _setup(self, plan: Path, manifest: dict, batch_size: int) -> None:
         import tensorrt as trt
+
+        expose_cudart()  # before polygraphy.cuda looks for libcudart: the CUDA 13 wheels' folder is not on its list
         from polygraphy import cuda
         from polygraphy.datatype import DataType
 
