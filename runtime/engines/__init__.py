@@ -95,7 +95,7 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
                files={"fp16": "model.<gpu>.fp16.plan"}, default_precision="fp16",
                devices=("cuda",), options=(), gpu_rank=0),
     EngineSpec("openvino", "impeccable.runtime.engines.ov_engine:OpenVINOEngine",
-               ("openvino",), "pip install impeccable (OpenVINO is in the base install)",
+               ("openvino",), "pip install 'impeccable[openvino]' (OpenVINO is in the base install)",
                files={"fp32": ONNX_NAME, "bf16": ONNX_NAME}, default_precision="fp32", cpu_rank=0),
 )}
 

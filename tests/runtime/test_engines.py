@@ -33,16 +33,48 @@ def _skip_missing(name: str) -> None:
 
 def test_registry_names_and_lazy_classes():
     assert set(ENGINES) == {"torch", "onnxruntime", "tensorrt", "openvino"}
-    for target in ENGINES.values():
-        module, _, cls = target.partition(":")
-        assert module.startswith("impeccable.runtime.engines.") and cls
+    for name, spec in ENGINES.items():
+        module, _, cls = spec.target.partition(":")
+        assert spec.name == name and module.startswith("impeccable.runtime.engines.") and cls
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_registry_entry_matches_its_engine_class(name):
+    """What the entry promises (options, precisions) is what the class takes: the CLI and the benchmarks pass them."""
+    import importlib
+    import inspect
+
+    spec = ENGINES[name]
+    assert spec.default_precision in spec.precisions and set(spec.devices) <= {"cpu", "cuda"}
+    assert (spec.cpu_rank is None) == ("cpu" not in spec.devices) or name == "tensorrt"
+    if not engines.installed(name):
+        pytest.skip(f"{name} is not installed")
+    module, _, cls = spec.target.partition(":")
+    parameters = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    assert set(spec.options) <= set(parameters), (spec.options, list(parameters))
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino", "torch"])
+def test_engines_take_their_precisions_from_the_registry(name, engine_model_dir):
+    _skip_missing(name)
+    choices = " or ".join(ENGINES[name].precisions)
+    with pytest.raises(EngineError, match=rf"unknown {name} precision \| received int4 \| expected {choices}"):
+        create_engine(name, engine_model_dir, precision="int4")
+
+
+def test_precision_help_lists_every_choice():
+    from impeccable.runtime.engines import precision_help
+
+    assert precision_help() == ", ".join(f"{s.name} {'|'.join(s.precisions)}" for s in ENGINES.values()
+                                         if len(s.precisions) > 1)
+    assert "onnxruntime fp32|fp16" in precision_help() and "tensorrt" not in precision_help()
 
 
 @pytest.mark.parametrize(("name", "missing", "match"), [
     ("openvino", "openvino", r"needs openvino.*impeccable\[openvino\]"),
     ("tensorrt", "tensorrt", r"needs tensorrt.*impeccable\[gpu\]"),
     ("torch", "torch", r"needs torch.*impeccable\[train\]"),
-    ("onnxruntime", "onnxruntime", r"needs onnxruntime.*pip install impeccable"),
+    ("onnxruntime", "onnxruntime", r"needs onnxruntime.*impeccable\[cpu\].*impeccable\[gpu\].*CUDA 13"),
 ])
 def test_missing_package_names_the_extra(monkeypatch, tmp_path, name, missing, match):
     real = importlib.util.find_spec
