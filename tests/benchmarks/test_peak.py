@@ -35,3 +35,25 @@ def test_benchmark_options_come_from_the_registry():
     assert _engine_options("onnxruntime", "fp16", "cuda") == {"precision": "fp16", "device": "cuda"}
     with pytest.raises(EngineError, match="unknown engine"):
         parse_engine("tensort")
+
+
+def test_gpu_check_parity_table(tmp_path):
+    """benchmarks/parity.py, which gpu_check.sh runs: the parity tests' bounds on whole volumes."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from impeccable.benchmarks import parity
+
+    rng = np.random.default_rng(0)
+    ref = rng.random((3, 40, 60), dtype=np.float32)
+    np.save(tmp_path / "ref.npy", ref)
+    np.save(tmp_path / "close.npy", ref + 5e-5)
+    np.save(tmp_path / "far.npy", ref + rng.normal(0, 2e-2, ref.shape).astype(np.float32))
+    assert parity.passes(parity.compare(ref, ref + 5e-5), "fp32")
+    assert not parity.passes(parity.compare(ref, ref + 2e-4), "fp32")
+    runner = CliRunner()
+    ok = runner.invoke(parity.main, [str(tmp_path / "ref.npy"), f"onnxruntime:fp32:1={tmp_path / 'close.npy'}",
+                                     "--json", str(tmp_path / "p.json")])
+    assert ok.exit_code == 0 and "| onnxruntime | fp32 | 1 | on |" in ok.output and (tmp_path / "p.json").is_file()
+    bad = runner.invoke(parity.main, [str(tmp_path / "ref.npy"), f"tensorrt:fp16:8={tmp_path / 'far.npy'}"])
+    assert bad.exit_code == 1 and "| NO |" in bad.output
