@@ -61,7 +61,7 @@ else
     0) ran "impeccable-export --fp16: model.fp16.onnx and $(cd "$model" && ls ./*.plan 2> /dev/null | xargs -n1 basename) (export.log)"
        cp "$model"/*.plan.json "$out/" 2> /dev/null || true ;;
     2) ran "impeccable-export --fp16: model.fp16.onnx (export.log)"
-       skipped "TensorRT plan build: $(grep -o 'received [^|]*' "$out/export.log" | head -n 1)" ;;
+       skipped "TensorRT plan build: $(sed -n 's/^Error: no TensorRT plan built: \([^|]*\) |.*/\1/p' "$out/export.log")" ;;
     *) failed "impeccable-export --fp16 exit $rc: $(tail -n 1 "$out/export.log")" ;;
   esac
 fi
@@ -112,6 +112,7 @@ else
     if python -m impeccable.benchmarks.parity "$work/reference-8.npy" "${outputs[@]}" \
         --json "$out/parity.json" --markdown "$out/parity.md" > /dev/null 2> "$out/parity.err"; then
       ran "parity against torch fp32, batch 1 and 8, TTA on: every case within its bound (parity.md)"
+      rm -f "$out/parity.err"
     else
       failed "parity: a case misses its bound or the comparison failed (parity.md, parity.err)"
     fi
