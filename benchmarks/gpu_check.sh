@@ -87,8 +87,9 @@ if [ -z "$torch_any" ]; then
 else
   CUDA_VISIBLE_DEVICES="" denoise reference torch fp32 8 || failed "torch fp32 reference (parity-runs.log)"
   cases=()
-  if [ -n "$trt" ] && ls "$model"/*.plan > /dev/null 2>&1; then cases+=("tensorrt tensorrt fp16"); else
-    skipped "TensorRT parity: ${trt:+no plan was built}${trt:-tensorrt not installed}"; fi
+  if [ -z "$trt" ]; then skipped "TensorRT parity: tensorrt not installed"
+  elif ! ls "$model"/*.plan > /dev/null 2>&1; then skipped "TensorRT parity: no plan was built (export.log)"
+  else cases+=("tensorrt tensorrt fp16"); fi
   if [ -n "$ort_cuda" ]; then
     cases+=("onnxruntime-cuda onnxruntime fp32")
     if [ -f "$model/model.fp16.onnx" ]; then cases+=("onnxruntime-cuda onnxruntime fp16"); else
