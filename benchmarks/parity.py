@@ -75,7 +75,8 @@ def main(reference: Path, outputs: tuple[str, ...], json_path: Path | None, md_p
               f"{'yes' if r['passes'] else 'NO'} |" for r in rows]
     table = "\n".join(lines)
     click.echo(table)
-    for path, text in ((json_path, json.dumps({"reference": str(reference), "rows": rows}, indent=2)), (md_path, table)):
+    report = json.dumps({"reference": str(reference), "rows": rows}, indent=2)
+    for path, text in ((json_path, report), (md_path, table)):
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text + "\n")

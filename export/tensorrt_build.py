@@ -124,7 +124,8 @@ def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int]
         raise ExportError("the TensorRT plan could not be run to check it",
                           received=f"{type(exc).__name__}: {exc}".splitlines()[0],
                           expected="a CUDA device and libcudart that Polygraphy can load",
-                          todo="check nvidia-smi and pip install 'impeccable[gpu]' (CUDA 13); no plan was written") from exc
+                          todo="check nvidia-smi and pip install 'impeccable[gpu]' (CUDA 13); no plan was "
+                               "written") from exc
     for b, got in measured.items():
         stats = compare_fields(reference, got[:, 0, :extent[0], :extent[1]])
         results[f"batch_{b}"] = stats
