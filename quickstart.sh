@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 if [ ! -x .venv/bin/impeccable-denoise ]; then
   python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[openvino]"   # runtime + OpenVINO: no torch needed
+  .venv/bin/python -m pip install --quiet .   # the runtime with OpenVINO, as the README's Install: no torch
 fi
 # shellcheck disable=SC1091
 . .venv/bin/activate

@@ -31,10 +31,27 @@ import numpy as np
 
 from impeccable.core.cli import one_line_errors
 from impeccable.core.errors import EngineError
+from impeccable.runtime.engines import ENGINES
 
 SECTION = (300, 1259)  # (traces, samples) of a challenge section
-PRECISION_OF = {"torch": "fp32", "onnxruntime": "fp32", "openvino": "fp32", "tensorrt": "fp16"}
-PEAK_KEY = {"fp32": "fp32", "f32": "fp32", "bf16": "bf16", "fp16": "fp16_cuda"}
+#: Engine -> the precision it runs when the spec names none (the registry's default).
+PRECISION_OF = {name: spec.default_precision for name, spec in ENGINES.items()}
+
+
+def peak_key(precision: str, device: str) -> str:
+    """The :func:`~impeccable.benchmarks.peak.matmul_peak_gflops` entry an engine is measured against.
+
+    By device and precision: a GPU engine against the GPU's peak in its precision (``fp16_cuda``), a CPU engine
+    against the CPU's (``fp32``, ``bf16``); never one device's work over the other's peak.
+    """
+    precision = "fp32" if precision == "f32" else precision
+    return f"{precision}_cuda" if device.startswith("cuda") else precision
+
+
+def peak_fraction(gflops: float, precision: str, device: str, peaks: dict) -> float | None:
+    """``gflops`` over this machine's measured peak for that device and precision (None: no such peak measured)."""
+    peak = peaks.get(peak_key(precision, device))
+    return gflops / peak if peak else None
 
 
 @dataclass
@@ -67,12 +84,17 @@ def parse_engine(spec: str) -> tuple[str, str, str | None]:
     """
     spec, _, device = spec.partition("@")
     name, _, precision = spec.partition(":")
-    return name, precision or PRECISION_OF.get(name, "fp32"), device or None
+    if name not in ENGINES:
+        raise EngineError("unknown engine in --engines", received=repr(spec), expected=f"one of {', '.join(ENGINES)}",
+                          todo="pass --engines name[:precision][@device],...")
+    return name, precision or PRECISION_OF[name], device or None
 
 
 def _engine_options(name: str, precision: str, device: str | None = None) -> dict:
-    options: dict = {"precision": precision} if name in ("openvino", "torch", "onnxruntime") else {}
-    if device and name in ("torch", "onnxruntime"):
+    """The constructor options of engine ``name`` for this precision and device (the ones its entry takes)."""
+    spec = ENGINES[name]
+    options: dict = {"precision": precision} if "precision" in spec.options else {}
+    if device and "device" in spec.options:
         options["device"] = device
     return options
 
@@ -103,11 +125,10 @@ def _bench_engine(spec: str, model: str, volume_path: str, batch: int, tta: bool
         lat = np.array(latencies)
         sections_per_s = batch / float(np.median(lat))
         gflops = flop * images / float(np.median(lat)) / 1e9
-        peak = peaks.get(PEAK_KEY.get(precision, "fp32")) or peaks.get("fp32")
         e2e_s, engine_s, load_s = _end_to_end(name, options, model, volume_path, batch, tta)
         queue.put(Result(spec, precision, batch, tta, sections_per_s, *(float(np.percentile(lat, q)) * 1e3
                                                                           for q in (50, 90, 99)),
-                         gflops, gflops / peak if peak else None, e2e_s, engine_s, _rss_mb(), device, None, load_s))
+                         gflops, peak_fraction(gflops, precision, device, peaks), e2e_s, engine_s, _rss_mb(), device, None, load_s))
     except Exception as exc:  # one engine failing must not hide the others' figures
         queue.put(Result(spec, precision, batch, tta, 0, 0, 0, 0, 0, None, None, None, _rss_mb(),
                          error=f"{type(exc).__name__}: {exc}".splitlines()[0]))

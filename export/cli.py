@@ -21,6 +21,7 @@ import click
 from impeccable.core.card import ONNX_FP16_NAME, ONNX_NAME, read_card, sha256_file
 from impeccable.core.cli import one_line_errors
 from impeccable.core.errors import ExportError
+from impeccable.core.onnx_meta import onnx_metadata
 
 EXIT_NO_ENGINE = 2
 DEFAULT_OPSET = 18
@@ -71,7 +72,6 @@ class ExportConfig:
 def _onnx_is_current(path: Path, card: dict, config: ExportConfig) -> bool:
     """Whether ``path`` is this exporter's output for these weights, card, exporter and opset."""
     from impeccable.export.onnx_export import PRODUCER
-    from impeccable.runtime.engines.base import onnx_metadata
 
     if not path.is_file():
         return False
@@ -84,7 +84,6 @@ def _onnx_is_current(path: Path, card: dict, config: ExportConfig) -> bool:
 def _fp16_is_current(path: Path, onnx_path: Path, margin: float) -> bool:
     """Whether ``path`` was converted from ``onnx_path`` as it is now, with this margin, and has its audit."""
     from impeccable.export.fp16 import audit_path, read_audit
-    from impeccable.runtime.engines.base import onnx_metadata
 
     if not (path.is_file() and audit_path(path).is_file()):
         return False

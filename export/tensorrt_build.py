@@ -4,13 +4,15 @@ The network is parsed strongly typed from ``model.fp16.onnx``: the precision is 
 float32 I/O and range-audited float32 islands), which is the one path that works on TensorRT 10 (FP16 builder
 flag deprecated) and TensorRT 11 (flag removed, every network strongly typed). One optimization profile on the
 batch axis, min 1 / opt ``batch`` (the runtime's batch: tactics are tuned for it) / max ``max_batch``. The
-timing cache ``timing.cache`` beside the plans makes rebuilds (another batch, a new TensorRT) fast; Polygraphy
-locks and merges it.
+timing cache ``timing.cache`` beside the plans records the measured tactic timings, so a rebuild with the same
+TensorRT version on the same GPU model (another batch profile, a re-exported ONNX of the same architecture)
+skips most of the timing; Polygraphy locks and merges it. TensorRT ignores a cache written by another TensorRT
+version or on another GPU (NVIDIA/TensorRT#3566): after an upgrade the first build is a full one again.
 
 Before the plan is renamed into place it is deserialized and run on normalized synthetic sections at batch 1
 and ``batch``, with flip TTA, against the float32 graph in ONNX Runtime on CPU: TensorRT has had FP16
 miscompiles and batch > 1 bugs that only a run shows. Then ``model.<gpu-slug>.fp16.plan`` and its manifest
-``<plan>.json`` (:mod:`impeccable.export.manifest`) are written.
+``<plan>.json`` (:mod:`impeccable.core.manifest`) are written.
 
 ``tensorrt`` and ``polygraphy`` are imported only when a plan is built; nothing here needs torch or onnx, so a
 ``pip install 'impeccable[gpu]'`` machine can rebuild a stale plan from shipped ONNX files.
@@ -24,13 +26,16 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from impeccable.core.card import ONNX_NAME, sha256_file, window_of
 from impeccable.core.errors import ExportError, ParityError
-from impeccable.export.manifest import PRECISION, current_environment, make_manifest, manifest_path, plan_name
+from impeccable.core.cuda_libs import expose_cudart
+from impeccable.core.manifest import PRECISION, current_environment, make_manifest, manifest_path, plan_name
+from impeccable.core.onnx_meta import onnx_metadata
 
 TIMING_CACHE_NAME = "timing.cache"
 GPU_EXTRA = "pip install 'impeccable[gpu]' on a machine with an NVIDIA GPU"
@@ -55,8 +60,6 @@ def why_no_engine() -> str | None:
 
 def _read_fp16_graph(fp16_onnx: Path) -> tuple[dict, dict | None]:
     """Card and FP16 audit summary from the graph's metadata (read without onnx)."""
-    from impeccable.runtime.engines.base import onnx_metadata
-
     if not fp16_onnx.is_file():
         raise ExportError("FP16 ONNX not found", received=str(fp16_onnx), expected="model.fp16.onnx",
                           todo="write it first: impeccable-export MODEL_DIR --fp16")
@@ -66,6 +69,18 @@ def _read_fp16_graph(fp16_onnx: Path) -> tuple[dict, dict | None]:
                           expected="metadata precision=fp16 and a card", todo="impeccable-export MODEL_DIR --fp16")
     audit = json.loads(props["fp16_audit"]) if props.get("fp16_audit") else None
     return json.loads(props["card"]), audit
+
+
+def trt_infer(runner: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``images -> output`` through a Polygraphy ``TrtRunner``, the output copied out of the runner.
+
+    ``TrtRunner.infer`` returns views of output buffers it reuses on the next call (its docstring says to copy
+    them): without the copy, flip TTA's second call overwrites the first result, and ``run(x) +
+    run(flipped)[..., ::-1, :]`` averages the flipped output with its own mirror.
+    """
+    from impeccable.export.onnx_export import INPUT_NAME, OUTPUT_NAME
+
+    return lambda x: np.array(runner.infer({INPUT_NAME: x})[OUTPUT_NAME], copy=True)
 
 
 def _tta(run: Any, images: np.ndarray, batch: int) -> np.ndarray:
@@ -84,9 +99,9 @@ def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int]
 
     Raises:
         ParityError: Non-finite output or max abs difference above ``atol`` at batch 1 or ``batch``.
+        ExportError: The plan could not be loaded or run (CUDA, libcudart, TensorRT or Polygraphy failed).
     """
     import onnxruntime as ort
-    from polygraphy.backend.trt import TrtRunner, engine_from_bytes
 
     from impeccable.export.fp16 import compare_fields
     from impeccable.export.onnx_export import INPUT_NAME, OUTPUT_NAME, synthetic_sections
@@ -97,16 +112,28 @@ def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int]
     reference = _tta(lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], images, batch)
     reference = reference[:, 0, :extent[0], :extent[1]]
     results: dict[str, Any] = {"reference": reference_onnx.name, "sections": len(images), "tta": True, "atol": atol}
-    with TrtRunner(engine_from_bytes(plan_bytes)) as runner:
-        for b in sorted({1, batch}):
-            got = _tta(lambda x: runner.infer({INPUT_NAME: x})[OUTPUT_NAME], images, b)
-            stats = compare_fields(reference, got[:, 0, :extent[0], :extent[1]])
-            results[f"batch_{b}"] = stats
-            if not (stats["finite"] and stats["max_abs"] <= atol):
-                raise ParityError(f"the TensorRT plan differs from {reference_onnx.name} at batch {b}",
-                                  received=f"max abs {stats['max_abs']:.3g}, min SSIM {stats['min_ssim']:.4f}",
-                                  expected=f"max abs <= {atol:g}",
-                                  todo="report it with the TensorRT version; use the onnxruntime engine meanwhile")
+    measured = {}
+    try:
+        expose_cudart()  # TrtRunner allocates through polygraphy.cuda, which must find libcudart
+        from polygraphy.backend.trt import TrtRunner, engine_from_bytes
+
+        with TrtRunner(engine_from_bytes(plan_bytes)) as runner:
+            for b in sorted({1, batch}):
+                measured[b] = _tta(trt_infer(runner), images, b)
+    except Exception as exc:  # CUDA / Polygraphy / TensorRT raise their own types: ours, one line, cause attached
+        raise ExportError("the TensorRT plan could not be run to check it",
+                          received=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                          expected="a CUDA device and libcudart that Polygraphy can load",
+                          todo="check nvidia-smi and pip install 'impeccable[gpu]' (CUDA 13); no plan was "
+                               "written") from exc
+    for b, got in measured.items():
+        stats = compare_fields(reference, got[:, 0, :extent[0], :extent[1]])
+        results[f"batch_{b}"] = stats
+        if not (stats["finite"] and stats["max_abs"] <= atol):
+            raise ParityError(f"the TensorRT plan differs from {reference_onnx.name} at batch {b}",
+                              received=f"max abs {stats['max_abs']:.3g}, min SSIM {stats['min_ssim']:.4f}",
+                              expected=f"max abs <= {atol:g}",
+                              todo="report it with the TensorRT version; use the onnxruntime engine meanwhile")
     return results
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 
@@ -13,11 +12,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def _gpu_reason() -> str | None:
-    """Why GPU tests cannot run here, or None when they can."""
+    """Why GPU tests cannot run here, or None when they can.
+
+    Gated on what the GPU tests run: TensorRT, or ONNX Runtime's CUDA provider. Not on
+    ``find_spec("onnxruntime")``, which the CPU build satisfies.
+    """
     if shutil.which("nvidia-smi") is None:
         return "no NVIDIA GPU (nvidia-smi not found)"
-    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("onnxruntime") is None:
-        return "neither tensorrt nor onnxruntime-gpu is installed (pip install 'impeccable[gpu]')"
+    from impeccable.runtime.engines import installed, ort_has_cuda
+
+    if not installed("tensorrt") and not ort_has_cuda():
+        return ("neither TensorRT nor ONNX Runtime's CUDA provider is available "
+                "(pip install 'impeccable[gpu]' in an environment without impeccable[cpu])")
     return None
 
 

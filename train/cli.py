@@ -2,7 +2,9 @@
 
 Thin: parse the flags into a :class:`~impeccable.train.config.TrainConfig`, call
 :func:`~impeccable.train.loop.train`, print one-line errors. Runs as a console script, as
-``python -m impeccable.train.cli`` and under ``accelerate launch -m impeccable.train.cli``.
+``python -m impeccable.train.cli`` and under ``accelerate launch -m impeccable.train.cli``. The console script
+enters through :func:`impeccable.train.main`, which checks the ``[train]`` extra first: this module imports
+torch (through the config's loss table).
 """
 
 from __future__ import annotations

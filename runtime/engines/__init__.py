@@ -1,45 +1,113 @@
-"""Inference engines behind one protocol, chosen by name (DESIGN §6).
+"""Inference engines behind one protocol, chosen by name (DESIGN §6), one registry entry per engine.
 
 Each engine is one small module imported only when it is created, so a CPU-only install never imports
-TensorRT, OpenVINO or torch.
+TensorRT, OpenVINO or torch. Its :class:`EngineSpec` in :data:`ENGINES` carries everything the rest of the
+toolkit needs to know without importing it: packages, install command, precisions and the file each one runs
+from, devices, options, and its place in the default choice.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
 import os
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from impeccable.core.card import ONNX_NAME, WEIGHTS_NAME
+from impeccable.core.card import ONNX_FP16_NAME, ONNX_NAME, WEIGHTS_NAME
 from impeccable.core.errors import EngineError, ImpeccableError, ModelError
 from impeccable.runtime.engines.base import Engine, EngineBase, check_batch
 
-__all__ = ["ENGINES", "Engine", "EngineBase", "check_batch", "create_engine", "default_engine_name", "installed"]
+__all__ = ["ENGINES", "Engine", "EngineBase", "EngineSpec", "check_batch", "create_engine", "default_engine_name",
+           "installed", "precision_help"]
 
-#: name -> "module:Class", imported on first use.
-ENGINES: dict[str, str] = {
-    "torch": "impeccable.runtime.engines.torch_engine:TorchEngine",
-    "onnxruntime": "impeccable.runtime.engines.ort_engine:OnnxRuntimeEngine",
-    "tensorrt": "impeccable.runtime.engines.trt_engine:TensorRTEngine",
-    "openvino": "impeccable.runtime.engines.ov_engine:OpenVINOEngine",
-}
 
-#: name -> (packages the engine imports, the install command that provides them)
-REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "torch": (("torch", "segmentation_models_pytorch", "safetensors"), "pip install 'impeccable[train]'"),
-    "onnxruntime": (("onnxruntime",), "pip install impeccable (CPU) or 'impeccable[gpu]' (CUDA)"),
-    "tensorrt": (("tensorrt", "polygraphy"), "pip install 'impeccable[gpu]' on a machine with an NVIDIA GPU"),
-    "openvino": (("openvino",), "pip install 'impeccable[openvino]'"),
-}
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything the toolkit knows about one engine without importing it: one entry per engine in :data:`ENGINES`.
+
+    The CLI's help, the default-engine choice, the install hints, the precision checks of the engine classes and
+    the benchmarks' options all read these fields, so adding an engine is its module plus one entry here, and
+    adding a precision to an engine is one entry in ``files``.
+
+    Attributes:
+        name: Registry name (``--engine``).
+        target: ``"module:Class"``, imported on first use.
+        packages: Import names the engine needs (checked with ``find_spec``: nothing is imported).
+        install: The command that installs them.
+        files: Precision -> the model-directory file that precision runs from; its keys are the precisions the
+            engine accepts, in the order the help lists them.
+        default_precision: What runs when no precision is named (one that passes the parity tests).
+        devices: Device kinds the engine runs on (``cpu``, ``cuda``).
+        options: Constructor options the CLI and the benchmarks may pass (``precision``, ``device``).
+        cpu_rank: Place in the default choice on a machine without a usable GPU (None: never the CPU default).
+        gpu_rank: Place in the default choice on an NVIDIA machine (None: never the GPU default).
+    """
+
+    name: str
+    target: str
+    packages: tuple[str, ...]
+    install: str
+    files: Mapping[str, str]
+    default_precision: str
+    devices: tuple[str, ...] = ("cpu",)
+    options: tuple[str, ...] = ("precision",)
+    cpu_rank: int | None = None
+    gpu_rank: int | None = None
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions this engine accepts."""
+        return tuple(self.files)
+
+    def check_precision(self, precision: str) -> str:
+        """``precision`` if this engine runs it.
+
+        Raises:
+            EngineError: Not one of :attr:`precisions` (the message lists them).
+        """
+        if precision not in self.files:
+            choices = " or ".join(self.precisions)
+            raise EngineError(f"unknown {self.name} precision", received=precision, expected=choices,
+                              todo=f"pass precision {choices}")
+        return precision
+
+
+_GPU_INSTALL = "pip install 'impeccable[gpu]' on a machine with an NVIDIA GPU (CUDA 13)"
+
+#: name -> what the engine needs and offers. The CPU default prefers OpenVINO (the base install's engine,
+#: the fastest on the x86 CPUs measured), the GPU default a TensorRT plan fresh for this GPU, then ONNX Runtime
+#: on CUDA.
+ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
+    EngineSpec("torch", "impeccable.runtime.engines.torch_engine:TorchEngine",
+               ("torch", "segmentation_models_pytorch", "safetensors"), "pip install 'impeccable[train]'",
+               files={"fp32": WEIGHTS_NAME, "bf16": WEIGHTS_NAME}, default_precision="fp32",
+               devices=("cpu", "cuda"), options=("precision", "device"), cpu_rank=2),
+    EngineSpec("onnxruntime", "impeccable.runtime.engines.ort_engine:OnnxRuntimeEngine",
+               ("onnxruntime",), "pip install 'impeccable[cpu]' (CPU) or 'impeccable[gpu]' (NVIDIA, CUDA 13)",
+               files={"fp32": ONNX_NAME, "fp16": ONNX_FP16_NAME}, default_precision="fp32",
+               devices=("cpu", "cuda"), options=("precision", "device"), cpu_rank=1, gpu_rank=1),
+    EngineSpec("tensorrt", "impeccable.runtime.engines.trt_engine:TensorRTEngine",
+               ("tensorrt", "polygraphy"), _GPU_INSTALL,
+               files={"fp16": "model.<gpu>.fp16.plan"}, default_precision="fp16",
+               devices=("cuda",), options=(), gpu_rank=0),
+    EngineSpec("openvino", "impeccable.runtime.engines.ov_engine:OpenVINOEngine",
+               ("openvino",), "pip install 'impeccable[openvino]' (OpenVINO is in the base install)",
+               files={"fp32": ONNX_NAME, "bf16": ONNX_NAME}, default_precision="fp32", cpu_rank=0),
+)}
+
+
+def precision_help() -> str:
+    """``"torch fp32|bf16, onnxruntime fp32|fp16, openvino fp32|bf16"``: the engines that offer a choice."""
+    return ", ".join(f"{s.name} {'|'.join(s.precisions)}" for s in ENGINES.values() if len(s.precisions) > 1)
 
 
 def missing_packages(name: str) -> list[str]:
     """The packages engine ``name`` needs that are not installed (cheap: nothing is imported)."""
-    return [p for p in REQUIREMENTS[name][0] if importlib.util.find_spec(p) is None]
+    return [p for p in ENGINES[name].packages if importlib.util.find_spec(p) is None]
 
 
 def installed(name: str) -> bool:
@@ -67,17 +135,17 @@ def create_engine(name: str, model: str | Path, batch_size: int = 8, **options: 
         ModelError: Missing or stale model files (the message names the command that creates them).
     """
     _check_name(name)
+    spec = ENGINES[name]
     missing = missing_packages(name)
     if missing:
         raise EngineError(f"engine {name} needs {', '.join(missing)}, which is not installed", received=name,
-                          expected=f"{', '.join(missing)} importable", todo=REQUIREMENTS[name][1])
-    module_name, class_name = ENGINES[name].split(":")
+                          expected=f"{', '.join(missing)} importable", todo=spec.install)
+    module_name, class_name = spec.target.split(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except ImportError as exc:  # installed but broken (missing shared library, ABI mismatch)
         raise EngineError(f"engine {name} cannot be imported", received=str(exc).splitlines()[0],
-                          expected=f"a working {', '.join(REQUIREMENTS[name][0])}",
-                          todo=f"reinstall: {REQUIREMENTS[name][1]}") from exc
+                          expected=f"a working {', '.join(spec.packages)}", todo=f"reinstall: {spec.install}") from exc
     if int(batch_size) < 1:
         raise EngineError("batch size must be positive", received=batch_size, expected=">= 1",
                           todo="pass --batch-size 1 or more")
@@ -96,12 +164,18 @@ def nvidia_gpu() -> bool:
 
 
 def ort_has_cuda() -> bool:
-    """Whether the installed ONNX Runtime is the CUDA build (package metadata only, nothing imported)."""
-    try:
-        importlib.metadata.distribution("onnxruntime-gpu")
-        return True
-    except importlib.metadata.PackageNotFoundError:
+    """Whether the installed ONNX Runtime offers its CUDA provider (imports onnxruntime, initializes no CUDA).
+
+    The provider list, not a package name: the CPU build satisfies ``find_spec("onnxruntime")``, and a CUDA
+    build may come under another distribution name (onnxruntime-gpu, a source build).
+    """
+    if importlib.util.find_spec("onnxruntime") is None:
         return False
+    try:
+        import onnxruntime
+    except ImportError:  # installed but broken (a missing shared library)
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def _fresh_plan(model: Path) -> bool:
@@ -114,12 +188,28 @@ def _fresh_plan(model: Path) -> bool:
         return False
 
 
+def _has_file(model: Path, name: str) -> bool:
+    """Whether ``model`` (a model directory, or a lone ``.onnx`` file) provides the file ``name``."""
+    if model.suffix == ".onnx":
+        return name == ONNX_NAME  # a lone graph serves the engines' default (float32) precision
+    return (model / name).is_file()
+
+
+def _gpu_ready(spec: EngineSpec, model: Path) -> bool:
+    """Whether ``spec`` can run ``model`` on this machine's GPU with its default precision."""
+    if spec.name == "tensorrt":  # a plan is only usable when built for this GPU and this TensorRT
+        return model.suffix != ".onnx" and _fresh_plan(model)
+    if spec.name == "onnxruntime" and not ort_has_cuda():
+        return False
+    return _has_file(model, spec.files[spec.default_precision])
+
+
 def default_engine_name(model: str | Path) -> str:
     """The fastest installed engine that can run ``model`` with the artifacts it has.
 
-    On an NVIDIA machine: TensorRT when a plan fresh for this GPU exists, then ONNX Runtime on CUDA.
-    Otherwise: OpenVINO, then ONNX Runtime (both need ``model.onnx``), then torch (the safetensors).
-    Every engine's default precision is one that passes the parity tests.
+    On an NVIDIA machine: the engines with a ``gpu_rank``, in that order (TensorRT when a plan fresh for this
+    GPU exists, then ONNX Runtime on CUDA). Then the ones with a ``cpu_rank`` (OpenVINO, ONNX Runtime, both on
+    ``model.onnx``, then torch on the safetensors). Every engine's default precision passes the parity tests.
 
     Raises:
         ModelError: No engine installed here can run the model's files (says what to export or install).
@@ -127,18 +217,13 @@ def default_engine_name(model: str | Path) -> str:
     model = Path(model)
     if model.suffix == ".plan":
         return "tensorrt"
-    has_onnx = model.suffix == ".onnx" or (model / ONNX_NAME).is_file()
-    gpu = nvidia_gpu()
-    if gpu and installed("tensorrt") and _fresh_plan(model):
-        return "tensorrt"
-    if gpu and has_onnx and ort_has_cuda():
-        return "onnxruntime"
-    if has_onnx and installed("openvino"):
-        return "openvino"
-    if has_onnx and installed("onnxruntime"):
-        return "onnxruntime"
-    if (model / WEIGHTS_NAME).is_file() and installed("torch"):
-        return "torch"
+    if nvidia_gpu():
+        for spec in sorted((s for s in ENGINES.values() if s.gpu_rank is not None), key=lambda s: s.gpu_rank):
+            if installed(spec.name) and _gpu_ready(spec, model):
+                return spec.name
+    for spec in sorted((s for s in ENGINES.values() if s.cpu_rank is not None), key=lambda s: s.cpu_rank):
+        if installed(spec.name) and _has_file(model, spec.files[spec.default_precision]):
+            return spec.name
     raise ModelError("no installed engine can run this model", received=str(model),
-                     expected=f"{ONNX_NAME} (onnxruntime, openvino) or {WEIGHTS_NAME} with torch installed",
+                     expected=f"{ONNX_NAME} (openvino, onnxruntime) or {WEIGHTS_NAME} with torch installed",
                      todo=f"run impeccable-export {model}, or pip install 'impeccable[train]' for the torch engine")

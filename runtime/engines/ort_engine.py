@@ -8,7 +8,10 @@ import numpy as np
 import onnxruntime as ort
 
 from impeccable.core.errors import EngineError
-from impeccable.runtime.engines.base import EngineBase, physical_cores, resolve_onnx, resolve_window
+from impeccable.core.cpu import physical_cores
+from impeccable.core.model_files import resolve_onnx, resolve_window
+from impeccable.runtime.engines import ENGINES
+from impeccable.runtime.engines.base import EngineBase
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -21,7 +24,8 @@ class OnnxRuntimeEngine(EngineBase):
         model: Model directory or ``.onnx`` file.
         batch_size: Images per call the caller plans (the graph's batch axis is dynamic: not a limit).
         device: ``cpu``, ``cuda``, ``cuda:<index>``, or ``auto`` (CUDA when onnxruntime-gpu is installed).
-        precision: ``fp32`` or ``fp16`` (the FP16 graph, float32 I/O; meant for CUDA).
+        precision: One of the registry entry's precisions (``ENGINES["onnxruntime"].files``): ``fp32``, or
+            ``fp16`` (the FP16 graph, float32 I/O; meant for CUDA).
         threads: Intra-op threads on the CPU [default: the physical cores this process may use].
 
     Raises:
@@ -33,10 +37,9 @@ class OnnxRuntimeEngine(EngineBase):
 
     def __init__(self, model: str | Path, batch_size: int = 8, device: str = "auto", precision: str = "fp32",
                  threads: int | None = None):
-        if precision not in ("fp32", "fp16"):
-            raise EngineError("unknown onnxruntime precision", received=precision, expected="fp32 or fp16",
-                              todo="pass precision fp32 or fp16")
-        path, card = resolve_onnx(model, fp16=precision == "fp16")
+        spec = ENGINES[self.name]
+        spec.check_precision(precision)
+        path, card = resolve_onnx(model, spec.files[precision], "" if precision == "fp32" else f"--{precision}")
         if device == "auto":
             device = "cuda" if CUDA in ort.get_available_providers() else "cpu"
         kind, _, index = device.partition(":")
@@ -71,8 +74,8 @@ class OnnxRuntimeEngine(EngineBase):
         if kind == "cuda" and CUDA not in session.get_providers():
             raise EngineError("onnxruntime did not load its CUDA provider (it would silently run on the CPU)",
                               received=f"providers {session.get_providers()}", expected=CUDA,
-                              todo="pip uninstall -y onnxruntime && pip install 'impeccable[gpu]' (CUDA 12 and cuDNN "
-                                   "9 must be loadable), or pass device cpu")
+                              todo="pip install 'impeccable[gpu]' in an environment without impeccable[cpu]'s "
+                                   "onnxruntime (CUDA 13 and cuDNN 9 must be loadable), or pass device cpu")
         return session
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -12,7 +12,9 @@ import torch
 
 from impeccable.core.errors import EngineError
 from impeccable.models.checkpoint import load_model
-from impeccable.runtime.engines.base import EngineBase, resolve_window
+from impeccable.core.model_files import resolve_window
+from impeccable.runtime.engines import ENGINES
+from impeccable.runtime.engines.base import EngineBase
 
 
 class TorchEngine(EngineBase):
@@ -46,9 +48,7 @@ class TorchEngine(EngineBase):
                               todo="pass device cpu or cuda") from exc
         on_cuda = self.torch_device.type == "cuda"
         self.precision = precision or ("bf16" if on_cuda else "fp32")
-        if self.precision not in ("fp32", "bf16"):
-            raise EngineError("unknown torch precision", received=self.precision, expected="fp32 or bf16",
-                              todo="pass precision fp32 or bf16")
+        ENGINES[self.name].check_precision(self.precision)
         self.model, card = load_model(model, device=self.torch_device)
         self.window = resolve_window(card, [], model)
         if on_cuda:

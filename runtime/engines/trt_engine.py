@@ -12,52 +12,15 @@ copies the output out. Every boolean the TensorRT API returns is checked.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from impeccable.core.errors import EngineError, ImpeccableError, ModelError
-from impeccable.runtime.engines.base import EngineBase, resolve_window
-
-
-def manifest_path(plan: Path) -> Path:
-    """Where a plan's manifest lives: ``<plan>.json``."""
-    return plan.with_name(plan.name + ".json")
-
-
-def read_manifest(plan: Path) -> dict:
-    """The plan's manifest (TensorRT/CUDA versions, GPU, ONNX sha256, precision, profile, card).
-
-    Raises:
-        ModelError: Missing or unreadable manifest.
-    """
-    path = manifest_path(plan)
-    rebuild = f"rebuild the plan: impeccable-export {plan.parent} --fp16"
-    if not path.is_file():
-        raise ModelError("TensorRT plan has no manifest", received=str(plan), expected=str(path), todo=rebuild)
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError("TensorRT plan manifest is unreadable", received=f"{path}: {exc}", expected="JSON",
-                         todo=rebuild) from exc
-    if not isinstance(manifest, dict):
-        raise ModelError("TensorRT plan manifest is not a JSON object", received=str(path), expected="an object",
-                         todo=rebuild)
-    return manifest
-
-
-def check_fresh(plan: Path) -> dict:
-    """Refuse a plan built for another GPU, TensorRT or ONNX; returns its manifest. Deserializes nothing.
-
-    Raises:
-        ModelError: Missing manifest, or a stale plan (the message names the rebuild command).
-    """
-    manifest = read_manifest(plan)
-    from impeccable.export.manifest import check_plan, current_environment, onnx_hash_for
-
-    check_plan(manifest, current_environment(), onnx_hash_for(plan.parent, manifest), model_dir=plan.parent)
-    return manifest
+from impeccable.core.cuda_libs import expose_cudart
+from impeccable.core.manifest import check_fresh
+from impeccable.core.model_files import resolve_window
+from impeccable.runtime.engines.base import EngineBase
 
 
 def select_plan(model: Path) -> tuple[Path, dict]:
@@ -121,6 +84,8 @@ class TensorRTEngine(EngineBase):
 
     def _setup(self, plan: Path, manifest: dict, batch_size: int) -> None:
         import tensorrt as trt
+
+        expose_cudart()  # before polygraphy.cuda looks for libcudart: the CUDA 13 wheels' folder is not on its list
         from polygraphy import cuda
         from polygraphy.datatype import DataType
 

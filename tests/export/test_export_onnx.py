@@ -70,7 +70,7 @@ def test_metadata_round_trip(exported_dir, graph):
     assert props["producer"] == "impeccable-export" and props["exporter"] == "dynamo"
     assert props["opset"] == str(onnx_export.DEFAULT_OPSET) and float(props["parity_max_abs"]) <= 1e-4
     # the runtime reads the same props without onnx
-    from impeccable.runtime.engines.base import onnx_metadata
+    from impeccable.core.onnx_meta import onnx_metadata
 
     assert onnx_metadata(exported_dir / "model.onnx") == props
 

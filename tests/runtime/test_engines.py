@@ -16,7 +16,9 @@ from conftest_engines import WINDOW, engine_model_dir, pad_to_window, synthetic_
 from impeccable.core.errors import EngineError, InputError, ModelError
 from impeccable.runtime import engines
 from impeccable.runtime.engines import ENGINES, create_engine, default_engine_name
-from impeccable.runtime.engines.base import check_batch, onnx_metadata, physical_cores
+from impeccable.core.cpu import physical_cores
+from impeccable.core.onnx_meta import onnx_metadata
+from impeccable.runtime.engines.base import check_batch
 
 ROWS, COLS = WINDOW
 CPU_ENGINES = ["onnxruntime", "openvino", "torch"]
@@ -31,16 +33,48 @@ def _skip_missing(name: str) -> None:
 
 def test_registry_names_and_lazy_classes():
     assert set(ENGINES) == {"torch", "onnxruntime", "tensorrt", "openvino"}
-    for target in ENGINES.values():
-        module, _, cls = target.partition(":")
-        assert module.startswith("impeccable.runtime.engines.") and cls
+    for name, spec in ENGINES.items():
+        module, _, cls = spec.target.partition(":")
+        assert spec.name == name and module.startswith("impeccable.runtime.engines.") and cls
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_registry_entry_matches_its_engine_class(name):
+    """What the entry promises (options, precisions) is what the class takes: the CLI and the benchmarks pass them."""
+    import importlib
+    import inspect
+
+    spec = ENGINES[name]
+    assert spec.default_precision in spec.precisions and set(spec.devices) <= {"cpu", "cuda"}
+    assert (spec.cpu_rank is None) == ("cpu" not in spec.devices) or name == "tensorrt"
+    if not engines.installed(name):
+        pytest.skip(f"{name} is not installed")
+    module, _, cls = spec.target.partition(":")
+    parameters = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    assert set(spec.options) <= set(parameters), (spec.options, list(parameters))
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino", "torch"])
+def test_engines_take_their_precisions_from_the_registry(name, engine_model_dir):
+    _skip_missing(name)
+    choices = " or ".join(ENGINES[name].precisions)
+    with pytest.raises(EngineError, match=rf"unknown {name} precision \| received int4 \| expected {choices}"):
+        create_engine(name, engine_model_dir, precision="int4")
+
+
+def test_precision_help_lists_every_choice():
+    from impeccable.runtime.engines import precision_help
+
+    assert precision_help() == ", ".join(f"{s.name} {'|'.join(s.precisions)}" for s in ENGINES.values()
+                                         if len(s.precisions) > 1)
+    assert "onnxruntime fp32|fp16" in precision_help() and "tensorrt" not in precision_help()
 
 
 @pytest.mark.parametrize(("name", "missing", "match"), [
     ("openvino", "openvino", r"needs openvino.*impeccable\[openvino\]"),
     ("tensorrt", "tensorrt", r"needs tensorrt.*impeccable\[gpu\]"),
     ("torch", "torch", r"needs torch.*impeccable\[train\]"),
-    ("onnxruntime", "onnxruntime", r"needs onnxruntime.*pip install impeccable"),
+    ("onnxruntime", "onnxruntime", r"needs onnxruntime.*impeccable\[cpu\].*impeccable\[gpu\].*CUDA 13"),
 ])
 def test_missing_package_names_the_extra(monkeypatch, tmp_path, name, missing, match):
     real = importlib.util.find_spec
@@ -352,7 +386,7 @@ HERE = {"tensorrt": "10.13.0", "cuda": "12.9", "gpu": "NVIDIA H100 80GB HBM3", "
 def _plan_dir(engine_model_dir: Path, tmp_path: Path, built: dict, onnx_sha: str | None = None) -> Path:
     """A model directory with a fake plan (never deserialized) and the manifest the exporter would write."""
     from impeccable.core.card import read_card, sha256_file
-    from impeccable.export.manifest import make_manifest, plan_name
+    from impeccable.core.manifest import make_manifest, plan_name
 
     model = tmp_path / "model"
     shutil.copytree(engine_model_dir, model)
@@ -371,7 +405,7 @@ def _plan_dir(engine_model_dir: Path, tmp_path: Path, built: dict, onnx_sha: str
     (HERE, "0" * 64, r"stale.*another ONNX file"),
 ])
 def test_stale_plan_is_refused_before_deserializing(engine_model_dir, tmp_path, monkeypatch, built, onnx_sha, match):
-    manifest = pytest.importorskip("impeccable.export.manifest")
+    manifest = pytest.importorskip("impeccable.core.manifest")
     from impeccable.runtime.engines import trt_engine
 
     model = _plan_dir(engine_model_dir, tmp_path, built, onnx_sha)
@@ -387,7 +421,7 @@ def test_stale_plan_is_refused_before_deserializing(engine_model_dir, tmp_path, 
 
 
 def test_fresh_plan_passes_the_check(engine_model_dir, tmp_path, monkeypatch):
-    manifest = pytest.importorskip("impeccable.export.manifest")
+    manifest = pytest.importorskip("impeccable.core.manifest")
     from impeccable.runtime.engines import trt_engine
 
     model = _plan_dir(engine_model_dir, tmp_path, HERE)
@@ -515,7 +549,7 @@ def _fake_tensorrt(fail: str = ""):
 
 @pytest.fixture
 def fake_trt_model(engine_model_dir, tmp_path, monkeypatch):
-    manifest = pytest.importorskip("impeccable.export.manifest")
+    manifest = pytest.importorskip("impeccable.core.manifest")
     cuda = pytest.importorskip("polygraphy.cuda")
     model = _plan_dir(engine_model_dir, tmp_path, HERE)
     monkeypatch.setattr(manifest, "current_environment", lambda: HERE)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from impeccable.core.errors import ModelError
-from impeccable.export import manifest as mf
+from impeccable.core import manifest as mf
 
 HERE = {"tensorrt": "10.13.0.35", "cuda": "12.9", "cuda_driver": "12.8", "driver": "570.86.15",
         "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
@@ -106,7 +106,7 @@ def test_current_environment_reads_nvidia_smi(tmp_path, monkeypatch):
 
 
 def test_manifest_module_is_torch_free():
-    code = ("import sys, impeccable.export.manifest, impeccable.export; "
+    code = ("import sys, impeccable.core.manifest, impeccable.export; "
             "print(sorted(m for m in ('torch', 'onnx', 'tensorrt', 'onnxruntime') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

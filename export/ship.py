@@ -1,6 +1,6 @@
 """Package a trained model as the shipped default: fp16 weights, card, and a compact ONNX.
 
-    python -m impeccable.models.ship runs/v2s-synth models/unetpp-v2s-synth
+    python -m impeccable.export.ship runs/v2s-synth models/unetpp-v2s-synth
 
 The weights are stored as fp16 safetensors (half the size; the network still computes in float32 after
 loading). The shipped ONNX stores as fp16 (followed by a ``Cast`` to float32, folded once at load by ONNX
@@ -79,5 +79,5 @@ def ship_model(run_dir: str | Path, target_dir: str | Path, name: str | None = N
 
 if __name__ == "__main__":
     if len(sys.argv) not in (3, 4):
-        sys.exit("usage: python -m impeccable.models.ship RUN_DIR TARGET_DIR [NAME]")
+        sys.exit("usage: python -m impeccable.export.ship RUN_DIR TARGET_DIR [NAME]")
     print(ship_model(*sys.argv[1:]))

@@ -5,8 +5,10 @@ it was parsed from. TensorRT notices a mismatch late (it logs and returns ``None
 architecture it warns and may run a plan tuned for another chip), so ``<plan>.json`` records what the plan
 depends on and :func:`check_plan` compares it with this machine first.
 
-Torch-free and ONNX-free (standard library only), so the runtime can import it: :func:`current_environment`
-imports ``tensorrt`` and cuda-python lazily and falls back to ``nvidia-smi``.
+In core because both sides need it: export writes the manifest (:func:`make_manifest`), the runtime reads and
+checks it (:func:`check_fresh`) before TensorRT sees the plan. Standard library only, no torch, onnx or
+TensorRT at import: :func:`current_environment` imports ``tensorrt`` and cuda-python lazily and falls back to
+``nvidia-smi``.
 
 Environment and manifest share these keys: ``tensorrt`` (version), ``cuda`` (CUDA runtime version),
 ``cuda_driver`` (the CUDA version the driver supports), ``driver`` (NVIDIA driver version), ``gpu`` (device
@@ -16,6 +18,7 @@ name), ``compute_capability`` (``"9.0"``).
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import re
 import shutil
@@ -23,6 +26,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from impeccable.core.card import sha256_file
 from impeccable.core.errors import ModelError
 
 FORMAT_VERSION = 1
@@ -50,6 +54,40 @@ def manifest_path(plan: str | Path) -> Path:
     """Where a plan's manifest lives: ``<plan>.json``."""
     plan = Path(plan)
     return plan.with_name(plan.name + ".json")
+
+
+def read_manifest(plan: str | Path) -> dict[str, Any]:
+    """The manifest beside ``plan`` (TensorRT/CUDA versions, GPU, ONNX sha256, precision, profile, card).
+
+    Raises:
+        ModelError: Missing or unreadable manifest, or not a JSON object.
+    """
+    plan = Path(plan)
+    path = manifest_path(plan)
+    rebuild = f"rebuild the plan: {rebuild_command(plan.parent)}"
+    if not path.is_file():
+        raise ModelError("TensorRT plan has no manifest", received=str(plan), expected=str(path), todo=rebuild)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError("TensorRT plan manifest is unreadable", received=f"{path}: {exc}", expected="JSON",
+                         todo=rebuild) from exc
+    if not isinstance(manifest, dict):
+        raise ModelError("TensorRT plan manifest is not a JSON object", received=str(path), expected="an object",
+                         todo=rebuild)
+    return manifest
+
+
+def check_fresh(plan: str | Path) -> dict[str, Any]:
+    """Refuse a plan built for another GPU, TensorRT or ONNX; returns its manifest. Deserializes nothing.
+
+    Raises:
+        ModelError: Missing manifest, or a stale plan (the message names the rebuild command).
+    """
+    plan = Path(plan)
+    manifest = read_manifest(plan)
+    check_plan(manifest, current_environment(), onnx_hash_for(plan.parent, manifest), model_dir=plan.parent)
+    return manifest
 
 
 def rebuild_command(model_dir: object = None) -> str:
@@ -138,8 +176,6 @@ def check_plan(manifest: dict[str, Any], env: dict[str, Any], onnx_sha256: str |
 
 def onnx_hash_for(directory: str | Path, manifest: dict[str, Any]) -> str | None:
     """sha256 of the manifest's ONNX file in ``directory`` (beside the plan), or None when it is not there."""
-    from impeccable.core.card import sha256_file
-
     name = manifest.get("onnx_name")
     path = Path(directory) / str(name) if name else None
     return sha256_file(path) if path is not None and path.is_file() else None
