@@ -35,7 +35,7 @@ DEFAULT_SMP = {
 NORMALIZATION = {
     "kind": "minmax_per_volume",
     "formula": "(v - min(v)) / (max(v) - min(v)) over the whole noisy volume, float32",
-    "nonfinite": "replaced by 0 before the statistics",
+    "nonfinite": "left out of the statistics, filled with the finite mean before normalizing",
 }
 PADDING = {"kind": "zeros", "where": "end of both axes", "section": "rows = traces, columns = samples"}
 

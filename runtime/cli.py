@@ -66,8 +66,15 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
                            dataset=dataset, engine_options=options, progress=progress)
     output = output or default_output(input_path)
     report = denoise_file(input_path, output, config)
+    if report.stale_removed:
+        click.echo(f"removed {len(report.stale_removed)} temporary file(s) of dead runs beside the output: "
+                   + ", ".join(p.name for p in report.stale_removed), err=True)
+    if report.batch_note:
+        click.echo(report.batch_note, err=True)
     if report.nonfinite:
-        click.echo(f"replaced {report.nonfinite} NaN/Inf samples by 0 before normalizing", err=True)
+        click.echo(f"filled {report.nonfinite} NaN/Inf samples with the volume's finite mean "
+                   f"({report.stats.fill_value:g}) before normalizing; the output holds the denoised value there",
+                   err=True)
     click.echo(f"denoised {report.sections} sections with {report.engine} in {report.total_s:.1f} s "
                f"({report.sections_per_s:.2f} sections/s; engine {report.engine_s:.1f} s, loading "
                f"{report.load_s:.1f} s, reading/tiling/writing {report.pipeline_s:.1f} s) -> {report.output}"

@@ -70,7 +70,7 @@ def test_nonfinite_samples_are_reported(tmp_path, tiny_volume, tiny_model_dir):
     np.save(tmp_path / "vol.npy", vol)
     result = _invoke(tmp_path / "vol.npy", "--model", tiny_model_dir, "--engine", "onnxruntime", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert "replaced 3 NaN/Inf samples" in result.stderr
+    assert "filled 3 NaN/Inf samples" in result.stderr
     assert np.isfinite(np.load(tmp_path / "vol.denoised.npy")).all()
 
 
