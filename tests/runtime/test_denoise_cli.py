@@ -129,7 +129,7 @@ BAD_RUNS = [
     ("2-D", "vol.npy", np.zeros((10, 20), np.float32), [], "has 2 dimension"),
     ("4-D", "vol.npy", np.zeros((2, 3, 4, 50), np.float32), [], "has 4 dimension"),
     ("truncated", "vol.npy", _truncated(), [], "truncated"),
-    ("nan then constant", "vol.npy", NAN_ELSE_ZERO, [], "constant after replacing 4 NaN/Inf"),
+    ("nan then constant", "vol.npy", NAN_ELSE_ZERO, [], r"constant \(besides 4 NaN/Inf"),
     ("constant", "vol.npy", np.full((3, 20, 100), 7, np.int16), [], "volume is constant"),
     ("ambiguous time axis", "vol.npy", np.zeros((30, 20, 30), np.float32), [], "time axis"),
     ("output exists", "vol.npy", GOOD, ["-o", "{root}/old.npy"], "output exists"),
