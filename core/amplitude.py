@@ -53,7 +53,8 @@ class VolumeStats:
         """Raise InputError when the volume is constant (max == min): min-max scaling is undefined."""
         if not self.vmax >= self.vmin:
             raise InputError("volume has no finite sample", received=f"{self.nonfinite} NaN/Inf samples",
-                             expected="a volume of finite amplitudes", todo="check that the file holds seismic amplitudes")
+                             expected="a volume of finite amplitudes",
+                             todo="check that the file holds seismic amplitudes")
         if not self.vmax > self.vmin:
             why = f" (besides {self.nonfinite} NaN/Inf)" if self.nonfinite else ""
             raise InputError(

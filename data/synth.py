@@ -30,6 +30,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage, signal
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import InputError, OutputError
 
 DT = 0.004
@@ -225,19 +226,13 @@ def write_challenge_layout(out_dir: str | Path, volumes: int, shape_tl: tuple[in
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     """np.save into a temporary file beside ``path``, then rename (no partial file under the final name)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError("cannot write a synthetic volume", received=f"{path} ({exc.strerror or exc})",
                           todo="check free disk space and permissions") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, what="cannot write a synthetic volume") as out, out.open() as fh:
+        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
 
 # --------------------------------------------------------------------------------------------------------
