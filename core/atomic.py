@@ -197,6 +197,7 @@ class AtomicFile:
     Attributes:
         path: The target.
         tmp: The temporary file (created empty, mode ``0o666`` less the umask), None once committed or aborted.
+        mode: That mode, which the committed file gets whatever the library that wrote it chose.
         overwrite: As given; writers may set it before :meth:`commit`.
 
     Raises:
@@ -209,6 +210,7 @@ class AtomicFile:
         tmp = temp_path(self.path, tag)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+            self.mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask, as any new file
         except OSError as exc:
             raise write_error(exc, self.path, f"cannot create a file beside {self.path.name}") from exc
         self.tmp: Path | None = tmp
@@ -255,6 +257,10 @@ class AtomicFile:
         """
         tmp, self.tmp = self.tmp, None
         try:
+            # A library may have replaced the file by one of its own (safetensors writes 0o600): the output
+            # gets the mode a new file gets here.
+            if os.stat(tmp).st_mode & 0o777 != self.mode:
+                os.chmod(tmp, self.mode)
             if self.overwrite:
                 os.replace(tmp, self.path)
             else:

@@ -103,9 +103,12 @@ def read_card(model_dir: str | Path) -> dict:
 
 
 def write_card(card: dict, model_dir: str | Path) -> Path:
-    """Write ``card`` as ``model_dir/model.json`` (pretty-printed, sorted keys)."""
+    """Write ``card`` as ``model_dir/model.json`` (pretty-printed, sorted keys), atomically."""
+    from impeccable.core.atomic import atomic_write
+
     path = Path(model_dir) / CARD_NAME
-    path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    with atomic_write(path, what="cannot write the model card") as out:
+        out.tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -39,6 +39,7 @@ import dataclasses
 import functools
 import os
 import queue
+import signal
 import threading
 import time
 import weakref
@@ -216,12 +217,24 @@ class _Bands:
 _DONE = object()
 
 
+def _block_signals() -> None:
+    """Keep INT/TERM/HUP off this helper thread, so the kernel hands them to the main thread.
+
+    Python runs signal handlers only in the main thread; a signal the kernel delivered to a helper would wait
+    until the main thread's current wait or call ended.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {s for s in (signal.SIGINT, signal.SIGTERM,
+                                                              getattr(signal, "SIGHUP", None)) if s is not None})
+
+
 def _background(iterator: Iterator, depth: int = 1) -> Iterator:
     """Run a generator in a thread, up to ``depth`` items ahead; its exceptions re-raise in the consumer."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def produce() -> None:
+        _block_signals()
         try:
             for item in iterator:
                 if stop.is_set():
@@ -263,6 +276,7 @@ class _Worker:
         self.thread.start()
 
     def _run(self) -> None:
+        _block_signals()
         while (call := self.queue.get()) is not _DONE:
             if self.error is None:
                 try:
@@ -317,6 +331,7 @@ class _EngineThread:
         self.thread.start()
 
     def _run(self) -> None:
+        _block_signals()
         while (job := self.calls.get()) is not _DONE:
             images, slot, done = job
             try:

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from impeccable.core.card import ONNX_NAME, WEIGHTS_NAME
+from impeccable.core.card import CARD_NAME, ONNX_NAME, WEIGHTS_NAME
 from impeccable.core.errors import EngineError, ImpeccableError, ModelError
 from impeccable.runtime.engines.base import Engine, EngineBase, check_batch
 
@@ -127,6 +127,13 @@ def default_engine_name(model: str | Path) -> str:
     model = Path(model)
     if model.suffix == ".plan":
         return "tensorrt"
+    if model.is_dir() and not any(p.suffix in (".json", ".onnx", ".safetensors", ".plan") for p in model.iterdir()):
+        raise ModelError("no model files in the model directory", received=str(model),
+                         expected=f"{CARD_NAME} with {ONNX_NAME} or {WEIGHTS_NAME}",
+                         todo="pass the directory impeccable-train or impeccable-export wrote (or no --model)")
+    if not model.exists():
+        raise ModelError("model not found", received=str(model), expected="a model directory, .onnx or .plan",
+                         todo="check the --model path")
     has_onnx = model.suffix == ".onnx" or (model / ONNX_NAME).is_file()
     gpu = nvidia_gpu()
     if gpu and installed("tensorrt") and _fresh_plan(model):
