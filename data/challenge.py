@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from impeccable.core.amplitude import VolumeStats, to_uint8, volume_stats
 from impeccable.core.atomic import atomic_write
-from impeccable.core.errors import DataError, ImpeccableError, OutputError
+from impeccable.core.errors import DataError, InputError, OutputError
+from impeccable.core.npy import open_npy
 from impeccable.core.geometry import resolve_time_axis, to_canonical
 from impeccable.data.scoring import section_indices, section_ssim, trimmed_mean
 
@@ -61,29 +62,16 @@ def load_volume(path: str | Path, time_axis: int | str = "auto") -> np.ndarray:
         A read-only ``(inline, crossline, sample)`` view of the stored dtype.
 
     Raises:
-        DataError: Missing, unreadable, pickled (never unpickled) or non-numeric file, not 3-D, or an
-            ambiguous time axis.
+        InputError: Missing, unreadable, pickled (never unpickled) or non-numeric file, not 3-D, or an
+            ambiguous time axis (the runtime's reader raises the same, from :func:`~impeccable.core.npy.open_npy`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError("volume file not found", received=str(path), expected="an existing .npy file",
-                        todo="check the path")
-    try:
-        stored = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        # allow_pickle=False makes numpy refuse object arrays and pickles with a ValueError, before loading.
-        raise DataError(f"cannot read {path.name} as a numpy array", received=str(exc).split(". ")[0],
-                        expected="a .npy file of numbers (pickled files are refused)",
-                        todo="re-save it with np.save(path, volume.astype(np.float32))") from exc
-    if not isinstance(stored, np.ndarray) or stored.dtype.kind not in "fiu":
-        dtype = getattr(stored, "dtype", type(stored).__name__)
-        raise DataError(f"{path.name} does not hold a numeric array", received=f"dtype {dtype}",
-                        expected="float or integer samples", todo="re-save it as float32")
+    stored = open_npy(path)
     try:
         axis = resolve_time_axis(stored.shape, time_axis)
-    except ImpeccableError as exc:
-        raise DataError(f"{path.name}: {exc.what}", received=exc.received, expected=exc.expected,
-                        todo=exc.todo) from exc
+    except InputError as exc:
+        raise InputError(f"{path.name}: {exc.what}", received=exc.received, expected=exc.expected,
+                         todo=exc.todo) from exc
     return to_canonical(stored, axis)
 
 
@@ -207,7 +195,7 @@ def _unusable(pair: VolumePair, min_ssim: float | None, time_axis: int | str) ->
     """Why a pair cannot be used, or None."""
     try:
         noisy, clean = load_pair(pair, time_axis)
-    except DataError as exc:
+    except (DataError, InputError) as exc:
         return str(exc)
     if min_ssim is not None:
         score = section_score(clean, noisy)

@@ -24,6 +24,7 @@ import numpy as np
 
 from impeccable.core.atomic import write_error
 from impeccable.core.errors import InputError
+from impeccable.core.npy import open_npy
 from impeccable.core.geometry import from_canonical, resolve_time_axis, to_canonical
 from impeccable.runtime.volumes import FileStamp, TempFileCommit
 
@@ -205,24 +206,7 @@ class NpyReader:
 
     def __init__(self, path: Path, time_axis: int | str = "auto", dataset: str | None = None):
         self.path = Path(path)
-        try:
-            # allow_pickle=False: an object array is refused here, never unpickled.
-            stored = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            text = str(exc)
-            pickled = "pickle" in text or "Python objects" in text
-            what = "pickled/object arrays are refused" if pickled else "truncated or unreadable .npy"
-            raise InputError(f"cannot read {self.path.name}: {what}", received=text.splitlines()[0],
-                             expected="a numeric .npy array saved with np.save",
-                             todo="re-save the volume as a plain float or integer array" if pickled
-                             else "re-copy or re-save the file") from exc
-        except (OSError, EOFError) as exc:
-            raise InputError(f"cannot read {self.path.name}: truncated or not a .npy file",
-                             received=str(exc).splitlines()[0] or type(exc).__name__, expected="a complete .npy file",
-                             todo="re-copy or re-save the file") from exc
-        if not isinstance(stored, np.ndarray) or stored.dtype.kind not in "fiu":
-            raise InputError(f"{self.path.name} does not hold real numbers", received=getattr(stored, "dtype", "?"),
-                             expected="float or integer samples", todo="convert the volume to float32")
+        stored = open_npy(self.path)
         self.time_axis = resolve_time_axis(stored.shape, time_axis)
         self.stored_shape = tuple(stored.shape)
         self.dtype = stored.dtype
