@@ -58,7 +58,7 @@ from impeccable.runtime import tiling
 from impeccable.runtime.config import VIEWS, DenoiseConfig
 from impeccable.runtime.engines.base import Engine
 from impeccable.runtime.npy_io import MappedVolume
-from impeccable.runtime.volumes import VolumeReader, open_reader, open_writer
+from impeccable.runtime.volumes import FileStamp, VolumeReader, open_reader, open_writer
 
 #: Bytes of float32 samples per block when scanning statistics or writing the output (at least one inline).
 BLOCK_BYTES = 32 << 20
@@ -654,6 +654,8 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
         raise OutputError("output format differs from the input's", received=output.suffix or output.name,
                           expected=input_path.suffix, todo=f"name the output *{input_path.suffix}")
     reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset)
+    if getattr(reader, "stamp", None) is None and not hasattr(reader, "check_unchanged"):
+        reader.stamp = FileStamp.of(input_path)  # formats without their own check (SEG-Y): size and mtime
     own_engine = engine is None
     store = None
     try:
