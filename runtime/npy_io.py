@@ -140,7 +140,12 @@ class PreadVolume:
         view = memoryview(buf).cast("B")
         got = 0
         while got < len(view):
-            n = os.preadv(self.fd, [view[got:]], self.offset + at + got)
+            if hasattr(os, "preadv"):  # straight into the block, no copy
+                n = os.preadv(self.fd, [view[got:]], self.offset + at + got)
+            else:
+                data = os.pread(self.fd, len(view) - got, self.offset + at + got)
+                n = len(data)
+                view[got:got + n] = data
             if n == 0:
                 now = os.fstat(self.fd).st_size
                 raise InputError(f"{self.path.name} became shorter while it was read",
@@ -286,3 +291,7 @@ class NpyWriter(TempFileCommit):
         array, self.array, self.mapped = self.array, None, None
         if array is not None:
             array.flush()
+
+    def _discard(self) -> None:
+        # No flush: writing back pages of a file about to be deleted would only delay a Ctrl-C.
+        self.array = self.mapped = None

@@ -42,7 +42,6 @@ import queue
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,9 +310,9 @@ def images_per_call(engine: Engine, batch_size: int, tta: bool) -> int:
     return max(1, min(images, limit) if limit else images)
 
 
-#: Engines with a call in flight in an abandoned :class:`_EngineThread` (a signal ended the run): closing one
-#: would free what the backend is still using, so :func:`denoise_file` leaves it to the process's exit.
-_BUSY_ENGINES: weakref.WeakSet = weakref.WeakSet()
+#: ``id()`` of the engines with a call in flight in an :class:`_EngineThread` (abandoned when a signal ended the
+#: run): closing one would free what the backend is still using, so :func:`denoise_file` leaves it to the exit.
+_BUSY_ENGINES: set[int] = set()
 
 
 class _EngineThread:
@@ -339,13 +338,13 @@ class _EngineThread:
             except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
                 slot.append(exc)
             finally:
-                _BUSY_ENGINES.discard(self.engine)
+                _BUSY_ENGINES.discard(id(self.engine))
                 done.set()
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         slot: list = []
         done = threading.Event()
-        _BUSY_ENGINES.add(self.engine)
+        _BUSY_ENGINES.add(id(self.engine))
         self.calls.put((images, slot, done))
         done.wait()
         if isinstance(slot[0], BaseException):
@@ -694,7 +693,7 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
     finally:
         if store is not None:
             store.discard()  # after a commit: only the scratch file goes
-        if own_engine and engine is not None and engine not in _BUSY_ENGINES:
+        if own_engine and engine is not None and id(engine) not in _BUSY_ENGINES:
             engine.close()
         reader.close()
     return DenoiseReport(output, sections, images, engine_s, time.perf_counter() - t0, stats.nonfinite, stats, name,

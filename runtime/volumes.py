@@ -133,10 +133,14 @@ class TempFileCommit:
         self._atomic.commit()
         self.tmp = None
 
+    def _discard(self) -> None:
+        """Let go of the open file without caring for its content (default: close it)."""
+        self._close()
+
     def abort(self) -> None:
         """Close (ignoring errors: the file is being thrown away) and remove the temp file; the output is untouched."""
         try:
-            self._close()
+            self._discard()
         except Exception:  # noqa: BLE001 - e.g. ENOSPC while flushing a file that is deleted next
             self._file = None
         if self._atomic is not None:
