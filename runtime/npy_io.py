@@ -104,6 +104,13 @@ def _ranges(index: tuple[slice, slice, slice], shape: tuple[int, ...]) -> list[r
     return [range(*s.indices(n)) for s, n in zip(index, shape)]
 
 
+def _local(r: range, lo: int) -> slice:
+    """The slice selecting the positions of ``r`` in a buffer that starts at position ``lo`` (a view, no copy)."""
+    start = r.start - lo
+    stop = start + len(r) * r.step
+    return slice(start, stop if stop >= 0 else None, r.step)
+
+
 class PreadVolume:
     """A ``.npy`` file's array read by ``os.preadv`` in canonical ``(inline, crossline, sample)`` blocks.
 
@@ -177,7 +184,7 @@ class PreadVolume:
             for a, i0 in enumerate(r0):
                 for b, i1 in enumerate(r1):
                     self._fill(piece, ((i0 * n1 + i1) * n2 + lo2) * item)
-                    out[a, b] = piece[np.asarray(r2) - lo2]
+                    out[a, b] = piece[_local(r2, lo2)]
             return
         whole = lo2 == 0 and hi2 == n2 and r1.step == 1 and r2.step == 1
         span = None if whole else np.empty((hi1 - lo1, n2), dtype=self.dtype)
@@ -187,7 +194,7 @@ class PreadVolume:
                 self._fill(out[a], at)
                 continue
             self._fill(span, at)
-            out[a] = span[np.asarray(r1) - lo1][:, np.asarray(r2)]
+            out[a] = span[_local(r1, lo1), _local(r2, 0)]  # the span holds whole rows of axis 2
 
     def close(self) -> None:
         """Close the file."""
