@@ -131,9 +131,6 @@ def default_engine_name(model: str | Path) -> str:
         raise ModelError("no model files in the model directory", received=str(model),
                          expected=f"{CARD_NAME} with {ONNX_NAME} or {WEIGHTS_NAME}",
                          todo="pass the directory impeccable-train or impeccable-export wrote (or no --model)")
-    if not model.exists():
-        raise ModelError("model not found", received=str(model), expected="a model directory, .onnx or .plan",
-                         todo="check the --model path")
     has_onnx = model.suffix == ".onnx" or (model / ONNX_NAME).is_file()
     gpu = nvidia_gpu()
     if gpu and installed("tensorrt") and _fresh_plan(model):
