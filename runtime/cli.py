@@ -38,7 +38,8 @@ def _time_axis(value: str) -> int | str:
               help="Section direction(s) fed to the model; 'both' averages inline and crossline predictions (2x).")
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Sections per engine call (a section tiled into k windows counts k); with TTA a call carries "
-                   "twice as many images, the mirrored copies.")
+                   "twice as many images, the mirrored copies. Bounded by the volume's sections and by a memory "
+                   "budget (a quarter of the available memory), which the run states when it binds.")
 @click.option("--time-axis", type=click.Choice(["auto", "0", "2"]), default="auto", show_default=True,
               help="Stored time axis of .npy/.h5 input; auto = the unique longest axis.")
 @click.option("--scale", type=click.Choice(SCALES), default="input", show_default=True,
@@ -46,7 +47,8 @@ def _time_axis(value: str) -> int | str:
 @click.option("--dataset", type=str, default=None, help="HDF5 dataset path [default: the file's only 3-D dataset].")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Also write a PNG of the middle inline: noisy, denoised and their difference.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing output file (without it, one that appears during the run is kept too).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @one_line_errors
 def main(input_path: Path, output: Path | None, model: Path | None, engine: str | None, precision: str | None,
@@ -75,7 +77,8 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
         click.echo(f"filled {report.nonfinite} NaN/Inf samples with the volume's finite mean "
                    f"({report.stats.fill_value:g}) before normalizing; the output holds the denoised value there",
                    err=True)
-    click.echo(f"denoised {report.sections} sections with {report.engine} in {report.total_s:.1f} s "
+    click.echo(f"denoised {report.sections} sections with {report.engine} at batch {report.batch_size} "
+               f"in {report.total_s:.1f} s "
                f"({report.sections_per_s:.2f} sections/s; engine {report.engine_s:.1f} s, loading "
                f"{report.load_s:.1f} s, reading/tiling/writing {report.pipeline_s:.1f} s) -> {report.output}"
                + (f", preview {preview}" if preview is not None else ""))
