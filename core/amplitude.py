@@ -1,8 +1,18 @@
 """Per-volume amplitude scaling (DESIGN §3).
 
-The model sees ``(v - min) / (max - min)`` over the whole noisy volume, in float32, with NaN/Inf replaced
-by 0 first; its sigmoid output lies in ``[0, 1]``. Outputs go back to the volume's units (``input``), stay
-raw (``unit``), or take the challenge's uint8 scale (``uint8``).
+The model sees ``(v - min) / (max - min)`` over the whole noisy volume's finite samples, in float32; its
+sigmoid output lies in ``[0, 1]``. Outputs go back to the volume's units (``input``), stay raw (``unit``), or
+take the challenge's uint8 scale (``uint8``).
+
+Non-finite samples (NaN, +-Inf: a bad trace, a decoding error, a division by zero upstream) are left out of
+the statistics and filled with the **mean of the volume's finite samples** before normalization. The mean
+always lies inside ``[min, max]``, and in seismic it is the background level (zero for zero-mean data, the
+offset for data on one), so the model sees "no reflection" there and its prediction at those samples is
+interpolated from their neighbours, as it does for noise. 0 would be outside the range of a volume on an
+offset and, counted in the statistics, rescale every sample (one bad sample would ruin the volume); the
+median would need a second pass over a volume larger than memory. The output at those samples holds that
+denoised (finite) value: a NaN written back would break the uint8 scale, the scores and most downstream
+tools; the run reports how many samples were filled.
 """
 
 from __future__ import annotations
@@ -18,22 +28,35 @@ SCALES = ("input", "unit", "uint8")
 
 @dataclass(frozen=True)
 class VolumeStats:
-    """Range of a volume's finite values, and how many non-finite values it held.
+    """Range of a volume's finite values, how many non-finite values it held, and what fills them.
 
     Attributes:
-        vmin: Minimum after NaN/Inf were replaced by 0.
-        vmax: Maximum after NaN/Inf were replaced by 0.
-        nonfinite: Count of NaN/Inf samples (they are read as 0).
+        vmin: Minimum of the finite samples.
+        vmax: Maximum of the finite samples.
+        nonfinite: Count of NaN/Inf samples.
+        fill: The value NaN/Inf samples take before normalization: the finite samples' mean (see the module
+            notes); None for statistics made before it existed, then 0 clipped into ``[vmin, vmax]``.
     """
 
     vmin: float
     vmax: float
     nonfinite: int = 0
+    fill: float | None = None
+
+    @property
+    def fill_value(self) -> float:
+        """The fill for NaN/Inf samples, always inside ``[vmin, vmax]``."""
+        value = 0.0 if self.fill is None else self.fill
+        return float(min(max(value, self.vmin), self.vmax)) if self.vmax >= self.vmin else 0.0
 
     def check_not_constant(self) -> None:
         """Raise InputError when the volume is constant (max == min): min-max scaling is undefined."""
+        if not self.vmax >= self.vmin:
+            raise InputError("volume has no finite sample", received=f"{self.nonfinite} NaN/Inf samples",
+                             expected="a volume of finite amplitudes",
+                             todo="check that the file holds seismic amplitudes")
         if not self.vmax > self.vmin:
-            why = f" after replacing {self.nonfinite} NaN/Inf by 0" if self.nonfinite else ""
+            why = f" (besides {self.nonfinite} NaN/Inf)" if self.nonfinite else ""
             raise InputError(
                 f"volume is constant{why}",
                 received=f"every sample = {self.vmin:g}",
@@ -43,15 +66,16 @@ class VolumeStats:
 
 
 def volume_stats(volume: np.ndarray, chunk: int = 16) -> VolumeStats:
-    """Min, max and non-finite count of a volume, reading ``chunk`` slices of axis 0 at a time.
+    """Min, max and mean of a volume's finite samples and its non-finite count, ``chunk`` slices of axis 0 at a time.
 
-    Memory stays bounded by one chunk, so a memory-mapped volume larger than RAM can be scanned.
+    Memory stays bounded by one chunk, so a memory-mapped volume larger than RAM can be scanned. NaN/Inf are
+    left out of min, max and mean; the mean becomes :attr:`VolumeStats.fill`.
 
     Args:
         volume: Any 3-D array (any axis order, any real dtype).
         chunk: Slices of axis 0 per read.
     """
-    vmin, vmax, nonfinite = np.inf, -np.inf, 0
+    vmin, vmax, nonfinite, total, count = np.inf, -np.inf, 0, 0.0, 0
     for start in range(0, volume.shape[0], chunk):
         block = np.asarray(volume[start:start + chunk])
         if block.dtype.kind == "f":
@@ -59,21 +83,26 @@ def volume_stats(volume: np.ndarray, chunk: int = 16) -> VolumeStats:
             bad = int(block.size - np.count_nonzero(finite))
             if bad:
                 nonfinite += bad
-                block = np.where(finite, block, 0)
+                block = block[finite]
         if block.size:
             vmin = min(vmin, float(block.min()))
             vmax = max(vmax, float(block.max()))
-    return VolumeStats(vmin=vmin, vmax=vmax, nonfinite=nonfinite)
+            total += float(block.sum(dtype=np.float64))
+            count += block.size
+    fill = total / count if count else None
+    return VolumeStats(vmin=vmin, vmax=vmax, nonfinite=nonfinite, fill=fill)
 
 
 def normalize(block: np.ndarray, stats: VolumeStats) -> np.ndarray:
     """Min-max scale a block of a volume to ``[0, 1]`` float32 with the volume's statistics.
 
-    NaN/Inf become 0 before scaling (as :func:`volume_stats` counted them).
+    NaN/Inf become :attr:`VolumeStats.fill_value` (the finite mean) before scaling, so they land inside
+    ``[0, 1]`` like every other sample.
     """
     out = np.asarray(block, dtype=np.float32)
-    if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
-        out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    finite = np.isfinite(out)
+    if not finite.all():
+        out = np.where(finite, out, np.float32(stats.fill_value))
     scale = np.float32(1.0 / (stats.vmax - stats.vmin))
     return (out - np.float32(stats.vmin)) * scale
 

@@ -35,7 +35,7 @@ DEFAULT_SMP = {
 NORMALIZATION = {
     "kind": "minmax_per_volume",
     "formula": "(v - min(v)) / (max(v) - min(v)) over the whole noisy volume, float32",
-    "nonfinite": "replaced by 0 before the statistics",
+    "nonfinite": "left out of the statistics, filled with the finite mean before normalizing",
 }
 PADDING = {"kind": "zeros", "where": "end of both axes", "section": "rows = traces, columns = samples"}
 
@@ -103,9 +103,12 @@ def read_card(model_dir: str | Path) -> dict:
 
 
 def write_card(card: dict, model_dir: str | Path) -> Path:
-    """Write ``card`` as ``model_dir/model.json`` (pretty-printed, sorted keys)."""
+    """Write ``card`` as ``model_dir/model.json`` (pretty-printed, sorted keys), atomically."""
+    from impeccable.core.atomic import atomic_write
+
     path = Path(model_dir) / CARD_NAME
-    path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    with atomic_write(path, what="cannot write the model card") as out:
+        out.tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -1,9 +1,18 @@
-"""What every command shares: our errors become one line on stderr and exit code 1 (DESIGN §7)."""
+"""What every command shares: our errors become one line on stderr and exit code 1 (DESIGN §7).
+
+Signals that end a run (SIGINT, SIGTERM from ``kill``/batch schedulers/``timeout``, SIGHUP from a closed
+terminal) all become :class:`Interrupted`, a ``KeyboardInterrupt`` raised in the main thread, so every
+``finally`` and ``except BaseException`` on the way out removes its temporary files; the command then prints
+one line and exits ``128 + signal`` (130, 143, 129) as shells do. Signals arriving during that cleanup are
+ignored, so a storm of Ctrl-C cannot cut it short or print a traceback.
+"""
 
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -12,22 +21,54 @@ import click
 from impeccable.core.errors import ImpeccableError
 
 
+#: The signals that end a command like Ctrl-C.
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal ended the run (a KeyboardInterrupt, so cleanup code written for Ctrl-C runs for all of them).
+
+    Attributes:
+        signum: The signal number.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    # Later signals must not cut the cleanup short (nor print a traceback from a thread's join).
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a click command body: an ImpeccableError prints ``Error: <message>`` and exits 1, no traceback.
 
-    Place it under ``@click.command`` (it wraps the plain function). Ctrl-C exits 130 with one line too.
+    Place it under ``@click.command`` (it wraps the plain function). SIGINT, SIGTERM and SIGHUP end it with
+    one line too, after the cleanup, and exit ``128 + signal`` (Ctrl-C 130, ``kill`` 143, hang-up 129).
     """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        main = threading.current_thread() is threading.main_thread()
+        previous = {sig: signal.signal(sig, _raise_interrupted) for sig in SIGNALS} if main else {}
         try:
             return command(*args, **kwargs)
         except ImpeccableError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted | nothing half-written was kept", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            click.echo(f"Error: interrupted by {signal.Signals(signum).name} | temporary files removed, "
+                       f"nothing half-written was kept", err=True)
+            previous = {}  # keep ignoring: the process is on its way out, quietly
+            sys.exit(128 + signum)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 

@@ -56,6 +56,12 @@ def resolve_onnx(model: str | Path, file_name: str = ONNX_NAME, export_flag: str
         raise ModelError(f"model directory has no {file_name}", received=str(model), expected=str(path),
                          todo=f"run impeccable-export {model}{' ' + export_flag if export_flag else ''}, "
                               "or use --engine torch")
+    # The ONNX records the weights it was exported from; a card describing other weights (retrained, replaced)
+    # means a stale export: refused, as the torch engine refuses weights that do not match the card.
+    exported = onnx_metadata(path).get("weights_sha256")
+    if exported and card.get("weights_sha256") and exported != card["weights_sha256"]:
+        raise ModelError(f"{file_name} was not exported from the weights the card names", received=exported[:16],
+                         expected=str(card["weights_sha256"])[:16], todo=f"re-export it: impeccable-export {model}")
     return path, card
 
 

@@ -24,7 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from impeccable.core.amplitude import VolumeStats, to_uint8, volume_stats
-from impeccable.core.errors import DataError, ImpeccableError, OutputError
+from impeccable.core.atomic import atomic_write
+from impeccable.core.errors import DataError, InputError, OutputError
+from impeccable.core.npy import open_npy
 from impeccable.core.geometry import resolve_time_axis, to_canonical
 from impeccable.data.scoring import section_indices, section_ssim, trimmed_mean
 
@@ -60,29 +62,16 @@ def load_volume(path: str | Path, time_axis: int | str = "auto") -> np.ndarray:
         A read-only ``(inline, crossline, sample)`` view of the stored dtype.
 
     Raises:
-        DataError: Missing, unreadable, pickled (never unpickled) or non-numeric file, not 3-D, or an
-            ambiguous time axis.
+        InputError: Missing, unreadable, pickled (never unpickled) or non-numeric file, not 3-D, or an
+            ambiguous time axis (the runtime's reader raises the same, from :func:`~impeccable.core.npy.open_npy`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError("volume file not found", received=str(path), expected="an existing .npy file",
-                        todo="check the path")
-    try:
-        stored = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        # allow_pickle=False makes numpy refuse object arrays and pickles with a ValueError, before loading.
-        raise DataError(f"cannot read {path.name} as a numpy array", received=str(exc).split(". ")[0],
-                        expected="a .npy file of numbers (pickled files are refused)",
-                        todo="re-save it with np.save(path, volume.astype(np.float32))") from exc
-    if not isinstance(stored, np.ndarray) or stored.dtype.kind not in "fiu":
-        dtype = getattr(stored, "dtype", type(stored).__name__)
-        raise DataError(f"{path.name} does not hold a numeric array", received=f"dtype {dtype}",
-                        expected="float or integer samples", todo="re-save it as float32")
+    stored = open_npy(path)
     try:
         axis = resolve_time_axis(stored.shape, time_axis)
-    except ImpeccableError as exc:
-        raise DataError(f"{path.name}: {exc.what}", received=exc.received, expected=exc.expected,
-                        todo=exc.todo) from exc
+    except InputError as exc:
+        raise InputError(f"{path.name}: {exc.what}", received=exc.received, expected=exc.expected,
+                         todo=exc.todo) from exc
     return to_canonical(stored, axis)
 
 
@@ -206,7 +195,7 @@ def _unusable(pair: VolumePair, min_ssim: float | None, time_axis: int | str) ->
     """Why a pair cannot be used, or None."""
     try:
         noisy, clean = load_pair(pair, time_axis)
-    except DataError as exc:
+    except (DataError, InputError) as exc:
         return str(exc)
     if min_ssim is not None:
         score = section_score(clean, noisy)
@@ -279,9 +268,13 @@ class SectionCache:
                             expected=f"one of {len(self.volume_ids)} ids", todo="rebuild the cache")
         group = self._file[volume_id]
         a = group.attrs
-        return CachedPair(volume_id, group["noisy"], group["clean"],
-                          VolumeStats(float(a["noisy_min"]), float(a["noisy_max"]), int(a["noisy_nonfinite"])),
-                          VolumeStats(float(a["clean_min"]), float(a["clean_max"]), int(a["clean_nonfinite"])))
+
+        def stats(name: str) -> VolumeStats:  # caches written before the finite-mean fill have no *_fill
+            fill = a.get(f"{name}_fill")
+            return VolumeStats(float(a[f"{name}_min"]), float(a[f"{name}_max"]), int(a[f"{name}_nonfinite"]),
+                               None if fill is None else float(fill))
+
+        return CachedPair(volume_id, group["noisy"], group["clean"], stats("noisy"), stats("clean"))
 
     def __iter__(self) -> Iterator[CachedPair]:
         return (self[v] for v in self.volume_ids)
@@ -333,17 +326,13 @@ def build_section_cache(pairs: Iterable[VolumePair], cache_path: str | Path, tim
         raise OutputError("section cache exists", received=str(cache_path), expected="a new path",
                           todo="pass overwrite=True or pick another path")
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_name(f".{cache_path.name}.tmp")
     pairs = list(pairs)
-    try:
-        with h5py.File(tmp, "w") as f:
+    with atomic_write(cache_path, overwrite=overwrite, what="cannot write the section cache") as out:
+        with h5py.File(out.tmp, "w") as f:
             f.attrs["format"] = CACHE_FORMAT
             f.attrs["axes"] = "(inline, crossline, sample)"
             for pair in tqdm(pairs, desc="section cache", unit="volume", disable=not progress):
                 _write_pair(f, pair, time_axis, chunks)
-        os.replace(tmp, cache_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return cache_path
 
 
@@ -364,6 +353,8 @@ def _write_pair(f: h5py.File, pair: VolumePair, time_axis: int | str, chunks: tu
         group.attrs[f"{name}_min"] = stats.vmin
         group.attrs[f"{name}_max"] = stats.vmax
         group.attrs[f"{name}_nonfinite"] = stats.nonfinite
+        if stats.fill is not None:
+            group.attrs[f"{name}_fill"] = stats.fill
         chunk = tuple(min(c, n) for c, n in zip(chunks, volume.shape))
         ds = group.create_dataset(name, shape=volume.shape, dtype=np.float16, chunks=chunk, compression="lzf")
         step = chunk[0]  # whole chunk rows per write: no chunk is compressed twice

@@ -8,11 +8,11 @@ symmetric colour clip: its median +- the 99th percentile of the absolute deviati
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import InputError, OutputError
 
 
@@ -92,15 +92,13 @@ def save_pair_preview(path: str | Path, clean: np.ndarray | None = None, noisy: 
     fig.suptitle(title or f"inline {inline}", fontsize=11)
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError("cannot write the preview PNG", received=f"{path} ({exc.strerror or exc})",
                           todo="pick a writable path") from exc
+    with atomic_write(path, what="cannot write the preview PNG") as out:
+        fig.savefig(out.tmp, format="png")
     return path
 
 

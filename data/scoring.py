@@ -16,18 +16,19 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from impeccable.core.amplitude import to_uint8
 from impeccable.core.errors import DataError
 
 FRACTIONS = (0.25, 0.5, 0.75)
 
 
 def to_uint8_volume(volume: np.ndarray) -> np.ndarray:
-    """Per-volume min-max to 0..255 then truncating ``astype(uint8)`` (the starter's ``rescale_volume``)."""
+    """Per-volume min-max to 0..255 then truncating ``astype(uint8)`` (the starter's ``rescale_volume``).
+
+    The one uint8 scaling of the toolkit, :func:`impeccable.core.amplitude.to_uint8`, with the volume's extremes.
+    """
     vol = np.asarray(volume, dtype=np.float64)
-    vmin, vmax = float(vol.min()), float(vol.max())
-    if vmax <= vmin:
-        return np.zeros(vol.shape, dtype=np.uint8)
-    return ((vol - vmin) / (vmax - vmin) * 255.0).astype(np.uint8)
+    return to_uint8(vol, float(vol.min()), float(vol.max()))
 
 
 def section_indices(n: int) -> list[int]:

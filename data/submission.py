@@ -8,7 +8,6 @@ and a score that measures the wrong thing without any error.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import DataError, ImpeccableError
 from impeccable.core.geometry import resolve_time_axis, to_canonical
 from impeccable.data.challenge import load_volume
@@ -83,14 +83,9 @@ def write_submission(volumes: Mapping[str, VolumeSource] | Iterable[tuple[str, V
         sections.update(submission_sections(volume_id, canonical_volume(volume, time_axis)))
     out_npz = Path(out_npz)
     out_npz.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_npz.with_name(f".{out_npz.name}.tmp")
-    try:
-        # A file object, so numpy does not append ".npz" to the temporary name.
-        with open(tmp, "wb") as f:
-            np.savez(f, **sections)
-        os.replace(tmp, out_npz)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # A file object, so numpy does not append ".npz" to the temporary name.
+    with atomic_write(out_npz, what="cannot write the submission") as out, out.open() as f:
+        np.savez(f, **sections)
     return out_npz
 
 

@@ -30,6 +30,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage, signal
 
+from impeccable.core.amplitude import to_uint8  # the one uint8 scaling (the scorer's)
+from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import InputError, OutputError
 
 DT = 0.004
@@ -120,11 +122,6 @@ def pair_score(clean: np.ndarray, noisy: np.ndarray) -> float:
     cast to float64 and uint8 (with each volume's own min and max), not the whole volume.
     """
     from impeccable.data.scoring import section_indices, section_ssim, trimmed_mean
-
-    def to_uint8(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
-        if hi <= lo:
-            return np.zeros(v.shape, dtype=np.uint8)
-        return ((np.asarray(v, dtype=np.float64) - lo) / (hi - lo) * 255.0).astype(np.uint8)
 
     c_lo, c_hi = float(clean.min()), float(clean.max())
     n_lo, n_hi = float(noisy.min()), float(noisy.max())
@@ -230,19 +227,13 @@ def write_challenge_layout(out_dir: str | Path, volumes: int, shape_tl: tuple[in
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     """np.save into a temporary file beside ``path``, then rename (no partial file under the final name)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError("cannot write a synthetic volume", received=f"{path} ({exc.strerror or exc})",
                           todo="check free disk space and permissions") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, what="cannot write a synthetic volume") as out, out.open() as fh:
+        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -739,10 +730,6 @@ def _solve_level(clean: np.ndarray, noise: np.ndarray, unit: float, target: floa
     cuts = [(i, slice(None)) for i in section_indices(il)] + [(slice(None), x) for x in section_indices(xl)]
     sections = [(clean[cut].astype(np.float64), noise[cut].astype(np.float64)) for cut in cuts]
     c_lo, c_hi = float(clean.min()), float(clean.max())
-
-    def to_uint8(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
-        return ((v - lo) / (hi - lo) * 255.0).astype(np.uint8)  # as scoring.to_uint8_volume
-
     truth = [to_uint8(c, c_lo, c_hi) for c, _ in sections]
     log_grid = np.log(grid)
 

@@ -6,14 +6,13 @@ fp16) and ``model.json`` (the card). Weights are never pickled.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.card import WEIGHTS_NAME, new_card, read_card, sha256_file, write_card
 from impeccable.core.errors import ModelError
 from impeccable.models.builder import build_model
@@ -38,21 +37,12 @@ def save_model_dir(model: nn.Module, card: dict, model_dir: str | Path, dtype: t
         k: (v.detach().to("cpu", dtype=dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
         for k, v in model.state_dict().items()
     }
-    fd, tmp = tempfile.mkstemp(dir=model_dir, suffix=".safetensors.tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "pt"})
-        # mkstemp creates the file owner-only; a model directory is meant to be shared and shipped.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+    # The temp file is created with the umask's mode (a model directory is meant to be shared and shipped).
+    with atomic_write(model_dir / WEIGHTS_NAME, what="cannot write the model weights") as out:
+        save_file(state, str(out.tmp), metadata={"format": "pt"})
         card = dict(card)
-        card["weights_sha256"] = sha256_file(tmp)
+        card["weights_sha256"] = sha256_file(out.tmp)
         card["weights_dtype"] = str(dtype).removeprefix("torch.")
-        os.replace(tmp, model_dir / WEIGHTS_NAME)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     write_card(card, model_dir)
     return model_dir
 

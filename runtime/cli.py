@@ -38,7 +38,8 @@ def _time_axis(value: str) -> int | str:
               help="Section direction(s) fed to the model; 'both' averages inline and crossline predictions (2x).")
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Sections per engine call (a section tiled into k windows counts k); with TTA a call carries "
-                   "twice as many images, the mirrored copies.")
+                   "twice as many images, the mirrored copies. Bounded by the volume's sections and by a memory "
+                   "budget (a quarter of the available memory), which the run states when it binds.")
 @click.option("--time-axis", type=click.Choice(["auto", "0", "2"]), default="auto", show_default=True,
               help="Stored time axis of .npy/.h5 input; auto = the unique longest axis.")
 @click.option("--scale", type=click.Choice(SCALES), default="input", show_default=True,
@@ -59,7 +60,8 @@ def _time_axis(value: str) -> int | str:
                    "when inline/crossline give every trace its own cell, else 2-D lines by the inline byte].")
 @click.option("--cdp-byte", type=int, default=21, show_default=True,
               help="SEG-Y 2-D lines: trace-header byte that orders the traces along a line (CDP).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing output file (without it, one that appears during the run is kept too).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @one_line_errors
 def main(input_path: Path, output: Path | None, model: Path | None, engine: str | None, precision: str | None,
@@ -86,9 +88,17 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
                            iline_byte=iline_byte, xline_byte=xline_byte, line_key=line_key, cdp_byte=cdp_byte)
     output = output or default_output(input_path)
     report = denoise_file(input_path, output, config)
+    if report.stale_removed:
+        click.echo(f"removed {len(report.stale_removed)} temporary file(s) of dead runs beside the output: "
+                   + ", ".join(p.name for p in report.stale_removed), err=True)
+    if report.batch_note:
+        click.echo(report.batch_note, err=True)
     if report.nonfinite:
-        click.echo(f"replaced {report.nonfinite} NaN/Inf samples by 0 before normalizing", err=True)
-    click.echo(f"denoised {report.sections} sections with {report.engine} in {report.total_s:.1f} s "
+        click.echo(f"filled {report.nonfinite} NaN/Inf samples with the volume's finite mean "
+                   f"({report.stats.fill_value:g}) before normalizing; the output holds the denoised value there",
+                   err=True)
+    click.echo(f"denoised {report.sections} sections with {report.engine} at batch {report.batch_size} "
+               f"in {report.total_s:.1f} s "
                f"({report.sections_per_s:.2f} sections/s; engine {report.engine_s:.1f} s, loading "
                f"{report.load_s:.1f} s, reading/tiling/writing {report.pipeline_s:.1f} s) -> {report.output}"
                + (f", preview {preview}" if preview is not None else ""))

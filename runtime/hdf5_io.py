@@ -7,14 +7,18 @@ are h5py hyperslab selections of the requested block only.
 The writer creates a new file holding one dataset at the input's path, in the input's stored orientation,
 with the input dataset's (and file root's) attributes. Chunks span whole traces and as many crosslines of
 one inline as fit ~1 MiB, so writing blocks of inlines never rewrites a chunk and an inline section is a
-few chunk reads. The file is written under a temporary name beside the output and renamed on ``commit``.
+few chunk reads. The file is written under a temporary name beside the output, preallocated to the
+dataset's size (a full disk fails at once), and renamed on ``commit``.
+
+HDF5 reads past the end of a truncated file as zeros, without an error; the reader hence checks the file's
+size before and after every block it reads, and :meth:`Hdf5Reader.check_unchanged` (called before the
+output is committed) its size, modification time and dataset shape.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -22,7 +26,7 @@ import numpy as np
 
 from impeccable.core.errors import InputError, OutputError
 from impeccable.core.geometry import resolve_time_axis
-from impeccable.runtime.volumes import TempFileCommit
+from impeccable.runtime.volumes import FileStamp, TempFileCommit
 
 #: Target bytes of one chunk of the written dataset.
 CHUNK_BYTES = 1 << 20
@@ -103,6 +107,7 @@ class Hdf5Reader:
 
     def __init__(self, path: Path, time_axis: int | str = "auto", dataset: str | None = None):
         self.path = Path(path)
+        self.stamp = FileStamp.of(self.path)
         try:
             self._file = h5py.File(self.path, "r", rdcc_nbytes=_CACHE_BYTES)
         except OSError as exc:
@@ -157,15 +162,40 @@ class Hdf5Reader:
         return ", ".join(shapes) if shapes else "none"
 
     def read(self, inlines: slice = slice(None), crosslines: slice = slice(None)) -> np.ndarray:
-        """A block ``(n_inline, n_crossline, sample)`` float32."""
+        """A block ``(n_inline, n_crossline, sample)`` float32.
+
+        Raises:
+            InputError: The file became shorter than at open (HDF5 would return zeros), or a read failed.
+        """
         (il, flip_il), (xl, flip_xl) = _forward(inlines, self.shape[0]), _forward(crosslines, self.shape[1])
-        stored = self._dataset[_stored_order((il, xl, slice(None)), self.time_axis)]
+        self._check_size()
+        try:
+            stored = self._dataset[_stored_order((il, xl, slice(None)), self.time_axis)]
+        except OSError as exc:
+            self._check_size()
+            raise InputError(f"cannot read {self.path.name}", received=str(exc).splitlines()[0],
+                             expected="a readable HDF5 dataset", todo="check the file") from exc
+        self._check_size()
         block = np.moveaxis(stored, self.time_axis, -1)
         if flip_il:
             block = block[::-1]
         if flip_xl:
             block = block[:, ::-1]
         return np.ascontiguousarray(block, dtype=np.float32)
+
+    def _check_size(self) -> None:
+        size = os.stat(self.path).st_size
+        if size < self.stamp.size:
+            raise InputError(f"{self.path.name} became shorter while it was read",
+                             received=f"{size} bytes", expected=f"{self.stamp.size} bytes as at open",
+                             todo="rerun once the file is complete (a copy still under way?)")
+
+    def check_unchanged(self) -> None:
+        """Raise InputError if the file's size, modification time or dataset shape differ from those at open."""
+        self.stamp.check(self.path)
+        if tuple(self._dataset.shape) != self.stored_shape:
+            raise InputError("input dataset changed shape during the run", received=self._dataset.shape,
+                             expected=self.stored_shape, todo="rerun once the file is complete")
 
     def close(self) -> None:
         """Release the file."""
@@ -211,13 +241,10 @@ class Hdf5Writer(TempFileCommit):
             raise OutputError("an HDF5 output needs an HDF5 input", received=type(like).__name__,
                               expected="Hdf5Reader (the dataset path and attributes come from the input)",
                               todo="write the output in the input's format")
-        self.path = Path(path)
         self.shape = like.shape
         self.time_axis = like.time_axis
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
         self._file = None
+        self._begin(path)
         dtype = np.dtype(dtype)
         stored_chunks = _stored_order(section_chunks(self.shape, dtype.itemsize), self.time_axis)
         try:
@@ -230,6 +257,8 @@ class Hdf5Writer(TempFileCommit):
             self.abort()
             raise OutputError(f"cannot create {self.path.name}", received=str(exc).splitlines()[0],
                               expected="a writable directory", todo="free disk space or pass -o elsewhere") from exc
+        # The chunks' bytes now (uncompressed); HDF5 allocates inside that space and adds a little metadata.
+        self._preallocate(int(np.prod(like.stored_shape)) * dtype.itemsize)
         self._written = np.zeros(self.shape[0], dtype=bool)
 
     def write(self, inlines: slice, block: np.ndarray) -> None:
@@ -243,5 +272,10 @@ class Hdf5Writer(TempFileCommit):
         if flip:
             block = block[::-1]
         stored = np.moveaxis(np.asarray(block, dtype=self._dataset.dtype), -1, self.time_axis)
-        self._dataset[_stored_order((il, slice(None), slice(None)), self.time_axis)] = stored
+        try:
+            self._dataset[_stored_order((il, slice(None), slice(None)), self.time_axis)] = stored
+        except OSError as exc:  # h5py's message holds the errno text (No space left on device...)
+            raise OutputError(f"cannot write the HDF5 output {self.path.name}", received=str(exc).splitlines()[0],
+                              expected="room and permission to write beside the output",
+                              todo="free disk space or write elsewhere") from exc
         self._written[inlines] = True

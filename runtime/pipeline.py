@@ -5,9 +5,10 @@ Flow of one run (:func:`denoise_file`):
 
 1. Open the input lazily in canonical ``(inline, crossline, sample)`` order; check the output path; create the
    engine (model errors surface before the long scan).
-2. Scan the volume by blocks of inlines for its min/max (NaN/Inf read as 0 and counted; only the live traces
-   of a reader with a ``live_mask``, e.g. an irregular SEG-Y survey, whose other traces are filled for the
-   model and never written); a constant volume is refused.
+2. Scan the volume by blocks of inlines for the min/max/mean of its finite samples (NaN/Inf counted, then
+   filled with that mean before normalizing, see :mod:`impeccable.core.amplitude`; only the live traces of a
+   reader with a ``live_mask``, e.g. an irregular SEG-Y survey, whose other traces are filled for the model
+   and never written); a constant volume is refused.
 3. For each view, sections ``vol[i, :, :]`` (inline) or ``vol[:, x, :]`` (crossline), each
    ``(traces, samples)``, are normalized, padded or tiled to the model window, and sent to the engine
    ``batch_size`` sections per call. With flip TTA the trace-mirrored copies ride in the SAME engine call, so
@@ -20,8 +21,11 @@ Flow of one run (:func:`denoise_file`):
    whole prediction's min/max) predictions accumulate in a float32 scratch memmap (canonical order, a hidden
    temp file beside the output; ``views="both"`` averages the crossline pass into the inline pass), and a
    last pass scales it and writes the output by blocks of inlines.
-5. The output is written in the input's format and orientation into a temporary file renamed into place at
-   the end. On any error the temporary files are removed and nothing is left at the output path.
+5. The output is written in the input's format and orientation into a preallocated temporary file
+   (:mod:`impeccable.core.atomic`) renamed into place at the end, never over a file that appeared meanwhile
+   unless ``overwrite``; the input must be unchanged (size, modification time) by then. On any error or
+   signal the temporary files are removed and nothing is left at the output path; temp files of dead runs
+   beside the output are removed at the start.
 
 Three stages overlap: a background thread prepares the next batch (read, normalize, tile, mirror), the
 calling thread runs the engine, and another thread blends, scales and stores the previous batch's
@@ -32,10 +36,11 @@ after each chunk.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import queue
-import tempfile
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -46,19 +51,26 @@ import numpy as np
 from tqdm import tqdm
 
 from impeccable.core.amplitude import SCALES, VolumeStats, normalize, volume_stats
+from impeccable.core.atomic import AtomicFile, remove_stale_temps
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError, OutputError
+from impeccable.core.geometry import WINDOW
 from impeccable.runtime import tiling
 from impeccable.runtime.calibrate import fit_amplitudes, write_output
 from impeccable.runtime.config import VIEWS, DenoiseConfig
 from impeccable.runtime.engines.base import Engine
 from impeccable.runtime.npy_io import MappedVolume
-from impeccable.runtime.volumes import VolumeReader, fill_absent, live_mask, open_reader, open_writer
+from impeccable.runtime.volumes import FileStamp, VolumeReader, fill_absent, live_mask, open_reader, open_writer
 
 #: Bytes of float32 samples per block when scanning statistics or writing the output (at least one inline).
 BLOCK_BYTES = 32 << 20
 #: Most sections per read or write of a view (see :func:`sections_per_slab`).
 SLAB_SECTIONS = 8
+#: Peak bytes per pixel of one model image in an engine call, measured with the shipped EfficientNetV2-S
+#: UNet++ on a CPU (issue 20: batch 32 images 9.4 GB against 8 images 2.7 GB, ~0.28 GB per 320 x 1280 image).
+BYTES_PER_PIXEL = 700
+#: Share of the memory available at the start that the engine's batch may take.
+MEMORY_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -72,13 +84,17 @@ class DenoiseReport:
         engine_s: Seconds inside engine calls.
         total_s: Wall seconds of the whole run.
         load_s: Seconds spent creating the engine (0 when one was passed in), part of ``total_s``.
-        nonfinite: NaN/Inf samples replaced by 0.
+        nonfinite: NaN/Inf samples, filled with ``stats.fill_value`` (the finite mean) before normalizing;
+            the output there holds the denoised value.
         stats: The input's min/max and non-finite count.
         engine: Engine name and precision.
         fit: The amplitude fit (:meth:`AmplitudeFit.as_dict`: gain, offset in the input's units, its share of
             the input's std, samples).
         qc: The QC figures (:meth:`impeccable.core.qc.QualityControl.report`).
         strength: The ``--strength`` used.
+        batch_size: The batch the run used (``config.batch_size`` bounded, see :func:`bounded_batch`).
+        batch_note: Why it differs from the one asked for ("" when it does not).
+        stale_removed: Temp files of dead runs removed beside the output.
     """
 
     output: Path
@@ -90,6 +106,9 @@ class DenoiseReport:
     stats: VolumeStats
     engine: str
     load_s: float = 0.0
+    batch_size: int = 0
+    batch_note: str = ""
+    stale_removed: tuple[Path, ...] = ()
     fit: dict = field(default_factory=dict)
     qc: dict = field(default_factory=dict)
     strength: float = 1.0
@@ -98,7 +117,7 @@ class DenoiseReport:
         """The report as JSON-ready data (``--report FILE``)."""
         return {"output": str(self.output), "engine": self.engine, "sections": self.sections, "images": self.images,
                 "total_s": self.total_s, "engine_s": self.engine_s, "load_s": self.load_s,
-                "sections_per_s": self.sections_per_s, "input": {"min": self.stats.vmin, "max": self.stats.vmax,
+                "sections_per_s": self.sections_per_s, "batch_size": self.batch_size, "input": {"min": self.stats.vmin, "max": self.stats.vmax,
                                                                  "nonfinite": self.nonfinite},
                 "strength": self.strength, "amplitude_fit": self.fit, "qc": self.qc}
 
@@ -138,7 +157,7 @@ class _InlineBlocks:
 
 
 def reader_stats(reader: VolumeReader, chunk: int | None = None) -> VolumeStats:
-    """Min/max (NaN/Inf read as 0) and non-finite count of a volume, read a block of inlines at a time.
+    """Min/max/mean of the finite samples and non-finite count of a volume, a block of inlines at a time.
 
     Args:
         reader: The volume, canonical ``(inline, crossline, sample)``.
@@ -224,12 +243,24 @@ class _Bands:
 _DONE = object()
 
 
+def _block_signals() -> None:
+    """Keep INT/TERM/HUP off this helper thread, so the kernel hands them to the main thread.
+
+    Python runs signal handlers only in the main thread; a signal the kernel delivered to a helper would wait
+    until the main thread's current wait or call ended.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {s for s in (signal.SIGINT, signal.SIGTERM,
+                                                              getattr(signal, "SIGHUP", None)) if s is not None})
+
+
 def _background(iterator: Iterator, depth: int = 1) -> Iterator:
     """Run a generator in a thread, up to ``depth`` items ahead; its exceptions re-raise in the consumer."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def produce() -> None:
+        _block_signals()
         try:
             for item in iterator:
                 if stop.is_set():
@@ -271,6 +302,7 @@ class _Worker:
         self.thread.start()
 
     def _run(self) -> None:
+        _block_signals()
         while (call := self.queue.get()) is not _DONE:
             if self.error is None:
                 try:
@@ -305,7 +337,52 @@ def images_per_call(engine: Engine, batch_size: int, tta: bool) -> int:
     return max(1, min(images, limit) if limit else images)
 
 
-def _run_engine(engine: Engine, images: np.ndarray, per_call: int) -> tuple[np.ndarray, float]:
+#: ``id()`` of the engines with a call in flight in an :class:`_EngineThread` (abandoned when a signal ended the
+#: run): closing one would free what the backend is still using, so :func:`denoise_file` leaves it to the exit.
+_BUSY_ENGINES: set[int] = set()
+
+
+class _EngineThread:
+    """Engine calls in a daemon thread, so that the calling thread waits interruptibly.
+
+    A signal (Ctrl-C, SIGTERM, SIGHUP) runs its Python handler only in the main thread and only between
+    bytecodes; waiting on an event, rather than inside the backend's call, lets it act at once. The call in
+    flight is then abandoned (the thread is a daemon: it does not hold up the process's exit).
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.calls: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="impeccable-engine", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        _block_signals()
+        while (job := self.calls.get()) is not _DONE:
+            images, slot, done = job
+            try:
+                slot.append(self.engine(images))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                slot.append(exc)
+            finally:
+                _BUSY_ENGINES.discard(id(self.engine))
+                done.set()
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        slot: list = []
+        done = threading.Event()
+        _BUSY_ENGINES.add(id(self.engine))
+        self.calls.put((images, slot, done))
+        done.wait()
+        if isinstance(slot[0], BaseException):
+            raise slot[0]
+        return slot[0]
+
+    def close(self) -> None:
+        self.calls.put(_DONE)
+
+
+def _run_engine(engine, images: np.ndarray, per_call: int) -> tuple[np.ndarray, float]:
     """The engine over ``images`` in calls of at most ``per_call`` images; predictions and seconds inside it."""
     outs, spent = [], 0.0
     for start in range(0, images.shape[0], per_call):
@@ -313,6 +390,49 @@ def _run_engine(engine: Engine, images: np.ndarray, per_call: int) -> tuple[np.n
         outs.append(engine(images[start:start + per_call]))
         spent += time.perf_counter() - t0
     return (np.concatenate(outs) if len(outs) > 1 else outs[0]), spent
+
+
+def memory_budget() -> int:
+    """Bytes an engine batch may take: :data:`MEMORY_SHARE` of the memory available now (Linux), else 4 GB."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * MEMORY_SHARE)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4 << 30
+
+
+def bounded_batch(shape: tuple[int, int, int], views: tuple[str, ...], window: tuple[int, int], requested: int,
+                  tta: bool, budget: int | None = None) -> tuple[int, str]:
+    """The batch (model windows per engine call before TTA) a run uses, and why it is not ``requested``.
+
+    Bounded by the windows the volume has in its largest view (a bigger batch only costs memory) and by a
+    memory budget (:func:`memory_budget`) at :data:`BYTES_PER_PIXEL` per pixel of every image of a call.
+
+    Args:
+        shape: Canonical ``(inline, crossline, sample)`` shape.
+        views: The views of the run.
+        window: The model window ``(rows, cols)``.
+        requested: ``--batch-size``.
+        tta: Flip TTA (two images per window).
+        budget: Bytes [default: :func:`memory_budget`].
+
+    Returns:
+        ``(batch, note)``; ``note`` says why when the memory budget bound it ("" otherwise).
+    """
+    counts = {"inline": (shape[0], shape[1]), "crossline": (shape[1], shape[0])}
+    has = max(n * tiling.plan_tiles((1, traces, shape[2]), window).tiles_per_section
+              for n, traces in (counts[v] for v in views))
+    budget = memory_budget() if budget is None else budget
+    per_window = window[0] * window[1] * BYTES_PER_PIXEL * (2 if tta else 1)
+    fits = max(1, budget // per_window)
+    batch = max(1, min(int(requested), has, fits))
+    if fits >= min(int(requested), has):
+        return batch, ""  # bounded by the volume alone: the same calls, nothing to tell
+    return batch, (f"--batch-size {requested} reduced to {batch}: memory budget {budget / 1e9:.1f} GB "
+                   f"({MEMORY_SHARE:.0%} of the available memory) at ~{per_window / 1e9:.2f} GB per window")
 
 
 def _blend(preds: np.ndarray, plan: tiling.TilePlan, tta: bool) -> np.ndarray:
@@ -335,7 +455,8 @@ class _ScratchStore:
     """
 
     def __init__(self, output: Path, shape: tuple[int, int, int], views: tuple[str, ...]):
-        self.path, array = _scratch(output, shape)
+        self.file, array = _scratch(output, shape)
+        self.path = self.file.tmp
         self.mapped = MappedVolume(array, time_axis=2)
         self.views = views
         self.fit: AmplitudeFit | None = None
@@ -360,7 +481,8 @@ class _ScratchStore:
         """Fit the amplitudes, scale, QC and write the output, draw the preview, commit."""
         step = block_inlines(self.mapped.shape)
         self.fit, unit_range = fit_amplitudes(reader, self.inlines, stats, config.strength, step)
-        writer = open_writer(output, like=reader, dtype=np.uint8 if config.scale == "uint8" else np.float32)
+        writer = open_writer(output, like=reader, dtype=np.uint8 if config.scale == "uint8" else np.float32,
+                             overwrite=config.overwrite)
         try:
             mid = reader.shape[0] // 2
             self.qc, kept = write_output(
@@ -374,7 +496,7 @@ class _ScratchStore:
 
     def discard(self) -> None:
         self.mapped = None
-        self.path.unlink(missing_ok=True)
+        self.file.abort()
 
 
 def _commit(writer, reader: VolumeReader, output: Path, config: DenoiseConfig, kept: np.ndarray | None,
@@ -382,7 +504,9 @@ def _commit(writer, reader: VolumeReader, output: Path, config: DenoiseConfig, k
     """Draw the preview (``kept``: inline ``mid`` of the output in the input's units), then commit the output.
 
     The preview goes first so that a failing preview leaves no output; a failing commit removes the preview.
+    The input is checked first of all: one that changed during the run leaves nothing.
     """
+    _check_input_unchanged(reader)
     if config.preview is None:
         writer.commit()
         return
@@ -392,6 +516,15 @@ def _commit(writer, reader: VolumeReader, output: Path, config: DenoiseConfig, k
     except BaseException:
         Path(config.preview).unlink(missing_ok=True)
         raise
+
+
+def _check_input_unchanged(reader: VolumeReader) -> None:
+    """Raise InputError if the input's size, modification time (HDF5: dataset shape) differ from those at open."""
+    check = getattr(reader, "check_unchanged", None)
+    if check is not None:
+        check()
+    elif getattr(reader, "stamp", None) is not None:
+        reader.stamp.check(reader.path)
 
 
 def predict_volume(reader: VolumeReader, engine: Engine, store, config: DenoiseConfig,
@@ -421,6 +554,7 @@ def predict_volume(reader: VolumeReader, engine: Engine, store, config: DenoiseC
     bands = _Bands(store, {view: sections_per_slab(reader, view) for view in views})
     with tqdm(total=total, unit="section", disable=not config.progress, desc="denoising", leave=False) as bar:
         worker = _Worker()
+        call = _EngineThread(engine)
 
         def finish(view: str, start: int, stop: int, preds: np.ndarray, plan: tiling.TilePlan) -> None:
             bands.put(view, start, stop, _blend(preds, plan, config.tta))
@@ -430,7 +564,7 @@ def predict_volume(reader: VolumeReader, engine: Engine, store, config: DenoiseC
             for view in views:
                 stream = _prepare(reader, view, stats, tuple(engine.window), config.batch_size, config.tta)
                 for start, stop, tiles, plan in _background(stream):
-                    preds, spent = _run_engine(engine, tiles, per_call)
+                    preds, spent = _run_engine(call, tiles, per_call)
                     engine_s += spent
                     images += tiles.shape[0]
                     sections += stop - start
@@ -439,6 +573,8 @@ def predict_volume(reader: VolumeReader, engine: Engine, store, config: DenoiseC
         except BaseException:
             worker.close(abandon=True)
             raise
+        finally:
+            call.close()
         worker.close()
     return sections, images, engine_s
 
@@ -449,33 +585,36 @@ def _check_output(output: Path, overwrite: bool, input_path: Path) -> None:
                           todo="pass -o with a new file name")
     if output.is_dir():
         raise OutputError("output is a directory", received=str(output), expected="a file path",
-                          todo="pass -o with a file name")
-    if output.exists() and not overwrite:
+                          todo=f"pass -o {output / (input_path.stem + '.denoised' + input_path.suffix)}")
+    if os.path.lexists(output) and not overwrite:  # a dangling symlink is an existing output too
         raise OutputError("output exists", received=str(output), expected="a new path",
                           todo="pass --overwrite to replace it, or -o another path")
     if not output.parent.is_dir():
         raise OutputError("output directory does not exist", received=str(output.parent),
                           expected="an existing directory", todo="create it or pass -o elsewhere")
     try:  # the one reliable test (permission bits say nothing for root or read-only mounts)
-        fd, probe = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".probe", dir=output.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError("output directory is not writable", received=f"{output.parent} ({exc.strerror or exc})",
+        AtomicFile(output, tag="probe").abort()
+    except OutputError as exc:
+        raise OutputError("output directory is not writable", received=f"{output.parent} ({exc.received})",
                           expected="a writable directory", todo="pass -o to a directory you can write") from exc
 
 
-def _scratch(output: Path, shape: tuple[int, int, int]) -> tuple[Path, np.ndarray]:
-    """A float32 ``shape`` memmap in a hidden temp file beside ``output``."""
-    fd, path = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".scratch.npy", dir=output.parent)
-    os.close(fd)
+def _scratch(output: Path, shape: tuple[int, int, int]) -> tuple[AtomicFile, np.ndarray]:
+    """A float32 ``shape`` memmap in a hidden temp file beside ``output``, preallocated (never committed)."""
+    file = AtomicFile(output, tag="scratch")
     try:
-        return Path(path), np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        array = np.lib.format.open_memmap(file.tmp, mode="w+", dtype=np.float32, shape=shape)
+        # Preallocated: a sparse map on a full disk raises SIGBUS at the first page without room.
+        file.preallocate(os.path.getsize(file.tmp))
+        return file, array
     except OSError as exc:
-        Path(path).unlink(missing_ok=True)
+        file.abort()
         raise OutputError("cannot create the scratch file beside the output",
-                          received=f"{path} ({exc.strerror or exc})",
+                          received=f"{file.path.parent} ({exc.strerror or exc})",
                           expected=f"room for {np.prod(shape) * 4 / 1e9:.2f} GB", todo="free disk space") from exc
+    except BaseException:
+        file.abort()
+        raise
 
 
 def _check_config(config: DenoiseConfig) -> None:
@@ -520,10 +659,14 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
     t0 = time.perf_counter()
     input_path, output = Path(input_path), Path(output)
     _check_config(config)
+    if output.is_dir():
+        _check_output(output, config.overwrite, input_path)
     if input_path.suffix.lower() != output.suffix.lower():
         raise OutputError("output format differs from the input's", received=output.suffix or output.name,
                           expected=input_path.suffix, todo=f"name the output *{input_path.suffix}")
     reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset, segy=config.segy_options())
+    if getattr(reader, "stamp", None) is None and not hasattr(reader, "check_unchanged"):
+        reader.stamp = FileStamp.of(input_path)  # formats without their own check (SEG-Y): size and mtime
     own_engine = engine is None
     store = None
     try:
@@ -532,6 +675,12 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
             raise InputError("volume is empty", received=f"canonical shape {tuple(reader.shape)}",
                              expected="at least one sample on every axis", todo="check the file")
         _check_output(output, config.overwrite, input_path)
+        stale = tuple(remove_stale_temps(output.parent))
+        views = ("inline", "crossline") if config.views == "both" else (config.views,)
+        batch, batch_note = bounded_batch(tuple(reader.shape), views, _window(config, engine), config.batch_size,
+                                          config.tta)
+        if batch != config.batch_size:
+            config = dataclasses.replace(config, batch_size=batch)
         load_s = 0.0
         if own_engine:
             from impeccable.runtime.engines import create_engine
@@ -554,11 +703,25 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
     finally:
         if store is not None:
             store.discard()  # after a commit: only the scratch file goes
-        if own_engine and engine is not None:
+        if own_engine and engine is not None and id(engine) not in _BUSY_ENGINES:
             engine.close()
         reader.close()
     return DenoiseReport(output, sections, images, engine_s, time.perf_counter() - t0, stats.nonfinite, stats, name,
-                         load_s, fit=store.fit.as_dict(stats), qc=store.qc, strength=config.strength)
+                         load_s, batch, batch_note, stale, fit=store.fit.as_dict(stats), qc=store.qc,
+                         strength=config.strength)
+
+
+def _window(config: DenoiseConfig, engine: Engine | None) -> tuple[int, int]:
+    """The model window before the engine exists (it is created for the bounded batch): the card's, else 320 x 1280."""
+    if engine is not None:
+        return tuple(engine.window)
+    from impeccable.core.card import read_card, window_of
+
+    model = config.resolved_model()
+    try:
+        return tuple(window_of(read_card(model if model.is_dir() else model.parent)))
+    except Exception:  # noqa: BLE001 - no card (a bare .onnx/.plan): the engine reports model errors itself
+        return WINDOW
 
 
 def _preview(reader: VolumeReader, output: Path, config: DenoiseConfig, denoised: np.ndarray, mid: int) -> None:

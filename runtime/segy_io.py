@@ -17,9 +17,7 @@ written, dead traces get zeros. ``commit`` renames it into place; ``abort`` dele
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -270,13 +268,10 @@ class SegyWriter(TempFileCommit):
             raise OutputError("a SEG-Y output needs a SEG-Y input", received=type(like).__name__,
                               expected="SegyReader (headers are copied from the input)",
                               todo="write .npy or .h5 output for this input")
-        self.path = Path(path)
         self.like = like
         self.shape = like.shape
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
         self._file = None
+        self._begin(path)  # the shared temp file and no-clobber commit (impeccable.core.atomic)
         try:
             # A plain copy keeps every header byte and the sample format; only samples change below.
             shutil.copyfile(like.path, self.tmp)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from impeccable.core.atomic import AtomicFile
 from impeccable.core.errors import EngineError, InputError, OutputError
 
 
@@ -91,20 +93,80 @@ def fill_absent(sections: np.ndarray, live: np.ndarray, how: str = "mirror") -> 
     return sections
 
 
-class TempFileCommit:
-    """Commit/abort for writers that fill a temp file beside the output and rename it at the end.
+@dataclass(frozen=True)
+class FileStamp:
+    """A file's size and modification time, to tell whether it changed during a run.
 
-    The writer sets ``path`` (final), ``tmp`` (temp file), ``shape``, ``_file`` (open handle with ``close()``)
-    and ``_written`` (bool per inline); ``format_name`` names the format in errors.
+    Attributes:
+        size: Bytes.
+        mtime_ns: Modification time, nanoseconds.
+    """
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> FileStamp:
+        """The stamp of ``path`` now."""
+        st = os.stat(path)
+        return cls(st.st_size, st.st_mtime_ns)
+
+    def check(self, path: str | Path) -> None:
+        """Raise InputError if ``path`` is gone or its size or modification time differ from this stamp."""
+        try:
+            now = FileStamp.of(path)
+        except OSError as exc:
+            raise InputError("input vanished during the run", received=f"{path} ({exc.strerror or exc})",
+                             expected="an input left in place until the run ends",
+                             todo="rerun with the file in place") from exc
+        if now != self:
+            what = f"size {self.size} -> {now.size} bytes" if now.size != self.size else "modification time changed"
+            raise InputError("input changed during the run; nothing was written", received=f"{path}: {what}",
+                             expected="an input nobody writes while it is denoised",
+                             todo="rerun once the file is complete")
+
+
+class TempFileCommit:
+    """Commit/abort for writers that fill a temp file beside the output (:class:`~impeccable.core.atomic.AtomicFile`).
+
+    A writer calls :meth:`_begin` for its temp file (``self.tmp``), sets ``shape``, ``_file`` (open handle with
+    ``close()``) and ``_written`` (bool per inline); ``format_name`` names the format in errors.
+    ``overwrite`` (set by :func:`open_writer`) lets the commit replace an existing output; without it an output
+    that appeared during the run is left alone and the result kept under the name the error gives.
     """
 
     format_name = "output"
+    overwrite = False
+    _atomic: AtomicFile | None = None
+    _file = None
+
+    def _begin(self, path: Path) -> Path:
+        """Create the temp file beside ``path`` (the final output); return it."""
+        self.path = Path(path)
+        self._atomic = AtomicFile(self.path, tag="")
+        self.tmp = self._atomic.tmp
+        return self.tmp
+
+    def _preallocate(self, size: int) -> None:
+        """Reserve ``size`` bytes for the temp file now (a full disk fails here, in one line)."""
+        try:
+            self._atomic.preallocate(size)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _close(self) -> None:
+        """Flush and close the open file (the writer's handle)."""
+        if self._file is not None:
+            file, self._file = self._file, None
+            file.close()
 
     def commit(self) -> None:
-        """Close and move the temp file into place.
+        """Close and move the temp file into place, never over an existing output without ``overwrite``.
 
         Raises:
-            OutputError: Some inlines were never written.
+            OutputError: Some inlines were never written, the close failed (disk full), or the output
+                appeared during the run (then the result is kept aside, under the name the message gives).
         """
         missing = np.flatnonzero(~self._written)
         if missing.size:
@@ -112,17 +174,31 @@ class TempFileCommit:
             raise OutputError(f"{self.format_name} output incomplete",
                               received=f"{missing.size} inlines never written",
                               expected=f"all {self.shape[0]} inlines", todo="report this as a bug")
-        self._file.close()
-        self._file = None
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.path)
+        try:
+            self._close()
+        except (OSError, RuntimeError) as exc:
+            self.abort()
+            raise OutputError(f"cannot finish the {self.format_name} output {self.path.name}",
+                              received=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                              expected="room and permission to write beside the output",
+                              todo="free disk space or write elsewhere") from exc
+        self._atomic.overwrite = self.overwrite
+        self._atomic.commit()
+        self.tmp = None
+
+    def _discard(self) -> None:
+        """Let go of the open file without caring for its content (default: close it)."""
+        self._close()
 
     def abort(self) -> None:
-        """Remove the temp file; the final path is untouched."""
-        if self._file is not None:
-            self._file.close()
+        """Close (ignoring errors: the file is being thrown away) and remove the temp file; the output is untouched."""
+        try:
+            self._discard()
+        except Exception:  # noqa: BLE001 - e.g. ENOSPC while flushing a file that is deleted next
             self._file = None
-        self.tmp.unlink(missing_ok=True)
+        if self._atomic is not None:
+            self._atomic.abort()
+        self.tmp = None
 
 
 class VolumeWriter(Protocol):
@@ -176,6 +252,9 @@ def open_reader(path: str | Path, time_axis: int | str = "auto", dataset: str | 
             ``line_key``, ``cdp`` (ignored for other formats).
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError("input is a directory", received=str(path), expected="a .npy, .h5 or SEG-Y file",
+                         todo="pass the volume file inside it")
     if not path.is_file():
         raise InputError("input file not found", received=str(path), expected="an existing .npy, .h5 or SEG-Y file",
                          todo="check the path")
@@ -184,12 +263,16 @@ def open_reader(path: str | Path, time_axis: int | str = "auto", dataset: str | 
     return reader_cls(path, time_axis=time_axis, dataset=dataset, **options)
 
 
-def open_writer(path: str | Path, like: VolumeReader, dtype: np.dtype | type = np.float32) -> VolumeWriter:
+def open_writer(path: str | Path, like: VolumeReader, dtype: np.dtype | type = np.float32,
+                overwrite: bool = False) -> VolumeWriter:
     """Open an output volume of the same format, shape and orientation as ``like``'s source.
 
     The output's format follows ``path``'s extension, which must be the input's (SEG-Y headers and HDF5
-    dataset names come from ``like``).
+    dataset names come from ``like``). ``overwrite`` lets the commit replace an existing file; without it
+    the commit never replaces one, also one that appeared during the run.
     """
     path = Path(path)
     _, writer_cls = _format_of(path)
-    return writer_cls(path, like=like, dtype=np.dtype(dtype))
+    writer = writer_cls(path, like=like, dtype=np.dtype(dtype))
+    writer.overwrite = overwrite
+    return writer

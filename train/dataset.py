@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from impeccable.core.amplitude import VolumeStats, normalize, volume_stats
+from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import DataError, InputError
 
 INLINE, CROSSLINE = 0, 1
@@ -186,10 +187,8 @@ def synthetic_sources(n: int, shape: tuple[int, int, int], seed: int, cache_dir:
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_write(path, what="cannot write a synthetic training volume") as out, out.open() as fh:
         np.save(fh, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def challenge_sources(root: Path, min_ssim: float | None = None, time_axis: int | str = "auto",
@@ -247,9 +246,8 @@ def pair_stats(sources: Sequence[PairSource], cache_path: Path | None = None,
             changed = True
     if changed and cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_name(cache_path.name + ".tmp")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, cache_path)
+        with atomic_write(cache_path, what="cannot write the volume statistics cache") as cache_file:
+            cache_file.tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
     return out
 
 

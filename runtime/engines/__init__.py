@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from impeccable.core.card import ONNX_FP16_NAME, ONNX_NAME, WEIGHTS_NAME
+from impeccable.core.card import CARD_NAME, ONNX_FP16_NAME, ONNX_NAME, WEIGHTS_NAME
 from impeccable.core.errors import EngineError, ImpeccableError, ModelError
 from impeccable.runtime.engines.base import Engine, EngineBase, check_batch
 
@@ -217,6 +217,10 @@ def default_engine_name(model: str | Path) -> str:
     model = Path(model)
     if model.suffix == ".plan":
         return "tensorrt"
+    if model.is_dir() and not any(p.suffix in (".json", ".onnx", ".safetensors", ".plan") for p in model.iterdir()):
+        raise ModelError("no model files in the model directory", received=str(model),
+                         expected=f"{CARD_NAME} with {ONNX_NAME} or {WEIGHTS_NAME}",
+                         todo="pass the directory impeccable-train or impeccable-export wrote (or no --model)")
     if nvidia_gpu():
         for spec in sorted((s for s in ENGINES.values() if s.gpu_rank is not None), key=lambda s: s.gpu_rank):
             if installed(spec.name) and _gpu_ready(spec, model):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import openvino as ov
+from openvino.frontend import FrontEndManager
 
 from impeccable.core.errors import EngineError
 from impeccable.core.model_files import resolve_onnx, resolve_window
@@ -58,7 +59,10 @@ class OpenVINOEngine(EngineBase):
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            graph = core.read_model(str(path))
+            # The ONNX frontend alone: Core.read_model tries every frontend on a file it cannot parse, and the
+            # TensorFlow one prints "E0000 ... GraphDef" lines to stderr before our one-line error.
+            onnx_frontend = FrontEndManager().load_by_framework("onnx")
+            graph = onnx_frontend.convert(onnx_frontend.load(str(path)))
         except Exception as exc:
             raise EngineError("openvino cannot read the model", received=f"{path}: {exc}".splitlines()[0],
                               expected="a valid ONNX model", todo="re-export it: impeccable-export MODEL_DIR") from exc

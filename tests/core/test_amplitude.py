@@ -13,16 +13,24 @@ def test_volume_stats_chunked_equals_direct():
     assert stats.nonfinite == 0
 
 
-def test_nonfinite_are_counted_and_read_as_zero():
+def test_nonfinite_are_counted_left_out_and_filled_with_the_finite_mean():
     vol = np.full((4, 3, 5), 10.0, dtype=np.float32)
     vol[0, 0, 0] = np.nan
     vol[1, 1, 1] = np.inf
     vol[2, 2, 2] = 20.0
     stats = volume_stats(vol, chunk=2)
-    assert (stats.vmin, stats.vmax, stats.nonfinite) == (0.0, 20.0, 2)
+    assert (stats.vmin, stats.vmax, stats.nonfinite) == (10.0, 20.0, 2)  # DESIGN §3: finite samples only
+    mean = (57 * 10.0 + 20.0) / 58
+    assert stats.fill == pytest.approx(mean) and stats.fill_value == pytest.approx(mean)
     unit = normalize(vol, stats)
     assert np.isfinite(unit).all()
-    assert unit[0, 0, 0] == 0 and unit[2, 2, 2] == 1 and unit[0, 1, 1] == pytest.approx(0.5)
+    assert unit[0, 1, 1] == 0 and unit[2, 2, 2] == 1
+    assert unit[0, 0, 0] == unit[1, 1, 1] == pytest.approx((mean - 10.0) / 10.0)
+
+
+def test_fill_of_old_stats_is_zero_clipped_into_the_range():
+    assert VolumeStats(144.0, 373.0, 1).fill_value == 144.0
+    assert VolumeStats(-5.0, 5.0, 1).fill_value == 0.0
 
 
 def test_normalize_denormalize_round_trip_and_integer_input():
@@ -34,7 +42,8 @@ def test_normalize_denormalize_round_trip_and_integer_input():
 
 
 @pytest.mark.parametrize(("stats", "match"), [(VolumeStats(3.0, 3.0), "constant"),
-                                               (VolumeStats(0.0, 0.0, nonfinite=12), "after replacing 12 NaN")])
+                                               (VolumeStats(0.0, 0.0, nonfinite=12), r"besides 12 NaN"),
+                                               (VolumeStats(np.inf, -np.inf, nonfinite=5), "no finite sample")])
 def test_constant_volume_is_refused(stats, match):
     with pytest.raises(InputError, match=match):
         stats.check_not_constant()

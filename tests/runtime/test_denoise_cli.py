@@ -72,7 +72,7 @@ def test_nonfinite_samples_are_reported(tmp_path, tiny_volume, tiny_model_dir):
     np.save(tmp_path / "vol.npy", vol)
     result = _invoke(tmp_path / "vol.npy", "--model", tiny_model_dir, "--engine", "onnxruntime", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert "replaced 3 NaN/Inf samples" in result.stderr
+    assert "filled 3 NaN/Inf samples" in result.stderr
     assert np.isfinite(np.load(tmp_path / "vol.denoised.npy")).all()
 
 
@@ -131,7 +131,7 @@ BAD_RUNS = [
     ("2-D", "vol.npy", np.zeros((10, 20), np.float32), [], "has 2 dimension"),
     ("4-D", "vol.npy", np.zeros((2, 3, 4, 50), np.float32), [], "has 4 dimension"),
     ("truncated", "vol.npy", _truncated(), [], "truncated"),
-    ("nan then constant", "vol.npy", NAN_ELSE_ZERO, [], "constant after replacing 4 NaN/Inf"),
+    ("nan then constant", "vol.npy", NAN_ELSE_ZERO, [], r"constant \(besides 4 NaN/Inf"),
     ("constant", "vol.npy", np.full((3, 20, 100), 7, np.int16), [], "volume is constant"),
     ("ambiguous time axis", "vol.npy", np.zeros((30, 20, 30), np.float32), [], "time axis"),
     ("output exists", "vol.npy", GOOD, ["-o", "{root}/old.npy"], "output exists"),

@@ -340,6 +340,10 @@ def test_default_engine_for_files_and_empty_dirs(monkeypatch, tmp_path):
     monkeypatch.setattr(engines, "nvidia_gpu", lambda: False)
     assert default_engine_name(tmp_path / "x.plan") == "tensorrt"
     assert default_engine_name(tmp_path / "x.onnx") in ("openvino", "onnxruntime")
+    with pytest.raises(ModelError, match=r"no model files in the model directory"):  # issue 20 row 9
+        default_engine_name(tmp_path)
+    (tmp_path / "model.json").write_text("{}")
+    monkeypatch.setattr(engines, "installed", lambda name: False)
     with pytest.raises(ModelError, match=r"no installed engine can run.*impeccable-export"):
         default_engine_name(tmp_path)
 

@@ -188,18 +188,18 @@ def test_reads_are_bounded_blocks_never_the_volume(tmp_path, tiny_volume, monkey
         assert inline_block or crossline_block, (n_il, n_xl)
 
 
-def test_nonfinite_samples_are_zeroed_and_counted(tmp_path, tiny_volume):
+def test_nonfinite_samples_are_filled_with_the_finite_mean_and_counted(tmp_path, tiny_volume):
     vol = tiny_volume((5, 12, 40))
     vol[1, 2, 3], vol[2, 3, 4], vol[4, 0, 0] = np.nan, np.inf, -np.inf
     out, report = _run(tmp_path, vol, engine=FakeEngine(window=(16, 64)))
     assert report.nonfinite == 3 and report.stats.nonfinite == 3
-    clean = np.where(np.isfinite(vol), vol, 0)
+    clean = np.where(np.isfinite(vol), vol, np.mean(vol[np.isfinite(vol)], dtype=np.float64))
     np.testing.assert_allclose(out, clean, atol=1e-4 * np.ptp(clean))
 
 
 @pytest.mark.parametrize(("volume", "match"), [
     (np.full((4, 5, 20), 3.0, np.float32), "constant"),
-    (np.where(np.arange(400).reshape(4, 5, 20) % 2, np.nan, 0).astype(np.float32), "constant after replacing 200"),
+    (np.where(np.arange(400).reshape(4, 5, 20) % 2, np.nan, 0).astype(np.float32), r"constant \(besides 200 NaN"),
     (np.zeros((0, 5, 20), np.float32), "empty"),
 ])
 def test_unusable_volumes_leave_nothing_behind(tmp_path, volume, match):
