@@ -32,7 +32,8 @@ HELD_OUT_SEED = 900001
 
 
 def _denoise(noisy_path: Path, out_path: Path, model: Path, spec: str, batch: int,
-             views: str = "inline") -> tuple[np.ndarray, float]:
+             views: str = "inline") -> tuple[np.ndarray, float, dict]:
+    """The denoised volume, the seconds it took, and the run's QC figures (amplitude fit and removed part)."""
     from impeccable.benchmarks.throughput import _engine_options, parse_engine
     from impeccable.runtime.config import DenoiseConfig
     from impeccable.runtime.pipeline import denoise_file
@@ -41,8 +42,11 @@ def _denoise(noisy_path: Path, out_path: Path, model: Path, spec: str, batch: in
     config = DenoiseConfig(model=model, engine=name, tta=True, views=views, batch_size=batch, overwrite=True,
                            engine_options=_engine_options(name, precision, device), progress=False)
     start = time.perf_counter()
-    denoise_file(noisy_path, out_path, config)
-    return np.load(out_path), time.perf_counter() - start
+    report = denoise_file(noisy_path, out_path, config)
+    qc = {"gain": report.fit["gain"], "offset_of_std": report.fit["offset_of_std"],
+          "removed_energy": report.qc["removed_energy"], "removed_mean_of_std": report.qc["removed_mean_of_std"],
+          "leakage": report.qc["leakage"]}
+    return np.load(out_path), time.perf_counter() - start, qc
 
 
 def model_column(spec: str, views: str) -> str:
@@ -113,7 +117,7 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
             noisy_path = Path(tmp) / f"noisy-{family}-{level}-{seed}.npy"
             np.save(noisy_path, noisy)
             row = {"family": family, "level": level, "seed": seed,
-                   "scores": {"noisy": score_volumes(clean, noisy)}, "seconds": {}}
+                   "scores": {"noisy": score_volumes(clean, noisy)}, "seconds": {}, "qc": {}}
             if baselines:
                 for name, fn in BASELINES.items():
                     if name == "identity":  # the noisy column already
@@ -123,18 +127,21 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
                     row["seconds"][name] = time.perf_counter() - start
             for spec in specs:
                 for view in views:
-                    denoised, seconds = _denoise(noisy_path, Path(tmp) / "out.npy", model, spec, batch_size,
-                                                 view)
+                    denoised, seconds, qc = _denoise(noisy_path, Path(tmp) / "out.npy", model, spec, batch_size,
+                                                     view)
                     column = model_column(spec, view)
                     row["scores"][column] = score_volumes(clean, denoised)
                     row["seconds"][column] = seconds
+                    row["qc"][column] = qc
                     key = (family, seed, column)
                     if key not in clean_in:
                         clean_path = Path(tmp) / f"clean-{family}-{seed}.npy"
                         np.save(clean_path, clean)
-                        denoised, _ = _denoise(clean_path, Path(tmp) / "out.npy", model, spec, batch_size, view)
-                        clean_in[key] = score_volumes(clean, denoised)
-                    row["scores"][clean_in_column(column)] = clean_in[key]
+                        denoised, _, qc = _denoise(clean_path, Path(tmp) / "out.npy", model, spec, batch_size,
+                                                   view)
+                        clean_in[key] = (score_volumes(clean, denoised), qc)
+                    row["scores"][clean_in_column(column)] = clean_in[key][0]
+                    row["qc"][clean_in_column(column)] = clean_in[key][1]
             click.echo(f"{family} {level} seed {seed}: "
                        + ", ".join(f"{k} {v:.4f}" for k, v in row["scores"].items()))
             rows.append(row)
@@ -148,11 +155,23 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
             sel = [r for r in rows if r["level"] == level and r["family"] == family]
             lines.append(f"| **{family}** | **{level} mean** | | "
                          + " | ".join(f"**{np.mean([r['scores'][m] for r in sel]):.4f}**" for m in methods) + " |")
+    lines += ["", *qc_table(rows)]
     table = "\n".join(lines)
     click.echo(table)
     report = {"model": str(model), "shape_il_xl_t": list(vol_shape), "engines": specs, "views": views,
               "families": family_names, "rows": rows}
     write_report(report, table, json_path, md_path)
+
+
+def qc_table(rows: list[dict]) -> list[str]:
+    """Markdown lines of the QC figures of every model column on every volume (noisy and clean-in runs)."""
+    names = ("gain", "offset_of_std", "removed_energy", "removed_mean_of_std", "leakage")
+    lines = ["| family | level | seed | run | " + " | ".join(names) + " |", "|---|---|---|---|" + "---|" * len(names)]
+    for row in rows:
+        for column, qc in row["qc"].items():
+            lines.append(f"| {row['family']} | {row['level']} | {row['seed']} | {column} | "
+                         + " | ".join(f"{qc[n]:.4f}" for n in names) + " |")
+    return lines
 
 
 if __name__ == "__main__":

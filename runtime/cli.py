@@ -119,18 +119,10 @@ def summary_line(report) -> str:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON through a temporary file renamed into place."""
+    """Write ``data`` as indented JSON, atomically (:func:`impeccable.core.atomic.atomic_write`)."""
     import json
-    import os
-    import tempfile
 
-    from impeccable.core.errors import OutputError
+    from impeccable.core.atomic import atomic_write
 
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError("cannot write the report", received=f"{path} ({exc.strerror or exc})",
-                          expected="a writable path", todo="pass --report to a writable file") from exc
+    with atomic_write(path, what="cannot write the report") as handle, handle.open() as out:
+        out.write(json.dumps(data, indent=2).encode())

@@ -92,6 +92,12 @@ def test_quality_scores_noisy_baselines_and_model(tiny_model, tmp_path):
     assert {"noisy", "bandpass", "fx_decon", "model onnxruntime", "clean-in model onnxruntime"} <= set(scores)
     assert all(np.isfinite(v) and -1 <= v <= 1 for v in scores.values())
     assert 0.75 < scores["noisy"] < 0.97  # the moderate level's calibrated range
+    qc = rows[0]["qc"]
+    assert set(qc) == {"model onnxruntime", "clean-in model onnxruntime"}
+    assert set(qc["model onnxruntime"]) == {"gain", "offset_of_std", "removed_energy", "removed_mean_of_std",
+                                            "leakage"}
+    assert abs(qc["model onnxruntime"]["removed_mean_of_std"]) < 0.01  # amplitude-preserving
+    assert "| removed_energy |" in result.output  # the QC table
 
 
 def test_quality_rejects_an_unknown_noise_level(tiny_model):
