@@ -53,7 +53,8 @@ from impeccable.runtime.calibrate import fit_amplitudes, write_output
 from impeccable.runtime.config import VIEWS, DenoiseConfig
 from impeccable.runtime.engines.base import Engine
 from impeccable.runtime.npy_io import MappedVolume
-from impeccable.runtime.volumes import VolumeReader, fill_absent, live_mask, open_reader, open_writer
+from impeccable.runtime.volumes import (DIRECTORY_FORMATS, VolumeReader, fill_absent, live_mask, open_reader,
+                                        open_writer)
 
 #: Bytes of float32 samples per block when scanning statistics or writing the output (at least one inline).
 BLOCK_BYTES = 32 << 20
@@ -447,7 +448,7 @@ def _check_output(output: Path, overwrite: bool, input_path: Path) -> None:
     if output.resolve() == input_path.resolve():
         raise OutputError("output would overwrite the input", received=str(output), expected="another path",
                           todo="pass -o with a new file name")
-    if output.is_dir():
+    if output.is_dir() and output.suffix.lower() not in DIRECTORY_FORMATS:  # a .zarr output is a directory
         raise OutputError("output is a directory", received=str(output), expected="a file path",
                           todo="pass -o with a file name")
     if output.exists() and not overwrite:
