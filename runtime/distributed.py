@@ -43,6 +43,8 @@ from impeccable.runtime.npy_io import MappedVolume
 from impeccable.runtime.volumes import open_reader
 
 PLUGIN_NAME = "impeccable-engine"
+#: How long to try reaching a running scheduler (``--cluster tcp://...``).
+CONNECT_TIMEOUT = "15s"
 #: Formats the distributed runner writes (each task writes its own inlines).
 CLUSTER_FORMATS = (".npy", ".zarr")
 
@@ -317,7 +319,7 @@ def start_client(cluster: str, workers: int | None = None, processes: bool = Tru
     distributed = _import_distributed()
     if cluster != "local":
         try:
-            return distributed.Client(cluster, timeout="20s")
+            return distributed.Client(cluster, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             raise InputError("cannot reach the Dask scheduler", received=f"{cluster} ({exc})",
                              expected="a running `dask scheduler`", todo="start it, or pass --cluster local") from exc
@@ -399,7 +401,7 @@ class _Passes:
 
 def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseConfig, client=None,
                     engine_factory=None, resume: bool = False, retries: int = 2,
-                    slab_sections: int | None = None) -> DistributedReport:
+                    slab_sections: int | None = None, announce=None) -> DistributedReport:
     """Denoise a ``.npy`` or Zarr volume on a Dask cluster; the output equals :func:`denoise_file`'s.
 
     Args:
@@ -413,6 +415,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         resume: Finish an interrupted attempt (refused when the input, model or settings changed).
         retries: Retries of a failing task.
         slab_sections: Sections per task [default: :data:`~impeccable.runtime.distributed_plan.SLAB_SECTIONS`].
+        announce: Called with lines worth showing at the start (the dashboard's address).
 
     Raises:
         ImpeccableError: Bad input, output, model or engine, or a task that failed past its retries; the
@@ -434,14 +437,15 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset)
     views = ("inline", "crossline") if config.views == "both" else (config.views,)
     own_client = client is None
+    client = None if own_client else client
     run = RunDir(output)
-    passes = None
+    opened = committed = False
     try:
         if own_client:
             client = start_client(config.cluster or "local", config.workers)
-        dashboard = getattr(client, "dashboard_link", None)
-        if config.progress and dashboard:
-            print(f"dashboard: {dashboard}", flush=True)
+        dashboard = _dashboard(client)
+        if announce is not None:
+            announce(f"dashboard: {dashboard or 'not served (pip install bokeh)'}; scheduler {client.scheduler.address}")
         client.register_plugin(make_plugin(factory), name=PLUGIN_NAME)
         window = _window(client)
         steps = {v: sections_per_batch(reader, v, window, config.batch_size) for v in views}
@@ -452,6 +456,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             chunk = section_chunks(tuple(reader.shape), reader.chunks)[0]
         plan = make_plan(tuple(reader.shape), views, steps, chunk, slab_sections)
         resumed_run = run.open(_identity(input_path, config, factory, plan), resume, config.overwrite)
+        opened = True
         sink = _create_sink(run, reader, input_path, config, resumed_run, chunk)
         _create_scratch(run, reader.shape, views, plan, resumed_run)
         job = Job(str(input_path), getattr(reader, "time_axis", config.time_axis), config.dataset,
@@ -484,6 +489,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             qc.rows.append(np.asarray(p["rows"], dtype=np.float64).reshape(-1, 4))
             qc.similarity.update({int(k): (float(s), int(n)) for k, s, n in p["similarity"]})
         _commit(run, sink, output, config.overwrite or resume)
+        committed = True
     except OSError as exc:
         raise OutputError("I/O failed in the distributed run", received=f"{exc.strerror or exc}: "
                           f"{exc.filename or ''}", expected="readable input and room beside the output",
@@ -495,8 +501,10 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                           expected="every slab done", todo=f"fix the cause, then rerun with --resume "
                                                            f"(state in {run.path})") from exc
     finally:
+        if opened and not committed and not any(run.flags.glob("predict-*")):
+            run.remove()  # nothing costly was done (a constant volume, a failing engine): leave no state
         reader.close()
-        if own_client:
+        if own_client and client is not None:
             cluster = client.cluster
             client.close()
             if cluster is not None:
@@ -510,6 +518,13 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     return DistributedReport(output, sum(p["sections"] for p in done_predictions), time.perf_counter() - t0,
                              {"inline": len(plan.inline), "crossline": len(plan.crossline)}, passes.resumed,
                              passes.retried, dict(workers), stats, fit.as_dict(stats), qc.report(), dashboard)
+
+
+def _dashboard(client) -> str | None:
+    """The dashboard's address, where bokeh serves one."""
+    import importlib.util
+
+    return getattr(client, "dashboard_link", None) if importlib.util.find_spec("bokeh") else None
 
 
 def _window(client) -> tuple[int, int]:

@@ -186,13 +186,14 @@ def test_failing_task_is_retried(tmp_path, tiny_model_dir, volume, client):
     assert np.array_equal(np.load(tmp_path / "out.npy"), ref)
 
 
-def test_task_failing_past_retries_keeps_state_for_resume(tmp_path, tiny_model_dir, volume, client):
+def test_task_failing_past_retries(tmp_path, tiny_model_dir, volume, client):
     source = tmp_path / "in.npy"
     np.save(source, volume)
     with pytest.raises(OutputError, match="distributed run failed.*--resume"):
         run_distributed(source, tmp_path / "out.npy", _config(tiny_model_dir), client=client, retries=0,
                         engine_factory=_factory(FailingOnce, tiny_model_dir, marker=str(tmp_path / "m")))
-    assert not (tmp_path / "out.npy").exists() and RunDir(tmp_path / "out.npy").path.is_dir()
+    # Nothing was predicted yet: no state is kept (test_resume_* covers a run stopped later).
+    assert not (tmp_path / "out.npy").exists() and not RunDir(tmp_path / "out.npy").path.exists()
 
 
 def test_killed_worker_process(tmp_path, tiny_model_dir, volume):
@@ -240,17 +241,22 @@ def test_resume_with_another_model_is_refused(tmp_path, tiny_model_dir, volume, 
     np.save(source, volume)
     output = tmp_path / "out.npy"
     with pytest.raises(OutputError):
-        run_distributed(source, output, _config(tiny_model_dir), client=one_worker, retries=0,
-                        engine_factory=_factory(StoppingAfter, tiny_model_dir, calls=2))
+        run_distributed(source, output, _config(tiny_model_dir), client=one_worker, retries=0, slab_sections=3,
+                        engine_factory=_factory(StoppingAfter, tiny_model_dir, calls=6))
     other = tmp_path / "other-model"
     shutil.copytree(tiny_model_dir, other)
     card = json.loads((other / "model.json").read_text())
     card["name"] = "another model"
     (other / "model.json").write_text(json.dumps(card))
     with pytest.raises(InputError, match="cannot resume.*model differ"):
-        run_distributed(source, output, _config(other), client=one_worker, resume=True)
+        run_distributed(source, output, _config(other), client=one_worker, resume=True, slab_sections=3)
     with pytest.raises(InputError, match="cannot resume.*settings differ"):
-        run_distributed(source, output, _config(tiny_model_dir, tta=False), client=one_worker, resume=True)
+        run_distributed(source, output, _config(tiny_model_dir, tta=False), client=one_worker, resume=True,
+                        slab_sections=3)
+    np.save(source, volume + 1)  # the input changed (size equal, mtime not)
+    with pytest.raises(InputError, match="cannot resume.*input differ"):
+        run_distributed(source, output, _config(tiny_model_dir), client=one_worker, resume=True, slab_sections=3)
+    assert RunDir(output).path.is_dir()  # the refusals kept the first attempt's state
     assert not output.exists()
 
 
