@@ -93,17 +93,25 @@ def measure(model: Path, shape: tuple[int, int, int], engine: str, slab_sections
 def estimate(result: dict, gpu_rate: float, survey_gb: float = 300.0, bandwidth_gbs: float = 2.0) -> dict:
     """Wall time of a ``survey_gb`` float32 survey on 8 and 64 GPUs at ``gpu_rate`` sections/s each.
 
-    Efficiency = the measured 2-worker scaling (ratio / 2) x (1 - the scheduler's share per slab). The I/O
-    bound assumes ``bandwidth_gbs`` GB/s of storage per GPU node (one GPU per node here: a conservative NFS /
-    object-store figure) for :data:`IO_VOLUMES` passes of the volume.
+    Two efficiencies bracket it: ``measured`` = the 2-worker scaling of this run (ratio / 2; on a shared
+    2-core CPU the workers also compete for the cores, which GPUs do not) and ``scheduler`` = 1 - the
+    scheduler's cost per slab at the GPU's rate (the empty-task cost of this run times the 4 tasks of a slab,
+    over the slab's compute at ``gpu_rate``), for slabs of 16 and 256 sections. The I/O bound assumes
+    ``bandwidth_gbs`` GB/s of storage per GPU for :data:`IO_VOLUMES` passes of the volume; the wall time is
+    the larger of compute and I/O (the passes overlap across workers).
     """
     sections = survey_gb * 1e9 / SECTION_BYTES
-    efficiency = min(1.0, result["ratio_2_over_1"] / 2) * (1 - result["workers_2"]["overhead_share"])
+    task_s = result["workers_2"]["empty_task_ms"] / 1e3
+    efficiency = {"measured": min(1.0, result["ratio_2_over_1"] / 2)}
+    for slab in (16, 256):
+        efficiency[f"scheduler_slab_{slab}"] = 1 / (1 + 4 * task_s / (slab / gpu_rate))
     rows = {}
     for gpus in (8, 64):
-        compute_h = sections / (gpu_rate * gpus * efficiency) / 3600
         io_h = survey_gb * IO_VOLUMES / (bandwidth_gbs * gpus) / 3600
-        rows[gpus] = {"compute_h": compute_h, "io_h": io_h, "wall_h": max(compute_h, io_h)}
+        rows[gpus] = {"io_h": io_h}
+        for name, eff in efficiency.items():
+            compute_h = sections / (gpu_rate * gpus * eff) / 3600
+            rows[gpus][name] = {"compute_h": compute_h, "wall_h": max(compute_h, io_h)}
     return {"survey_gb": survey_gb, "sections": sections, "gpu_rate": gpu_rate, "efficiency": efficiency,
             "bandwidth_gbs_per_gpu": bandwidth_gbs, "gpus": rows}
 
@@ -121,12 +129,16 @@ def markdown(result: dict, est: dict, meta: dict) -> str:
                      f"{w['compute_s_per_slab']:.2f} | {w['empty_task_ms']:.1f} | {w['overhead_share']:.2%} | "
                      f"{w['identical_to_single_process']} |")
     lines += ["", f"2 workers / 1 worker: **{result['ratio_2_over_1']:.2f}x**.", "",
-              f"300 GB survey ({est['sections']:.0f} challenge-sized sections), at {est['gpu_rate']:.0f} "
-              f"sections/s per GPU (assumed), efficiency {est['efficiency']:.2f}, storage "
-              f"{est['bandwidth_gbs_per_gpu']:.0f} GB/s per GPU node:", "",
-              "| GPUs | compute h | I/O h | wall h |", "|---|---|---|---|"]
+              f"300 GB survey ({est['sections']:.0f} challenge-sized sections of 1.5 MB) at "
+              f"{est['gpu_rate']:.0f} sections/s per GPU (assumed: the toolkit's H100 goal, TensorRT FP16, not "
+              f"measured here), storage {est['bandwidth_gbs_per_gpu']:.0f} GB/s per GPU for {IO_VOLUMES} passes "
+              "of the volume; efficiency measured here (2 workers / 2, a shared CPU) or the scheduler's share "
+              "alone at the GPU's rate:", "",
+              "| GPUs | I/O h | " + " | ".join(f"{k} (eff {v:.3f}) wall h" for k, v in est["efficiency"].items())
+              + " |", "|---|---|" + "---|" * len(est["efficiency"])]
     for gpus, row in est["gpus"].items():
-        lines.append(f"| {gpus} | {row['compute_h']:.2f} | {row['io_h']:.2f} | {row['wall_h']:.2f} |")
+        lines.append(f"| {gpus} | {row['io_h']:.3f} | " + " | ".join(
+            f"{row[k]['wall_h']:.3f} (compute {row[k]['compute_h']:.3f})" for k in est["efficiency"]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -142,25 +154,37 @@ def markdown(result: dict, est: dict, meta: dict) -> str:
               help="Assumed sections/s per GPU for the survey estimate (the H100 goal, TensorRT FP16).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.option("--markdown", "md_path", type=click.Path(path_type=Path), default=None)
+@click.option("--from-json", "from_json", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Redo the estimate and the table from an earlier run's JSON (no measurement).")
 @one_line_errors
 def main(model: Path | None, shape: str, engine: str, slab_sections: int, batch_size: int, tta: bool,
-         gpu_rate: float, json_path: Path | None, md_path: Path | None) -> None:
+         gpu_rate: float, json_path: Path | None, md_path: Path | None, from_json: Path | None) -> None:
     """Measure the distributed runner on this machine and estimate a 300 GB survey on 8 and 64 GPUs."""
     import distributed
 
     from impeccable.models import DEFAULT_MODEL_DIR
 
     dims = parse_shape(shape)
+    if from_json is not None:
+        earlier = json.loads(from_json.read_text())
+        result, meta = earlier["results"], earlier["meta"]
+        est = estimate(result, gpu_rate)
+        _write(markdown(result, est, meta), {"meta": meta, "results": result, "estimate": est}, json_path,
+               md_path)
+        return
     result = measure(model or DEFAULT_MODEL_DIR, dims, engine, slab_sections, batch_size, tta)
     est = estimate(result, gpu_rate)
     meta = {"date": dt.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
             f"{__import__('os').cpu_count()} cores", "shape": list(dims), "engine": engine, "tta": tta,
             "slab_sections": slab_sections, "batch_size": batch_size, "distributed": distributed.__version__,
             "python": platform.python_version()}
-    text = markdown(result, est, meta)
+    _write(markdown(result, est, meta), {"meta": meta, "results": result, "estimate": est}, json_path, md_path)
+
+
+def _write(text: str, data: dict, json_path: Path | None, md_path: Path | None) -> None:
     click.echo(text)
     if json_path is not None:
-        json_path.write_text(json.dumps({"meta": meta, "results": result, "estimate": est}, indent=2))
+        json_path.write_text(json.dumps(data, indent=2))
     if md_path is not None:
         md_path.write_text(text)
 

@@ -414,7 +414,8 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             :class:`EngineFactory` from the config].
         resume: Finish an interrupted attempt (refused when the input, model or settings changed).
         retries: Retries of a failing task.
-        slab_sections: Sections per task [default: :data:`~impeccable.runtime.distributed_plan.SLAB_SECTIONS`].
+        slab_sections: Sections per task [default: 256 MiB of float32 sections,
+            :func:`~impeccable.runtime.distributed_plan.default_slab_sections`].
         announce: Called with lines worth showing at the start (the dashboard's address).
 
     Raises:
@@ -432,7 +433,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     if config.preview is not None:
         raise InputError("--preview is not available with --cluster yet", received=str(config.preview),
                          expected="no --preview", todo="draw it afterwards from the output, or run without --cluster")
-    _check_output(output, config.overwrite or resume, input_path)
+    _check_output(output, config.overwrite, input_path)
     factory = engine_factory or EngineFactory.from_config(config)
     reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset)
     views = ("inline", "crossline") if config.views == "both" else (config.views,)
@@ -488,7 +489,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         for p in parts:
             qc.rows.append(np.asarray(p["rows"], dtype=np.float64).reshape(-1, 4))
             qc.similarity.update({int(k): (float(s), int(n)) for k, s, n in p["similarity"]})
-        _commit(run, sink, output, config.overwrite or resume)
+        _commit(run, sink, output, config.overwrite)
         committed = True
     except OSError as exc:
         raise OutputError("I/O failed in the distributed run", received=f"{exc.strerror or exc}: "

@@ -25,9 +25,16 @@ from pathlib import Path
 from impeccable.core.card import CARD_NAME
 from impeccable.core.errors import InputError, OutputError
 
-#: Sections per task when not set: enough work per task to hide the scheduler's ~ms overhead, small
-#: enough that a lost worker costs little and every worker gets several tasks.
-SLAB_SECTIONS = 16
+#: Float32 bytes of one slab when ``--slab-sections`` is not set: ~170 challenge-sized sections, which a GPU at
+#: 600 sections/s computes in ~0.3 s against the scheduler's ~5 ms per task (benchmarks/distributed.py: 16
+#: sections per slab would lose ~45% to it), small enough that a lost worker costs little.
+SLAB_BYTES = 256 << 20
+
+
+def default_slab_sections(shape: tuple[int, int, int], view: str) -> int:
+    """Sections of ``view`` in :data:`SLAB_BYTES` of float32 (at least one)."""
+    traces = shape[1] if view == "inline" else shape[0]
+    return max(1, SLAB_BYTES // max(1, traces * shape[2] * 4))
 
 
 @dataclass(frozen=True)
@@ -69,11 +76,12 @@ def make_plan(shape: tuple[int, int, int], views: tuple[str, ...], steps: dict[s
         views: ``("inline",)``, ``("crossline",)`` or both.
         steps: Sections per engine batch of each view (:func:`impeccable.runtime.pipeline.sections_per_batch`).
         chunk: Output chunk along the inlines (1 for ``.npy``: any inline boundary is a chunk boundary).
-        target: Sections per slab wanted [default: :data:`SLAB_SECTIONS`].
+        target: Sections per slab wanted [default: :func:`default_slab_sections`].
     """
-    target = target or SLAB_SECTIONS
-    inline = ranges(shape[0], slab_length(steps.get("inline", 1) if "inline" in views else 1, chunk, target))
-    crossline = (ranges(shape[1], slab_length(steps["crossline"], 1, target)) if "crossline" in views else ())
+    il_target = target or default_slab_sections(shape, "inline")
+    inline = ranges(shape[0], slab_length(steps.get("inline", 1) if "inline" in views else 1, chunk, il_target))
+    crossline = (ranges(shape[1], slab_length(steps["crossline"], 1, target or default_slab_sections(
+        shape, "crossline"))) if "crossline" in views else ())
     plan = Plan(inline, crossline, chunk)
     check_ownership(plan.inline, chunk, shape[0])
     return plan
