@@ -127,8 +127,18 @@ def _run_cluster(input_path: Path, output: Path, config: DenoiseConfig, resume: 
     """``--cluster``: the distributed runner, its dashboard address and its summary."""
     from impeccable.runtime.distributed import run_distributed
 
-    report = run_distributed(input_path, output, config, resume=resume, retries=retries,
-                             slab_sections=slab_sections, announce=lambda line: click.echo(line, err=True))
+    import sys
+
+    try:
+        report = run_distributed(input_path, output, config, resume=resume, retries=retries,
+                                 slab_sections=slab_sections, announce=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        from impeccable.runtime.distributed_plan import RunDir
+
+        state = RunDir(output).path
+        kept = f"the slabs done are kept in {state}" if state.exists() else "nothing was kept"
+        click.echo(f"Error: interrupted | {kept} | rerun the same command with --resume", err=True)
+        sys.exit(130)
     if report.stats.nonfinite:
         click.echo(f"replaced {report.stats.nonfinite} NaN/Inf samples before normalizing", err=True)
     click.echo(distributed_summary(report))

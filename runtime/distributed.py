@@ -336,6 +336,26 @@ def start_client(cluster: str, workers: int | None = None, processes: bool = Tru
     return distributed.Client(distributed.LocalCluster(n_workers=n, threads_per_worker=1, **kwargs))
 
 
+#: Engines whose CPU thread count can be set (``threads``).
+THREADED_ENGINES = ("onnxruntime", "openvino")
+
+
+def _share_cores(factory, client):
+    """On a CPU ``LocalCluster`` the workers share this machine's cores: give each engine its share.
+
+    Each engine would otherwise take every physical core, and N workers would run N x cores threads.
+    """
+    import dataclasses
+
+    if (not isinstance(factory, EngineFactory) or factory.name not in THREADED_ENGINES
+            or "threads" in dict(factory.options) or type(client.cluster).__name__ != "LocalCluster"):
+        return factory
+    from impeccable.core.cpu import physical_cores
+
+    share = max(1, physical_cores() // max(1, len(client.scheduler_info()["workers"])))
+    return dataclasses.replace(factory, options=factory.options + (("threads", share),))
+
+
 def _check_formats(input_path: Path, output: Path) -> None:
     ext = input_path.suffix.lower()
     if ext in (".h5", ".hdf5"):
@@ -444,6 +464,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     try:
         if own_client:
             client = start_client(config.cluster or "local", config.workers)
+            factory = _share_cores(factory, client)
         dashboard = _dashboard(client)
         if announce is not None:
             announce(f"dashboard: {dashboard or 'not served (pip install bokeh)'}; scheduler {client.scheduler.address}")

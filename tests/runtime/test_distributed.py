@@ -171,8 +171,30 @@ class StoppingAfter(EngineFactory):
         return Wrapped()
 
 
+@dataclass(frozen=True)
+class Counting(EngineFactory):
+    """The real engine; each build appends a line to ``log`` (engines built per worker, not per task)."""
+
+    log: str = ""
+
+    def __call__(self):
+        with open(self.log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return EngineFactory.__call__(self)
+
+
 def _factory(cls, model: Path, **kw):
     return cls("onnxruntime", str(model), 4, (("threads", 1),), **kw)
+
+
+def test_engine_built_once_per_worker(tmp_path, tiny_model_dir, volume, client):
+    source = tmp_path / "in.npy"
+    np.save(source, volume)
+    log = tmp_path / "builds"
+    report = run_distributed(source, tmp_path / "out.npy", _config(tiny_model_dir, views="both"), client=client,
+                             slab_sections=2, engine_factory=_factory(Counting, tiny_model_dir, log=str(log)))
+    assert report.slabs["inline"] + report.slabs["crossline"] > 10
+    assert len(log.read_text().split()) == 2  # two workers, two engines, for dozens of tasks
 
 
 def test_failing_task_is_retried(tmp_path, tiny_model_dir, volume, client):
