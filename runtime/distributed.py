@@ -46,7 +46,7 @@ PLUGIN_NAME = "impeccable-engine"
 #: How long to try reaching a running scheduler (``--cluster tcp://...``).
 CONNECT_TIMEOUT = "15s"
 #: Formats the distributed runner writes (each task writes its own inlines).
-CLUSTER_FORMATS = (".npy", ".zarr")
+CLUSTER_FORMATS = (".npy", ".zarr", ".mdio")
 
 
 def _import_distributed():
@@ -472,7 +472,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         window = _window(client)
         steps = {v: sections_per_batch(reader, v, window, config.batch_size) for v in views}
         chunk = 1
-        if input_path.suffix.lower() == ".zarr":
+        if input_path.suffix.lower() != ".npy":  # a Zarr or MDIO store
             from impeccable.runtime.zarr_io import section_chunks
 
             chunk = section_chunks(tuple(reader.shape), reader.chunks)[0]
@@ -481,7 +481,8 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         opened = True
         sink = _create_sink(run, reader, input_path, config, resumed_run, chunk)
         _create_scratch(run, reader.shape, views, plan, resumed_run)
-        job = Job(str(input_path), getattr(reader, "time_axis", config.time_axis), config.dataset,
+        job = Job(str(input_path), getattr(reader, "time_axis", config.time_axis),
+                  getattr(reader, "dataset", config.dataset),  # resolved: a group's only volume, MDIO's amplitude
                   replace(config, progress=False, preview=None), str(run.path), views, str(sink),
                   tuple(reader.shape))
         total = len(plan.inline) * 4 + len(plan.crossline)
@@ -572,7 +573,7 @@ def _create_sink(run: RunDir, reader, input_path: Path, config: DenoiseConfig, r
         return path
     from impeccable.runtime.zarr_io import create_like
 
-    path = run.path / "output.zarr"
+    path = run.path / f"output{input_path.suffix.lower()}"
     if not (resumed and path.is_dir()):
         create_like(path, reader, dtype, chunks=(chunk, reader.shape[1], reader.shape[2]))
     return path

@@ -147,9 +147,10 @@ FORMATS: dict[str, tuple[str, str, str, str]] = {
     ".sgy": ("impeccable.runtime.segy_io", "SegyReader", "SegyWriter", "segy"),
     ".segy": ("impeccable.runtime.segy_io", "SegyReader", "SegyWriter", "segy"),
     ".zarr": ("impeccable.runtime.zarr_io", "ZarrReader", "ZarrWriter", "distributed"),
+    ".mdio": ("impeccable.runtime.mdio_io", "MdioReader", "MdioWriter", "distributed"),
 }
 #: Formats stored as a directory (a Zarr store), not one file.
-DIRECTORY_FORMATS = (".zarr",)
+DIRECTORY_FORMATS = (".zarr", ".mdio")
 
 
 def _format_of(path: Path) -> tuple[type, type]:

@@ -135,8 +135,16 @@ class ZarrReader:
         self.close()
 
 
+#: Attributes never carried onto an output array: statistics of the input's samples (MDIO's ``statsV1``) would
+#: describe the noisy volume, not the denoised one.
+DROPPED_ATTRS = ("statsV1",)
+
+
 def create_like(path: Path, like, dtype: np.dtype, chunks: tuple[int, int, int] | None = None):
     """Create an empty Zarr volume at ``path`` shaped, oriented and named like ``like``'s source.
+
+    A volume inside a group gets the input group's other arrays and attributes too (coordinates, trace
+    mask, trace headers: copied as stored, on a filesystem store), beside a new array for the volume.
 
     Args:
         path: The new store's directory (must not exist).
@@ -154,14 +162,19 @@ def create_like(path: Path, like, dtype: np.dtype, chunks: tuple[int, int, int] 
     stored_shape = getattr(like, "stored_shape", None) or (
         (like.shape[2], like.shape[0], like.shape[1]) if time_axis == 0 else tuple(like.shape))
     source = getattr(like, "array", None)
-    attrs = dict(source.attrs) if source is not None else {}
+    attrs = {k: v for k, v in (dict(source.attrs) if source is not None else {}).items() if k not in DROPPED_ATTRS}
+    fill = 0
+    if source is not None and np.dtype(dtype).kind == "f":
+        fill = source.metadata.fill_value if np.dtype(source.dtype).kind == "f" else 0
     kwargs = {"shape": stored_shape, "dtype": np.dtype(dtype), "chunks": stored, "attributes": attrs,
-              "dimension_names": getattr(like, "dimension_names", None), "fill_value": 0}
+              "dimension_names": getattr(like, "dimension_names", None), "fill_value": fill}
     dataset = getattr(like, "dataset", None)
     if dataset is None:
         return zarr.create_array(store=str(path), **kwargs)
-    group = zarr.open_group(store=str(path), mode="w", attributes=getattr(like, "group_attrs", {}))
-    return group.create_array(name=dataset, **kwargs)
+    skip = Path(like.path) / dataset
+    shutil.copytree(like.path, path, ignore=lambda folder, names: names if Path(folder) == skip else [])
+    group = zarr.open_group(store=str(path), mode="r+")
+    return group.create_array(name=dataset, overwrite=True, **kwargs)
 
 
 def open_for_region_writes(path: Path, dataset: str | None):
