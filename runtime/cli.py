@@ -70,8 +70,8 @@ def _time_axis(value: str) -> int | str:
               help="--cluster: finish an interrupted run of this output, computing only the slabs not yet done "
                    "(refused when the input, model or settings changed).")
 @click.option("--slab-sections", type=click.IntRange(1), default=None,
-              help="--cluster: sections per task, rounded up to whole engine batches and output chunks [default: 256 MiB "
-                   "of float32 sections, ~170 challenge-sized ones].")
+              help="--cluster: sections per task, rounded up to whole engine batches and output chunks "
+                   "[default: 256 MiB of float32 sections, ~170 challenge-sized ones].")
 @click.option("--retries", type=click.IntRange(0), default=2, show_default=True,
               help="--cluster: retries of a failing task.")
 @one_line_errors

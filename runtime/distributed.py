@@ -12,7 +12,7 @@ The passes are the pipeline's own functions, run per slab of whole sections, so 
 4. output: :func:`~impeccable.runtime.calibrate.output_block` per inline slab written into the temporary
    output (each task owns its chunks), with the QC rows, merged here.
 
-The engine is built once per worker by :class:`EnginePlugin` from the model's path (never shipped in tasks).
+The engine is built once per worker by the plugin of :func:`make_plugin` from the model's path (never shipped in tasks).
 Tasks are submitted with ``retries``; a worker that dies has its tasks recomputed elsewhere by the scheduler;
 each slab leaves a done-flag (:class:`~impeccable.runtime.distributed_plan.RunDir`) so ``--resume`` computes only
 what is missing. The output is moved to its final path only when every slab is done.
@@ -176,7 +176,7 @@ def _plugin():
     plugin = worker.plugins.get(PLUGIN_NAME)
     if plugin is None or plugin.engine is None:
         raise OutputError("worker has no engine", received=worker.address, expected="the impeccable plugin",
-                          todo="register EnginePlugin (run_distributed does) before submitting tasks")
+                          todo="register make_plugin(factory) (run_distributed does) before submitting tasks")
     return worker, plugin
 
 
@@ -467,7 +467,8 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             factory = _share_cores(factory, client)
         dashboard = _dashboard(client)
         if announce is not None:
-            announce(f"dashboard: {dashboard or 'not served (pip install bokeh)'}; scheduler {client.scheduler.address}")
+            served = dashboard or "not served (pip install bokeh)"
+            announce(f"dashboard: {served}; scheduler {client.scheduler.address}")
         client.register_plugin(make_plugin(factory), name=PLUGIN_NAME)
         window = _window(client)
         steps = {v: sections_per_batch(reader, v, window, config.batch_size) for v in views}
