@@ -12,8 +12,10 @@ STAGES = ("core", "data", "models", "train", "export", "runtime", "benchmarks")
 # Folders below a stage that hold data or caches, not code.
 NOT_CODE = ("__pycache__", "__pycache__.*", "*.__pycache__", "*.__pycache__.*", "results", "results.*")
 
+# ``impeccable`` itself is a regular package (its folder holds only __init__.py: the ``denoise`` entry point);
+# the stages stay mapped one by one, which editable installs (a finder mapping each name) and wheels both honour.
 setup(
-    package_dir={f"impeccable.{stage}": stage for stage in STAGES},
-    packages=[f"impeccable.{stage}" for stage in STAGES] + [
+    package_dir={"impeccable": "impeccable", **{f"impeccable.{stage}": stage for stage in STAGES}},
+    packages=["impeccable"] + [f"impeccable.{stage}" for stage in STAGES] + [
         f"impeccable.{stage}.{sub}" for stage in STAGES for sub in find_namespace_packages(stage, exclude=NOT_CODE)],
 )

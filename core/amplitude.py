@@ -17,6 +17,7 @@ tools; the run reports how many samples were filled.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,47 @@ class VolumeStats:
             )
 
 
+def stats_part(volume: np.ndarray, chunk: int = 16) -> dict:
+    """The statistics of one part of a volume, to be merged with :func:`merge_stats` (JSON-ready).
+
+    The finite samples' sum is kept per slice of axis 0 (float64), so that the merged mean is the exact sum
+    of the same per-slice sums (:func:`math.fsum`) however the volume was cut into parts: one process and the
+    distributed runner fill NaN/Inf with the same value, bit for bit.
+
+    Args:
+        volume: Any 3-D (or 2-D: traces, samples) array, any real dtype.
+        chunk: Slices of axis 0 per read.
+
+    Returns:
+        ``{"vmin", "vmax", "nonfinite", "count", "sums"}``.
+    """
+    vmin, vmax, nonfinite, count, sums = np.inf, -np.inf, 0, 0, []
+    for start in range(0, volume.shape[0], chunk):
+        block = np.asarray(volume[start:start + chunk])
+        for piece in block:
+            if piece.dtype.kind == "f":
+                finite = np.isfinite(piece)
+                bad = int(piece.size - np.count_nonzero(finite))
+                if bad:
+                    nonfinite += bad
+                    piece = piece[finite]
+            if piece.size:
+                vmin = min(vmin, float(piece.min()))
+                vmax = max(vmax, float(piece.max()))
+                sums.append(float(piece.sum(dtype=np.float64)))
+                count += piece.size
+    return {"vmin": vmin, "vmax": vmax, "nonfinite": nonfinite, "count": count, "sums": sums}
+
+
+def merge_stats(parts: list[dict]) -> VolumeStats:
+    """One :class:`VolumeStats` from the :func:`stats_part` of every part of a volume (any order)."""
+    count = sum(p["count"] for p in parts)
+    total = math.fsum(x for p in parts for x in p["sums"])
+    return VolumeStats(vmin=min((p["vmin"] for p in parts), default=np.inf),
+                       vmax=max((p["vmax"] for p in parts), default=-np.inf),
+                       nonfinite=sum(p["nonfinite"] for p in parts), fill=total / count if count else None)
+
+
 def volume_stats(volume: np.ndarray, chunk: int = 16) -> VolumeStats:
     """Min, max and mean of a volume's finite samples and its non-finite count, ``chunk`` slices of axis 0 at a time.
 
@@ -75,22 +117,7 @@ def volume_stats(volume: np.ndarray, chunk: int = 16) -> VolumeStats:
         volume: Any 3-D array (any axis order, any real dtype).
         chunk: Slices of axis 0 per read.
     """
-    vmin, vmax, nonfinite, total, count = np.inf, -np.inf, 0, 0.0, 0
-    for start in range(0, volume.shape[0], chunk):
-        block = np.asarray(volume[start:start + chunk])
-        if block.dtype.kind == "f":
-            finite = np.isfinite(block)
-            bad = int(block.size - np.count_nonzero(finite))
-            if bad:
-                nonfinite += bad
-                block = block[finite]
-        if block.size:
-            vmin = min(vmin, float(block.min()))
-            vmax = max(vmax, float(block.max()))
-            total += float(block.sum(dtype=np.float64))
-            count += block.size
-    fill = total / count if count else None
-    return VolumeStats(vmin=vmin, vmax=vmax, nonfinite=nonfinite, fill=fill)
+    return merge_stats([stats_part(volume, chunk)])
 
 
 def normalize(block: np.ndarray, stats: VolumeStats) -> np.ndarray:

@@ -63,11 +63,25 @@ def _time_axis(value: str) -> int | str:
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing output file (without it, one that appears during the run is kept too).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@click.option("--cluster", type=str, default=None,
+              help="Run on Dask: 'local' (a cluster on this machine, 127.0.0.1 only) or tcp://HOST:PORT (a running "
+                   "`dask scheduler`). .npy (shared filesystem) and .zarr only [default: one process].")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Workers of --cluster local [default: one per GPU, else half the cores].")
+@click.option("--resume", is_flag=True,
+              help="--cluster: finish an interrupted run of this output, computing only the slabs not yet done "
+                   "(refused when the input, model or settings changed).")
+@click.option("--slab-sections", type=click.IntRange(1), default=None,
+              help="--cluster: sections per task, rounded up to whole engine batches and output chunks "
+                   "[default: 256 MiB of float32 sections, ~170 challenge-sized ones].")
+@click.option("--retries", type=click.IntRange(0), default=2, show_default=True,
+              help="--cluster: retries of a failing task.")
 @one_line_errors
 def main(input_path: Path, output: Path | None, model: Path | None, engine: str | None, precision: str | None,
          tta: bool, views: str, batch_size: int, time_axis: str, scale: str, strength: float,
          report_path: Path | None, dataset: str | None, preview: Path | None, iline_byte: int, xline_byte: int,
-         line_key: int | None, cdp_byte: int, overwrite: bool, progress: bool) -> None:
+         line_key: int | None, cdp_byte: int, overwrite: bool, progress: bool, cluster: str | None,
+         workers: int | None, resume: bool, slab_sections: int | None, retries: int) -> None:
     """Denoise the seismic volume INPUT (.npy, .h5/.hdf5 or SEG-Y) and write it in the same format.
 
     Volumes are read lazily in (inline, crossline, sample) order, min-max normalized per volume, cut into
@@ -85,8 +99,17 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
     config = DenoiseConfig(model=model, engine=engine, tta=tta, views=views, batch_size=batch_size,
                            time_axis=_time_axis(time_axis), scale=scale, strength=strength, overwrite=overwrite,
                            preview=preview, dataset=dataset, engine_options=options, progress=progress,
-                           iline_byte=iline_byte, xline_byte=xline_byte, line_key=line_key, cdp_byte=cdp_byte)
+                           iline_byte=iline_byte, xline_byte=xline_byte, line_key=line_key, cdp_byte=cdp_byte,
+                           cluster=cluster, workers=workers)
     output = output or default_output(input_path)
+    if cluster is not None:
+        _run_cluster(input_path, output, config, resume, slab_sections, retries, report_path)
+        return
+    if resume or workers is not None:
+        from impeccable.core.errors import InputError
+
+        raise InputError("--resume and --workers need --cluster", received="no --cluster",
+                         expected="--cluster local or tcp://HOST:PORT", todo="add --cluster local")
     report = denoise_file(input_path, output, config)
     if report.stale_removed:
         click.echo(f"removed {len(report.stale_removed)} temporary file(s) of dead runs beside the output: "
@@ -107,6 +130,44 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
         click.echo(f"Warning: {warning}", err=True)
     if report_path is not None:
         write_json(report_path, report.as_dict())
+
+
+def _run_cluster(input_path: Path, output: Path, config: DenoiseConfig, resume: bool, slab_sections: int | None,
+                 retries: int, report_path: Path | None) -> None:
+    """``--cluster``: the distributed runner, its dashboard address and its summary."""
+    from impeccable.runtime.distributed import run_distributed
+
+    import sys
+
+    try:
+        report = run_distributed(input_path, output, config, resume=resume, retries=retries,
+                                 slab_sections=slab_sections, announce=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        from impeccable.runtime.distributed_plan import RunDir
+
+        state = RunDir(output).path
+        kept = f"the slabs done are kept in {state}" if state.exists() else "nothing was kept"
+        click.echo(f"Error: interrupted | {kept} | rerun the same command with --resume", err=True)
+        sys.exit(130)
+    if report.stats.nonfinite:
+        click.echo(f"replaced {report.stats.nonfinite} NaN/Inf samples before normalizing", err=True)
+    click.echo(distributed_summary(report))
+    click.echo(summary_line(report))
+    for warning in report.qc.get("warnings", []):
+        click.echo(f"Warning: {warning}", err=True)
+    if report_path is not None:
+        write_json(report_path, report.as_dict())
+
+
+def distributed_summary(report) -> str:
+    """The run line of ``--cluster``: throughput overall and per worker, slabs, retries, resumed slabs."""
+    per_worker = ", ".join(f"{addr.rsplit('/', 1)[-1]} {w['sections']} sections {w['sections_per_s']:.2f}/s"
+                           for addr, w in sorted(report.workers.items()))
+    slabs = f"{report.slabs['inline']} inline" + (f" + {report.slabs['crossline']} crossline"
+                                                  if report.slabs["crossline"] else "")
+    return (f"denoised {report.sections} sections on {len(report.workers)} workers in {report.total_s:.1f} s "
+            f"({report.sections_per_s:.2f} sections/s; per worker: {per_worker or 'none'}); slabs: {slabs}; "
+            f"retries {report.retries}; slabs resumed {report.resumed} -> {report.output}")
 
 
 def summary_line(report) -> str:

@@ -33,6 +33,9 @@ class DenoiseConfig:
         line_key: SEG-Y: read 2-D lines told apart by this trace-header byte [default: 3-D when the
             inline/crossline bytes give every trace its own cell, else 2-D lines keyed by the inline byte].
         cdp_byte: SEG-Y trace-header byte that orders the traces along a 2-D line (CDP).
+        cluster: ``local`` (a new Dask cluster on this machine) or ``tcp://HOST:PORT`` (a running scheduler);
+            None: one process (:mod:`impeccable.runtime.distributed`).
+        workers: Workers of a ``local`` cluster [default: one per GPU, else half the cores].
     """
 
     model: Path | None = None
@@ -52,6 +55,8 @@ class DenoiseConfig:
     xline_byte: int = 193
     line_key: int | None = None
     cdp_byte: int = 21
+    cluster: str | None = None
+    workers: int | None = None
 
     def segy_options(self) -> dict:
         """The SEG-Y reader's header-byte arguments."""

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from impeccable.core.amplitude import SCALES, VolumeStats, normalize, volume_stats
+from impeccable.core.amplitude import SCALES, VolumeStats, merge_stats, normalize, stats_part
 from impeccable.core.atomic import AtomicFile, remove_stale_temps
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError, OutputError
@@ -60,7 +60,8 @@ from impeccable.runtime.calibrate import fit_amplitudes, write_output
 from impeccable.runtime.config import VIEWS, DenoiseConfig
 from impeccable.runtime.engines.base import Engine
 from impeccable.runtime.npy_io import MappedVolume
-from impeccable.runtime.volumes import FileStamp, VolumeReader, fill_absent, live_mask, open_reader, open_writer
+from impeccable.runtime.volumes import (DIRECTORY_FORMATS, FileStamp, VolumeReader, fill_absent, live_mask,
+                                        open_reader, open_writer)
 
 #: Bytes of float32 samples per block when scanning statistics or writing the output (at least one inline).
 BLOCK_BYTES = 32 << 20
@@ -163,7 +164,12 @@ def reader_stats(reader: VolumeReader, chunk: int | None = None) -> VolumeStats:
         reader: The volume, canonical ``(inline, crossline, sample)``.
         chunk: Inlines per read [default: :func:`block_inlines`].
     """
-    return volume_stats(_InlineBlocks(reader), chunk=chunk or block_inlines(reader.shape))
+    return merge_stats([reader_stats_part(reader, chunk)])
+
+
+def reader_stats_part(reader: VolumeReader, chunk: int | None = None) -> dict:
+    """:func:`reader_stats` of one part of a volume, to merge with others (:func:`~impeccable.core.amplitude.merge_stats`)."""
+    return stats_part(_InlineBlocks(reader), chunk=chunk or block_inlines(reader.shape))
 
 
 def _sections(reader: VolumeReader, view: str, start: int, stop: int) -> np.ndarray:
@@ -583,7 +589,7 @@ def _check_output(output: Path, overwrite: bool, input_path: Path) -> None:
     if output.resolve() == input_path.resolve():
         raise OutputError("output would overwrite the input", received=str(output), expected="another path",
                           todo="pass -o with a new file name")
-    if output.is_dir():
+    if output.is_dir() and output.suffix.lower() not in DIRECTORY_FORMATS:  # a .zarr output is a directory
         raise OutputError("output is a directory", received=str(output), expected="a file path",
                           todo=f"pass -o {output / (input_path.stem + '.denoised' + input_path.suffix)}")
     if os.path.lexists(output) and not overwrite:  # a dangling symlink is an existing output too

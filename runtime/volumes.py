@@ -222,7 +222,11 @@ FORMATS: dict[str, tuple[str, str, str, str]] = {
     ".hdf5": ("impeccable.runtime.hdf5_io", "Hdf5Reader", "Hdf5Writer", ""),
     ".sgy": ("impeccable.runtime.segy_io", "SegyReader", "SegyWriter", "segy"),
     ".segy": ("impeccable.runtime.segy_io", "SegyReader", "SegyWriter", "segy"),
+    ".zarr": ("impeccable.runtime.zarr_io", "ZarrReader", "ZarrWriter", "distributed"),
+    ".mdio": ("impeccable.runtime.mdio_io", "MdioReader", "MdioWriter", "distributed"),
 }
+#: Formats stored as a directory (a Zarr store), not one file.
+DIRECTORY_FORMATS = (".zarr", ".mdio")
 
 
 def _format_of(path: Path) -> tuple[type, type]:
@@ -245,19 +249,20 @@ def open_reader(path: str | Path, time_axis: int | str = "auto", dataset: str | 
     """Open a volume file for lazy canonical reads.
 
     Args:
-        path: ``.npy``, ``.h5``/``.hdf5`` or ``.sgy``/``.segy``.
+        path: ``.npy``, ``.h5``/``.hdf5``, ``.sgy``/``.segy`` or a ``.zarr`` store.
         time_axis: Stored time axis (``0``, ``2`` or ``"auto"``), for formats that do not record it (npy, HDF5).
-        dataset: HDF5 dataset path (default: the file's only 3-D dataset).
+        dataset: HDF5 dataset or Zarr array path (default: the file's only 3-D dataset).
         segy: SEG-Y header bytes, :class:`~impeccable.runtime.segy_io.SegyReader`'s ``iline``, ``xline``,
             ``line_key``, ``cdp`` (ignored for other formats).
     """
     path = Path(path)
-    if path.is_dir():
+    directory = path.suffix.lower() in DIRECTORY_FORMATS  # a .zarr / .mdio store is a directory
+    if path.is_dir() and not directory:
         raise InputError("input is a directory", received=str(path), expected="a .npy, .h5 or SEG-Y file",
                          todo="pass the volume file inside it")
-    if not path.is_file():
-        raise InputError("input file not found", received=str(path), expected="an existing .npy, .h5 or SEG-Y file",
-                         todo="check the path")
+    if not (path.is_dir() if directory else path.is_file()):
+        raise InputError("input file not found", received=str(path),
+                         expected="an existing .npy, .h5, SEG-Y file or .zarr / .mdio store", todo="check the path")
     reader_cls, _ = _format_of(path)
     options = (segy or {}) if FORMATS[path.suffix.lower()][3] == "segy" else {}
     return reader_cls(path, time_axis=time_axis, dataset=dataset, **options)
