@@ -435,17 +435,6 @@ def bounded_batch(shape: tuple[int, int, int], views: tuple[str, ...], window: t
                    f"({MEMORY_SHARE:.0%} of the available memory) at ~{per_window / 1e9:.2f} GB per window")
 
 
-def _blend(preds: np.ndarray, plan: tiling.TilePlan, tta: bool) -> np.ndarray:
-    """``(n, traces, samples)`` float32 sections from the engine's tiles (mirrored half mirrored back, averaged)."""
-    plain = plan.shape[0] * plan.tiles_per_section
-    pred = tiling.merge(preds[:plain], plan)
-    if not tta:
-        return pred
-    out = np.add(pred, tiling.merge(preds[plain:], plan)[:, ::-1, :])
-    out *= np.float32(0.5)
-    return out
-
-
 class _ScratchStore:
     """Unit predictions in a float32 scratch memmap (canonical order); the output is written from it at the end.
 
@@ -557,7 +546,7 @@ def predict_volume(reader: VolumeReader, engine: Engine, store, config: DenoiseC
         call = _EngineThread(engine)
 
         def finish(view: str, start: int, stop: int, preds: np.ndarray, plan: tiling.TilePlan) -> None:
-            bands.put(view, start, stop, _blend(preds, plan, config.tta))
+            bands.put(view, start, stop, tiling.blend(preds, plan, config.tta))
             bar.update(stop - start)
 
         try:
