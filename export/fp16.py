@@ -41,7 +41,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import tempfile
 import warnings
 from collections.abc import Iterable
@@ -50,10 +49,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.card import ONNX_FP16_NAME, sha256_file, window_of
 from impeccable.core.errors import ExportError, ParityError
-from impeccable.export.onnx_export import (INPUT_NAME, OUTPUT_NAME, check_graph, metadata, save_checked, save_model,
-                                           set_metadata, synthetic_sections)
+from impeccable.export.onnx_export import (INPUT_NAME, OUTPUT_NAME, check_graph, commit_file, metadata, save_checked,
+                                           save_model, set_metadata, synthetic_sections)
 
 if TYPE_CHECKING:
     import onnx
@@ -604,10 +604,9 @@ def convert_fp16(onnx_path: str | Path, model_dir: str | Path | None = None, out
         # The audit travels with the graph (metadata) and beside it (JSON), and later into the plan's manifest.
         set_metadata(half, fp16_audit=json.dumps(audit_summary(audit), sort_keys=True))
         save_model(half, candidate)
-        report = candidate.with_name("audit.json")
-        report.write_text(json.dumps(audit, indent=2) + "\n")
-        os.replace(candidate, out_path)
-        os.replace(report, audit_path(out_path))
+        commit_file(candidate, out_path)
+        with atomic_write(audit_path(out_path)) as f:
+            f.tmp.write_text(json.dumps(audit, indent=2) + "\n")
     return out_path
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.card import ONNX_NAME, sha256_file, window_of
 from impeccable.core.errors import ExportError, ParityError
 from impeccable.core.cuda_libs import expose_cudart
@@ -198,19 +197,9 @@ def build_engine(fp16_onnx: str | Path, out_dir: str | Path | None = None, batch
                                       "verification": verification})
     if fp16_onnx.parent.resolve() != out_dir.resolve():
         manifest["onnx_dir"] = str(fp16_onnx.parent.resolve())
-    _write_atomic(plan, plan_bytes)
-    _write_atomic(manifest_path(plan), (json.dumps(manifest, indent=2) + "\n").encode())
+    # a reader never sees half a plan or half a manifest
+    with atomic_write(plan) as f:
+        f.tmp.write_bytes(plan_bytes)
+    with atomic_write(manifest_path(plan)) as f:
+        f.tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return plan
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
