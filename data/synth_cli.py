@@ -46,7 +46,8 @@ def run(config: SynthConfig, echo=click.echo) -> list[tuple[str, Path, Path, flo
     Returns:
         ``[(id, noisy_path, clean_path, score), ...]``.
     """
-    from impeccable.data.synth import pair_score, write_challenge_layout
+    from impeccable.data.challenge_layout import write_challenge_layout
+    from impeccable.data.synth import pair_score
 
     scores: dict[str, float] = {}
 
