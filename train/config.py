@@ -117,7 +117,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise InputError for values no run can use (each message says which flag to change)."""
-        if (self.data is None) == (self.synthetic is None):
+        # A resumed run may leave both out: it continues on the data source its saved config names.
+        if self.data is not None and self.synthetic is not None or (
+                self.data is None and self.synthetic is None and not self.resume):
             raise InputError("no training data, or two sources",
                              received=f"--data {self.data}, --synthetic {self.synthetic}",
                              expected="exactly one of --data DIR or --synthetic N",
@@ -228,6 +230,8 @@ class TrainConfig:
         """
         saved, wanted = self.recipe(), new.recipe()
         names = set(saved) if explicit is None else set(explicit) & set(saved)
+        if new.data is None and new.synthetic is None:  # no source given: the saved run's, not a change
+            names -= {"data", "synthetic"}
         changed = sorted(n for n in names if saved[n] != wanted[n])
         if changed:
             name = changed[0]
