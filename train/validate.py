@@ -9,6 +9,12 @@ uint8 scaling of the prediction takes its min/max over the six predicted section
 predicted volume (the truth and the noisy baseline use their true whole-volume min/max). The predictions are
 sigmoid outputs in ``[0, 1]`` whose extremes sit in every section, so the difference is small; the exported
 model's real score comes from ``impeccable-denoise`` + ``impeccable-score`` on whole volumes.
+
+Before the runtime's tiling was used here, sections larger than the window were tiled half-overlapping and
+averaged plainly. Measured with the shipped model on two held-out synthetic pairs (seeds 900001, 900002): for
+(8, 128, 1259) volumes, whose sections fit the window, the score is unchanged (0.931732); for (8, 400, 1259),
+whose inline sections take two tiles, it moved from 0.914199 to 0.914463 without TTA and from 0.915077 to
+0.915351 with flip TTA (+0.0003 each), the score of what ``impeccable-denoise`` returns.
 """
 
 from __future__ import annotations
