@@ -15,6 +15,7 @@ import numpy as np
 from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import InputError, OutputError
 from impeccable.data.challenge import clean_name, noisy_name
+from impeccable.data.config import SynthConfig
 from impeccable.data.synth import MIN_SHAPE, resolve_noise_level
 
 
@@ -120,4 +121,29 @@ def save_volume(path: Path, array: np.ndarray) -> None:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
 
-__all__ = ["save_volume", "volume_ids", "volume_seed", "write_challenge_layout"]
+def synthesize_layout(config: SynthConfig, echo: Callable[[str], None] = print) -> list[tuple[str, Path, Path, float]]:
+    """Write the pairs of ``config``; report each id with its noisy-vs-clean challenge score.
+
+    Returns:
+        ``[(id, noisy_path, clean_path, score), ...]``.
+    """
+    from impeccable.data.synth import pair_score
+
+    scores: dict[str, float] = {}
+
+    def on_pair(vid, clean, noisy):
+        scores[vid] = pair_score(clean, noisy)
+        echo(f"{vid}  score {scores[vid]:.4f}")
+        if config.preview is not None and len(scores) == 1:
+            from impeccable.data.preview import save_pair_preview
+
+            save_pair_preview(config.preview, clean, noisy,
+                              title=f"synthetic {vid}: noisy vs clean score {scores[vid]:.3f}")
+
+    written = write_challenge_layout(config.out_dir, config.volumes, config.shape_tl, config.seed,
+                                     time_first=config.time_first, noise_level=config.noise_level,
+                                     progress=config.progress, on_pair=on_pair, family=config.family)
+    return [(vid, noisy, clean, scores[vid]) for vid, noisy, clean in written]
+
+
+__all__ = ["save_volume", "synthesize_layout", "volume_ids", "volume_seed", "write_challenge_layout"]

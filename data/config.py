@@ -34,3 +34,11 @@ class SynthConfig:
     preview: Path | None = None
     progress: bool = True
     family: str = "a"
+
+    def __post_init__(self) -> None:
+        """Refuse a noise level neither generator family reads, before any work."""
+        from impeccable.data.synth import resolve_noise_level
+        from impeccable.data.synth_b import resolve_noise_level_b
+
+        resolve_noise_level(self.noise_level)
+        resolve_noise_level_b(self.noise_level)

@@ -15,32 +15,6 @@ from impeccable.data.config import SynthConfig
 _DEFAULT = {f.name: f.default for f in dataclasses.fields(SynthConfig) if f.default is not dataclasses.MISSING}
 
 
-def run(config: SynthConfig, echo=click.echo) -> list[tuple[str, Path, Path, float]]:
-    """Write the pairs of ``config``; report each id with its noisy-vs-clean challenge score.
-
-    Returns:
-        ``[(id, noisy_path, clean_path, score), ...]``.
-    """
-    from impeccable.data.challenge_layout import write_challenge_layout
-    from impeccable.data.synth import pair_score
-
-    scores: dict[str, float] = {}
-
-    def on_pair(vid, clean, noisy):
-        scores[vid] = pair_score(clean, noisy)
-        echo(f"{vid}  score {scores[vid]:.4f}")
-        if config.preview is not None and len(scores) == 1:
-            from impeccable.data.preview import save_pair_preview
-
-            save_pair_preview(config.preview, clean, noisy,
-                              title=f"synthetic {vid}: noisy vs clean score {scores[vid]:.3f}")
-
-    written = write_challenge_layout(config.out_dir, config.volumes, config.shape_tl, config.seed,
-                                     time_first=config.time_first, noise_level=config.noise_level,
-                                     progress=config.progress, on_pair=on_pair, family=config.family)
-    return [(vid, noisy, clean, scores[vid]) for vid, noisy, clean in written]
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--volumes", type=int, default=_DEFAULT["volumes"], show_default=True,
@@ -66,17 +40,14 @@ def main(out_dir: Path, volumes: int, shape_text: str, seed: int, time_first: bo
     """Write synthetic noisy/clean seismic pairs in the Image Impeccable challenge's layout to OUT_DIR."""
     from tqdm import tqdm
 
-    from impeccable.data.synth import resolve_noise_level
-    from impeccable.data.synth_b import resolve_noise_level_b
+    from impeccable.data.challenge_layout import synthesize_layout
 
     try:
         shape_tl = parse_shape(shape_text, 3, "--shape")
     except click.BadParameter as exc:
         raise InputError("bad --shape", received=repr(shape_text),
                          expected="three positive integers T,IL,XL like 1259,300,300") from exc
-    resolve_noise_level(noise_level)  # fail before any work on a bad value
-    resolve_noise_level_b(noise_level)
     config = SynthConfig(out_dir=out_dir, volumes=volumes, shape_tl=shape_tl, seed=seed, time_first=time_first,
                          noise_level=noise_level, preview=preview, progress=progress, family=family)
-    results = run(config, echo=tqdm.write if progress else click.echo)
+    results = synthesize_layout(config, echo=tqdm.write if progress else click.echo)
     click.echo(f"wrote {len(results)} pair(s) to {out_dir}" + (f"; preview {preview}" if preview else ""))
