@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import InputError
 from impeccable.core.geometry import WINDOW
 from impeccable.train.losses import LOSSES
@@ -252,4 +253,5 @@ def check_multiple_of_32(flag: str, size: tuple[int, int]) -> None:
 
 def write_config(config: TrainConfig, path: Path) -> None:
     """Write the config as JSON (the run directory's ``config.json``)."""
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    with atomic_write(path) as f:
+        f.tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.card import new_card, window_of
 from impeccable.core.errors import DataError, InputError, ModelError, OutputError
 from impeccable.core.geometry import WINDOW
@@ -620,7 +621,8 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs_done]
     if len(keep) != len(lines):
-        path.write_text("".join(ln + "\n" for ln in keep))
+        with atomic_write(path) as f:  # a crash mid-rewrite must not lose the run's metrics
+            f.tmp.write_text("".join(ln + "\n" for ln in keep))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
