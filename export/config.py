@@ -50,4 +50,5 @@ class ExportConfig:
 
     @property
     def out_dir(self) -> Path:
+        """Where the files go: ``out``, else the model directory."""
         return self.out if self.out is not None else self.model_dir
