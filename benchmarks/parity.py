@@ -18,6 +18,7 @@ import click
 import numpy as np
 
 from impeccable.core.cli import one_line_errors
+from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import InputError
 
 FP32_MAX_ABS = 1e-4
@@ -79,7 +80,8 @@ def main(reference: Path, outputs: tuple[str, ...], json_path: Path | None, md_p
     for path, text in ((json_path, report), (md_path, table)):
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text + "\n")
+            with atomic_write(path) as f:
+                f.tmp.write_text(text + "\n")
     if not all(r["passes"] for r in rows):
         raise SystemExit(1)
 

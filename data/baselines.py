@@ -24,6 +24,7 @@ from scipy import fft as sfft
 from scipy.signal import butter, sosfiltfilt
 
 from impeccable.core.errors import InputError
+from impeccable.core.tiling import window_starts
 
 DT = 0.004  # the challenge's sample interval, s
 
@@ -103,7 +104,9 @@ def _fx_section(section: np.ndarray, filter_len: int, wx: int, wt: int, mu: floa
     """f-x decon of one ``(traces, samples)`` section, float64; all its windows are solved as one batch."""
     nx, nt = section.shape
     wx, wt = min(wx, nx), min(wt, nt)
-    corners = [(x0, t0) for x0 in _starts(nx, wx) for t0 in _starts(nt, wt)]
+    # windows overlapping by about half, laid out by the tiling's plan
+    corners = [(x0, t0) for x0 in window_starts(nx, wx, wx - max(1, wx // 2))
+               for t0 in window_starts(nt, wt, wt - max(1, wt // 2))]
     blocks = np.stack([section[x0:x0 + wx, t0:t0 + wt] for x0, t0 in corners])  # (windows, wx, wt)
     spectra = sfft.rfft(blocks, axis=-1)
     freqs = sfft.rfftfreq(wt, dt)
@@ -142,15 +145,6 @@ def _predict(s: np.ndarray, n_taps: int, mu: float) -> np.ndarray:
         est[:, target] += (a @ coef)[..., 0]
         count[target] += 1
     return est / count
-
-
-def _starts(n: int, size: int) -> list[int]:
-    """Window starts covering ``[0, n)`` with windows of ``size`` overlapping by about half."""
-    if size >= n:
-        return [0]
-    step = max(1, size // 2)
-    starts = list(range(0, n - size, step))
-    return starts + [n - size]
 
 
 def _taper(n: int) -> np.ndarray:

@@ -23,15 +23,28 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from impeccable.core.amplitude import VolumeStats, to_uint8, volume_stats
+from impeccable.core.amplitude import VolumeStats, volume_stats
 from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import DataError, InputError, OutputError
 from impeccable.core.npy import open_npy
 from impeccable.core.geometry import resolve_time_axis, to_canonical
-from impeccable.data.scoring import section_indices, section_ssim, trimmed_mean
+from impeccable.data.scoring import score_scoring_sections
 
-NOISY_PATTERN = re.compile(r"^seismic_w_noise_vol_(?P<id>.+)\.npy$")
-CLEAN_PATTERN = re.compile(r"^seismicCubes_RFC_fullstack_2023\.(?P<id>.+)\.npy$")
+#: The challenge's file names: ``<prefix><id>.npy``, the one place the reader and the synthetic writer take them.
+NOISY_PREFIX = "seismic_w_noise_vol_"
+CLEAN_PREFIX = "seismicCubes_RFC_fullstack_2023."
+NOISY_PATTERN = re.compile(rf"^{re.escape(NOISY_PREFIX)}(?P<id>.+)\.npy$")
+CLEAN_PATTERN = re.compile(rf"^{re.escape(CLEAN_PREFIX)}(?P<id>.+)\.npy$")
+
+
+def noisy_name(volume_id: str) -> str:
+    """The challenge's file name of a noisy volume: ``seismic_w_noise_vol_<id>.npy``."""
+    return f"{NOISY_PREFIX}{volume_id}.npy"
+
+
+def clean_name(volume_id: str) -> str:
+    """The challenge's file name of a clean volume: ``seismicCubes_RFC_fullstack_2023.<id>.npy``."""
+    return f"{CLEAN_PREFIX}{volume_id}.npy"
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +125,7 @@ def section_score(truth: np.ndarray, prediction: np.ndarray) -> float:
         raise DataError("volumes to score differ in shape", received=f"{prediction.shape}", expected=f"{truth.shape}",
                         todo="give both in (inline, crossline, sample) order")
     t_stats, p_stats = volume_stats(truth), volume_stats(prediction)
-    scores = []
-    for axis in (0, 1):
-        for n in section_indices(truth.shape[axis]):
-            t = np.take(truth, n, axis=axis)
-            p = np.take(prediction, n, axis=axis)
-            scores.append(section_ssim(to_uint8(t, t_stats.vmin, t_stats.vmax),
-                                       to_uint8(p, p_stats.vmin, p_stats.vmax)))
-    return trimmed_mean(scores)
+    return score_scoring_sections(truth, prediction, (t_stats.vmin, t_stats.vmax), (p_stats.vmin, p_stats.vmax))
 
 
 def find_pairs(root: str | Path, min_ssim: float | None = None, time_axis: int | str = "auto",
@@ -221,8 +227,8 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 @dataclass(frozen=True)
-class CachedPair:
-    """One pair read from a section cache.
+class CacheEntry:
+    """One pair read from a section cache (the training set's source of it is ``train.dataset.CachedPair``).
 
     Attributes:
         volume_id: The pair's id.
@@ -240,7 +246,7 @@ class CachedPair:
 
 
 class SectionCache:
-    """A read-only section cache: ``cache[volume_id]`` is a :class:`CachedPair`.
+    """A read-only section cache: ``cache[volume_id]`` is a :class:`CacheEntry`.
 
     h5py handles must not cross a ``fork``: open the cache inside each data-loader worker.
     """
@@ -262,7 +268,7 @@ class SectionCache:
                             expected=CACHE_FORMAT, todo="rebuild it with build_section_cache")
         self.volume_ids: list[str] = sorted(self._file)
 
-    def __getitem__(self, volume_id: str) -> CachedPair:
+    def __getitem__(self, volume_id: str) -> CacheEntry:
         if volume_id not in self._file:
             raise DataError("volume not in the section cache", received=volume_id,
                             expected=f"one of {len(self.volume_ids)} ids", todo="rebuild the cache")
@@ -274,9 +280,9 @@ class SectionCache:
             return VolumeStats(float(a[f"{name}_min"]), float(a[f"{name}_max"]), int(a[f"{name}_nonfinite"]),
                                None if fill is None else float(fill))
 
-        return CachedPair(volume_id, group["noisy"], group["clean"], stats("noisy"), stats("clean"))
+        return CacheEntry(volume_id, group["noisy"], group["clean"], stats("noisy"), stats("clean"))
 
-    def __iter__(self) -> Iterator[CachedPair]:
+    def __iter__(self) -> Iterator[CacheEntry]:
         return (self[v] for v in self.volume_ids)
 
     def __len__(self) -> int:

@@ -92,6 +92,27 @@ def trimmed_mean(scores: Iterable[float]) -> float:
     return float(np.mean(ordered))
 
 
+def score_scoring_sections(truth: np.ndarray, prediction: np.ndarray, truth_range: tuple[float, float],
+                           prediction_range: tuple[float, float]) -> float:
+    """The challenge score of two volumes, casting only their six scoring sections to uint8.
+
+    The same number as :func:`score_volumes` when the ranges are each volume's min and max, without a whole
+    float64 / uint8 copy of either volume (memory-mapped and synthetic volumes are scored in bounded memory).
+
+    Args:
+        truth: ``(inline, crossline, sample)`` volume, any real dtype (array-like: a memmap reads six sections).
+        prediction: The same shape.
+        truth_range: ``(min, max)`` of the whole truth volume.
+        prediction_range: ``(min, max)`` of the whole prediction volume.
+    """
+    scores = []
+    for axis in (0, 1):
+        for n in section_indices(truth.shape[axis]):
+            scores.append(section_ssim(to_uint8(np.take(truth, n, axis=axis), *truth_range),
+                                       to_uint8(np.take(prediction, n, axis=axis), *prediction_range)))
+    return trimmed_mean(scores)
+
+
 def score_volumes(truth: np.ndarray, prediction: np.ndarray, volume_id: str = "vol") -> float:
     """Challenge score of one predicted volume against its clean volume, both ``(inline, crossline, sample)``."""
     return score_sections(submission_sections(volume_id, truth), submission_sections(volume_id, prediction))

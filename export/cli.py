@@ -13,7 +13,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -22,51 +21,9 @@ from impeccable.core.card import ONNX_FP16_NAME, ONNX_NAME, read_card, sha256_fi
 from impeccable.core.cli import one_line_errors
 from impeccable.core.errors import ExportError
 from impeccable.core.onnx_meta import onnx_metadata
+from impeccable.export.config import DEFAULT_MARGIN, DEFAULT_OPSET, ExportConfig
 
 EXIT_NO_ENGINE = 2
-DEFAULT_OPSET = 18
-DEFAULT_MARGIN = 16.0
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """What ``impeccable-export`` writes, and how.
-
-    Attributes:
-        model_dir: Model directory (``model.safetensors`` + ``model.json``).
-        out: Output directory [None: ``model_dir``].
-        fp16: Also write ``model.fp16.onnx`` and, where possible, the TensorRT plan.
-        batch: TensorRT profile's optimal batch (the runtime's batch size).
-        max_batch: TensorRT profile's largest batch.
-        opset: ONNX opset.
-        dynamo: Dynamo exporter (else the legacy TorchScript one, constant-folded).
-        fp16_margin: FP16 audit margin: nodes peaking above ``65504 / margin`` stay FP32.
-        engine: With ``fp16``, build the TensorRT plan (False: stop after the ONNX files, exit 0).
-        force: Re-export even when the files on disk are up to date with the weights.
-    """
-
-    model_dir: Path
-    out: Path | None = None
-    fp16: bool = False
-    batch: int = 8
-    max_batch: int = 32
-    opset: int = DEFAULT_OPSET
-    dynamo: bool = True
-    fp16_margin: float = DEFAULT_MARGIN
-    engine: bool = True
-    force: bool = False
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.batch <= self.max_batch:
-            raise ExportError("batch sizes out of order", received=f"--batch {self.batch} --max-batch {self.max_batch}",
-                              expected="1 <= batch <= max batch", todo="pass --batch B --max-batch M with B <= M")
-        if not self.fp16_margin >= 1:
-            raise ExportError("FP16 margin below 1", received=self.fp16_margin, expected=">= 1 (default 16)",
-                              todo="pass --fp16-margin 16 or more")
-
-    @property
-    def out_dir(self) -> Path:
-        return self.out if self.out is not None else self.model_dir
 
 
 def _onnx_is_current(path: Path, card: dict, config: ExportConfig) -> bool:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.card import ONNX_NAME, window_of
 from impeccable.core.errors import ExportError, ParityError
 
@@ -260,13 +261,27 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
         worst = check_parity(candidate, model, window, atol)
         set_metadata(graph, parity_max_abs=f"{worst:.3g}")  # metadata only: the checked graph is unchanged
         save_model(graph, candidate)
-        os.replace(candidate, out_path)
+        commit_file(candidate, out_path)
         data, old_data = candidate.with_name(candidate.name + ".data"), out_path.with_name(out_path.name + ".data")
         if data.exists():
-            os.replace(data, old_data)
+            commit_file(data, old_data)
         elif old_data.exists():  # left by an earlier export of a larger graph: not this one's
             old_data.unlink()
     return out_path
+
+
+def commit_file(finished: Path, target: Path) -> Path:
+    """Move a finished file into place through :func:`impeccable.core.atomic.atomic_write`.
+
+    The file was written under its final name in a scratch folder beside ``target`` (so that an external
+    ``.data`` file keeps the name the graph records), then checked; a reader never sees half of it.
+
+    Raises:
+        OutputError: The move failed (one line; the target is untouched).
+    """
+    with atomic_write(target) as f:
+        os.replace(finished, f.tmp)
+    return target
 
 
 def fold_constants(graph: onnx.ModelProto) -> onnx.ModelProto:

@@ -11,16 +11,17 @@ with PyTorch is checked on the final file.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from impeccable.core.card import ONNX_NAME, window_of
+from impeccable.core.atomic import atomic_write
+from impeccable.core.card import window_of
+from impeccable.core.cli import one_line_errors
 from impeccable.models.checkpoint import load_model, save_model_dir
 
 
@@ -68,16 +69,23 @@ def ship_model(run_dir: str | Path, target_dir: str | Path, name: str | None = N
     save_model_dir(model, card, target_dir, dtype=torch.float16)
     onnx_path = export_onnx(target_dir)  # exported from the fp16 weights, upcast: the ONNX sees those values
     compact = store_initializers_fp16(onnx.load(str(onnx_path)))
-    tmp = target_dir / (ONNX_NAME + ".tmp")
-    onnx.save(compact, str(tmp))
-    onnx.checker.check_model(str(tmp), full_check=True)
     reference, card = load_model(target_dir)
-    check_parity(tmp, reference, window_of(card))
-    os.replace(tmp, onnx_path)
+    with atomic_write(onnx_path) as f:  # replaced only once the compact graph passed its checks
+        onnx.save(compact, str(f.tmp))
+        onnx.checker.check_model(str(f.tmp), full_check=True)
+        check_parity(f.tmp, reference, window_of(card))
     return target_dir
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("target_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name", required=False)
+@one_line_errors
+def main(run_dir: Path, target_dir: Path, name: str | None) -> None:
+    """Package the model directory RUN_DIR as TARGET_DIR (fp16 weights, card, compact ONNX); NAME names it."""
+    click.echo(ship_model(run_dir, target_dir, name))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4):
-        sys.exit("usage: python -m impeccable.export.ship RUN_DIR TARGET_DIR [NAME]")
-    print(ship_model(*sys.argv[1:]))
+    main()

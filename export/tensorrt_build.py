@@ -22,20 +22,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.card import ONNX_NAME, sha256_file, window_of
 from impeccable.core.errors import ExportError, ParityError
 from impeccable.core.cuda_libs import expose_cudart
 from impeccable.core.manifest import PRECISION, current_environment, make_manifest, manifest_path, plan_name
 from impeccable.core.onnx_meta import onnx_metadata
+from impeccable.core.tiling import predict_sections
 
 TIMING_CACHE_NAME = "timing.cache"
 GPU_EXTRA = "pip install 'impeccable[gpu]' on a machine with an NVIDIA GPU"
@@ -83,16 +83,6 @@ def trt_infer(runner: Any) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.array(runner.infer({INPUT_NAME: x})[OUTPUT_NAME], copy=True)
 
 
-def _tta(run: Any, images: np.ndarray, batch: int) -> np.ndarray:
-    """Flip-TTA prediction of ``images`` (``float32[N, 1, rows, cols]``) in batches of ``batch``."""
-    outs = []
-    for start in range(0, len(images), batch):
-        x = images[start:start + batch]
-        flipped = np.ascontiguousarray(x[:, :, ::-1, :])  # mirror the trace axis (rows)
-        outs.append(0.5 * (run(x) + run(flipped)[:, :, ::-1, :]))
-    return np.concatenate(outs)
-
-
 def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int], batch: int,
                 atol: float) -> dict[str, Any]:
     """Run the plan (TensorRT) and the reference graph (ONNX Runtime CPU) on synthetic sections, flip TTA on.
@@ -106,12 +96,13 @@ def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int]
     from impeccable.export.fp16 import compare_fields
     from impeccable.export.onnx_export import INPUT_NAME, OUTPUT_NAME, synthetic_sections
 
-    images = synthetic_sections(window, max(batch, 1), seed=5)
     extent = (min(window[0], 300), min(window[1], 1259))
+    # the sections themselves (challenge-sized at most): flip TTA mirrors them before padding, as the runtime does
+    sections = synthetic_sections(window, max(batch, 1), seed=5)[:, 0, :extent[0], :extent[1]]
     session = ort.InferenceSession(str(reference_onnx), providers=["CPUExecutionProvider"])
-    reference = _tta(lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], images, batch)
-    reference = reference[:, 0, :extent[0], :extent[1]]
-    results: dict[str, Any] = {"reference": reference_onnx.name, "sections": len(images), "tta": True, "atol": atol}
+    reference = predict_sections(sections, lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], window,
+                                 tta=True, batch=batch)
+    results: dict[str, Any] = {"reference": reference_onnx.name, "sections": len(sections), "tta": True, "atol": atol}
     measured = {}
     try:
         expose_cudart()  # TrtRunner allocates through polygraphy.cuda, which must find libcudart
@@ -119,7 +110,7 @@ def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int]
 
         with TrtRunner(engine_from_bytes(plan_bytes)) as runner:
             for b in sorted({1, batch}):
-                measured[b] = _tta(trt_infer(runner), images, b)
+                measured[b] = predict_sections(sections, trt_infer(runner), window, tta=True, batch=b)
     except Exception as exc:  # CUDA / Polygraphy / TensorRT raise their own types: ours, one line, cause attached
         raise ExportError("the TensorRT plan could not be run to check it",
                           received=f"{type(exc).__name__}: {exc}".splitlines()[0],
@@ -127,7 +118,7 @@ def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int]
                           todo="check nvidia-smi and pip install 'impeccable[gpu]' (CUDA 13); no plan was "
                                "written") from exc
     for b, got in measured.items():
-        stats = compare_fields(reference, got[:, 0, :extent[0], :extent[1]])
+        stats = compare_fields(reference, got)
         results[f"batch_{b}"] = stats
         if not (stats["finite"] and stats["max_abs"] <= atol):
             raise ParityError(f"the TensorRT plan differs from {reference_onnx.name} at batch {b}",
@@ -206,19 +197,9 @@ def build_engine(fp16_onnx: str | Path, out_dir: str | Path | None = None, batch
                                       "verification": verification})
     if fp16_onnx.parent.resolve() != out_dir.resolve():
         manifest["onnx_dir"] = str(fp16_onnx.parent.resolve())
-    _write_atomic(plan, plan_bytes)
-    _write_atomic(manifest_path(plan), (json.dumps(manifest, indent=2) + "\n").encode())
+    # a reader never sees half a plan or half a manifest
+    with atomic_write(plan) as f:
+        f.tmp.write_bytes(plan_bytes)
+    with atomic_write(manifest_path(plan)) as f:
+        f.tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return plan
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from impeccable.core.amplitude import SCALES
+from impeccable.core.errors import InputError
+
 VIEWS = ("inline", "crossline", "both")
 
 
@@ -57,6 +60,21 @@ class DenoiseConfig:
     cdp_byte: int = 21
     cluster: str | None = None
     workers: int | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a setting no run can use, when the config is built (each message names the flag)."""
+        if self.views not in VIEWS:
+            raise InputError("unknown views", received=self.views, expected=" / ".join(VIEWS),
+                             todo="pass --views inline, crossline or both")
+        if self.scale not in SCALES:
+            raise InputError("unknown output scale", received=self.scale, expected=" / ".join(SCALES),
+                             todo="pass --scale input, unit or uint8")
+        if int(self.batch_size) < 1:
+            raise InputError("batch size must be positive", received=self.batch_size, expected=">= 1",
+                             todo="pass --batch-size 4")
+        if not 0.0 <= float(self.strength) <= 1.0:
+            raise InputError("strength out of range", received=self.strength, expected="0..1 (1: the full denoising)",
+                             todo="pass --strength 0.5, say")
 
     def segy_options(self) -> dict:
         """The SEG-Y reader's header-byte arguments."""

@@ -50,14 +50,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from impeccable.core.amplitude import SCALES, VolumeStats, merge_stats, normalize, stats_part
+from impeccable.core.amplitude import VolumeStats, merge_stats, normalize, stats_part
 from impeccable.core.atomic import AtomicFile, remove_stale_temps
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError, OutputError
 from impeccable.core.geometry import WINDOW
 from impeccable.runtime import tiling
 from impeccable.runtime.calibrate import fit_amplitudes, write_output
-from impeccable.runtime.config import VIEWS, DenoiseConfig
+from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.engines.base import Engine
 from impeccable.runtime.npy_io import MappedVolume
 from impeccable.runtime.volumes import (DIRECTORY_FORMATS, FileStamp, VolumeReader, fill_absent, live_mask,
@@ -441,17 +441,6 @@ def bounded_batch(shape: tuple[int, int, int], views: tuple[str, ...], window: t
                    f"({MEMORY_SHARE:.0%} of the available memory) at ~{per_window / 1e9:.2f} GB per window")
 
 
-def _blend(preds: np.ndarray, plan: tiling.TilePlan, tta: bool) -> np.ndarray:
-    """``(n, traces, samples)`` float32 sections from the engine's tiles (mirrored half mirrored back, averaged)."""
-    plain = plan.shape[0] * plan.tiles_per_section
-    pred = tiling.merge(preds[:plain], plan)
-    if not tta:
-        return pred
-    out = np.add(pred, tiling.merge(preds[plain:], plan)[:, ::-1, :])
-    out *= np.float32(0.5)
-    return out
-
-
 class _ScratchStore:
     """Unit predictions in a float32 scratch memmap (canonical order); the output is written from it at the end.
 
@@ -563,7 +552,7 @@ def predict_volume(reader: VolumeReader, engine: Engine, store, config: DenoiseC
         call = _EngineThread(engine)
 
         def finish(view: str, start: int, stop: int, preds: np.ndarray, plan: tiling.TilePlan) -> None:
-            bands.put(view, start, stop, _blend(preds, plan, config.tta))
+            bands.put(view, start, stop, tiling.blend(preds, plan, config.tta))
             bar.update(stop - start)
 
         try:
@@ -623,21 +612,6 @@ def _scratch(output: Path, shape: tuple[int, int, int]) -> tuple[AtomicFile, np.
         raise
 
 
-def _check_config(config: DenoiseConfig) -> None:
-    if config.views not in VIEWS:
-        raise InputError("unknown views", received=config.views, expected=" / ".join(VIEWS),
-                         todo="pass --views inline, crossline or both")
-    if config.scale not in SCALES:
-        raise InputError("unknown output scale", received=config.scale, expected=" / ".join(SCALES),
-                         todo="pass --scale input, unit or uint8")
-    if int(config.batch_size) < 1:
-        raise InputError("batch size must be positive", received=config.batch_size, expected=">= 1",
-                         todo="pass --batch-size 4")
-    if not 0.0 <= float(config.strength) <= 1.0:
-        raise InputError("strength out of range", received=config.strength, expected="0..1 (1: the full denoising)",
-                         todo="pass --strength 0.5, say")
-
-
 def _check_views(config: DenoiseConfig, available: tuple[str, ...] | None) -> None:
     """Refuse a view the input's geometry lacks (2-D lines have inline sections only)."""
     wanted = ("inline", "crossline") if config.views == "both" else (config.views,)
@@ -664,7 +638,6 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
     """
     t0 = time.perf_counter()
     input_path, output = Path(input_path), Path(output)
-    _check_config(config)
     if output.is_dir():
         _check_output(output, config.overwrite, input_path)
     if input_path.suffix.lower() != output.suffix.lower():

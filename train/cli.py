@@ -9,6 +9,7 @@ torch (through the config's loss table).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -19,6 +20,8 @@ from impeccable.train.config import (DEVICES, LOSS_REDUCTIONS, PRECISIONS, SYNTH
                                      check_multiple_of_32)
 from impeccable.train.losses import LOSSES
 
+#: TrainConfig's defaults: every flag's default is read from here, so the two cannot drift apart.
+_DEFAULT = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 # click parameter name -> TrainConfig field, where they differ.
 _FIELD_OF = {"data_dir": "data", "steps": "steps_per_epoch", "window_text": "window", "crop_text": "crop",
              "shape_text": "synthetic_shape", "decoder_text": "decoder_channels"}
@@ -36,34 +39,44 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
 @click.option("--data", "data_dir", type=click.Path(path_type=Path),
               help="Challenge-layout folder of noisy/clean .npy pairs, or an HDF5 section cache (.h5).")
 @click.option("--synthetic", type=int, help="Generate N synthetic volume pairs (cached in RUN_DIR/synthetic).")
-@click.option("--synthetic-shape", "shape_text", default="1259,128,128", show_default=True,
+@click.option("--synthetic-shape", "shape_text", default=",".join(map(str, _DEFAULT["synthetic_shape"])),
+              show_default=True,
               help="T,IL,XL of each synthetic volume (the challenge's are 1259,300,300).")
 @click.option("--synthetic-dir", type=click.Path(path_type=Path), help="Cache folder of the synthetic volumes.")
-@click.option("--synthetic-family", type=click.Choice(SYNTHETIC_FAMILIES), default="a", show_default=True,
+@click.option("--synthetic-family", type=click.Choice(SYNTHETIC_FAMILIES), default=_DEFAULT["synthetic_family"],
+              show_default=True,
               help="Generator: a (the original), b (the independent recipe) or mix (a for even volumes, b for odd).")
 @click.option("--min-ssim", type=float,
               help="Skip challenge pairs whose noisy-vs-clean score is below this (seed: 0.7).")
-@click.option("--time-axis", type=click.Choice(["auto", "0", "2"]), default="auto", show_default=True,
+@click.option("--time-axis", type=click.Choice(["auto", "0", "2"]), default=_DEFAULT["time_axis"], show_default=True,
               help="Stored time axis of the challenge files.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
               help="Run directory: best model at the top level, last/ checkpoint, metrics.jsonl.")
-@click.option("--epochs", type=int, default=100, show_default=True, help="Epochs of the cosine schedule.")
+@click.option("--epochs", type=int, default=_DEFAULT["epochs"], show_default=True,
+              help="Epochs of the cosine schedule.")
 @click.option("--steps-per-epoch", "steps", type=int, help="Updates per epoch [default: one pass over the sections].")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Sections per update, per process.")
+@click.option("--batch-size", type=int, default=_DEFAULT["batch_size"], show_default=True,
+              help="Sections per update, per process.")
 @click.option("--crop", "crop_text",
               help="Train on random HxW crops of the padded window (multiples of 32), e.g. 128x256.")
-@click.option("--slice-stride", type=int, default=5, show_default=True, help="Every k-th inline and crossline section.")
-@click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak AdamW learning rate.")
-@click.option("--weight-decay", type=float, default=1e-5, show_default=True, help="AdamW weight decay.")
-@click.option("--loss-reduction", type=click.Choice(LOSS_REDUCTIONS), default="mean", show_default=True,
+@click.option("--slice-stride", type=int, default=_DEFAULT["slice_stride"], show_default=True,
+              help="Every k-th inline and crossline section.")
+@click.option("--lr", type=float, default=_DEFAULT["lr"], show_default=True, help="Peak AdamW learning rate.")
+@click.option("--weight-decay", type=float, default=_DEFAULT["weight_decay"], show_default=True,
+              help="AdamW weight decay.")
+@click.option("--loss-reduction", type=click.Choice(LOSS_REDUCTIONS), default=_DEFAULT["loss_reduction"],
+              show_default=True,
               help="MSE reduction (the seed summed).")
-@click.option("--loss", type=click.Choice(LOSSES), default="mse", show_default=True,
+@click.option("--loss", type=click.Choice(LOSSES), default=_DEFAULT["loss"], show_default=True,
               help="mse (the seed's) or mse+ssim: adds SSIM-WEIGHT * (1 - SSIM), the challenge metric, as a term.")
-@click.option("--ssim-weight", type=float, default=0.5, show_default=True, help="Weight of the SSIM term.")
-@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA decay (after its warm-up ramp).")
+@click.option("--ssim-weight", type=float, default=_DEFAULT["ssim_weight"], show_default=True,
+              help="Weight of the SSIM term.")
+@click.option("--ema-decay", type=float, default=_DEFAULT["ema_decay"], show_default=True,
+              help="EMA decay (after its warm-up ramp).")
 @click.option("--val-volumes", type=int, help="Held-out validation volumes [default: 10 %, at least 1 of 2+].")
-@click.option("--val-tta/--no-val-tta", default=False, show_default=True, help="Flip TTA during validation.")
-@click.option("--encoder", default="tu-tf_efficientnetv2_s", show_default=True,
+@click.option("--val-tta/--no-val-tta", default=_DEFAULT["val_tta"], show_default=True,
+              help="Flip TTA during validation.")
+@click.option("--encoder", default=_DEFAULT["encoder"], show_default=True,
               help="smp encoder (tu-test_resnet for a smoke run).")
 @click.option("--encoder-weights", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Local timm weights file for the encoder [default: from scratch].")
@@ -71,16 +84,20 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
 @click.option("--window", "window_text", help="Model input window RxC [default: 320x1280].")
 @click.option("--init-from", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Model directory whose weights start the run.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data split, order, augmentation, init.")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+@click.option("--seed", type=int, default=_DEFAULT["seed"], show_default=True,
+              help="Seed of data split, order, augmentation, init.")
+@click.option("--device", type=click.Choice(DEVICES), default=_DEFAULT["device"], show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULT["precision"], show_default=True,
               help="bf16 autocast or fp32; auto: bf16 on a bf16 GPU or a CPU with AMX or AVX-512 BF16 (2x faster "
                    "there), else fp32.")
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--workers", type=int, default=_DEFAULT["workers"], show_default=True,
+              help="DataLoader worker processes.")
 @click.option("--max-minutes", type=float, help="Stop cleanly (with a checkpoint) after this many minutes.")
-@click.option("--checkpoint-every", type=float, default=10.0, show_default=True, help="Minutes between checkpoints.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out (recipe flags may be left out).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
+@click.option("--checkpoint-every", type=float, default=_DEFAULT["checkpoint_every"], show_default=True,
+              help="Minutes between checkpoints.")
+@click.option("--resume", is_flag=True, default=_DEFAULT["resume"],
+              help="Continue the run in --out (recipe flags may be left out).")
+@click.option("--progress/--no-progress", default=_DEFAULT["progress"], show_default=True, help="Progress bars.")
 @click.pass_context
 @one_line_errors
 def main(ctx: click.Context, **opts: object) -> None:
@@ -97,9 +114,6 @@ def main(ctx: click.Context, **opts: object) -> None:
     values["decoder_channels"] = tuple(int(v) for v in decoder.split(",")) if decoder else None
     values["data"] = values.pop("data_dir")
     values["steps_per_epoch"] = values.pop("steps")
-    if values["resume"] and values["data"] is None and values["synthetic"] is None:
-        values["synthetic"] = 1  # placeholder: a resumed run takes its data source from the saved config
-        explicit.discard("synthetic")
     if values["data"] is not None and not values["data"].exists():
         raise InputError("--data not found", received=str(values["data"]), expected="a folder or an .h5 cache",
                          todo="check the path")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import InputError
 from impeccable.core.geometry import WINDOW
 from impeccable.train.losses import LOSSES
@@ -117,7 +118,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise InputError for values no run can use (each message says which flag to change)."""
-        if (self.data is None) == (self.synthetic is None):
+        # A resumed run may leave both out: it continues on the data source its saved config names.
+        if self.data is not None and self.synthetic is not None or (
+                self.data is None and self.synthetic is None and not self.resume):
             raise InputError("no training data, or two sources",
                              received=f"--data {self.data}, --synthetic {self.synthetic}",
                              expected="exactly one of --data DIR or --synthetic N",
@@ -228,6 +231,8 @@ class TrainConfig:
         """
         saved, wanted = self.recipe(), new.recipe()
         names = set(saved) if explicit is None else set(explicit) & set(saved)
+        if new.data is None and new.synthetic is None:  # no source given: the saved run's, not a change
+            names -= {"data", "synthetic"}
         changed = sorted(n for n in names if saved[n] != wanted[n])
         if changed:
             name = changed[0]
@@ -248,4 +253,5 @@ def check_multiple_of_32(flag: str, size: tuple[int, int]) -> None:
 
 def write_config(config: TrainConfig, path: Path) -> None:
     """Write the config as JSON (the run directory's ``config.json``)."""
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    with atomic_write(path) as f:
+        f.tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -166,7 +166,8 @@ def synthetic_sources(n: int, shape: tuple[int, int, int], seed: int, cache_dir:
                     p.unlink()
     manifest = {"generator": fingerprints["a"], "generator_b": fingerprints["b"],
                 "axes": "(inline, crossline, sample)", "dtype": "float32"}
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    with atomic_write(manifest_path) as f:
+        f.tmp.write_text(json.dumps(manifest, indent=2) + "\n")
 
     sources = []
     seeds = synthetic_seeds(seed, n)

@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from impeccable.core.atomic import atomic_write
 from impeccable.core.card import new_card, window_of
 from impeccable.core.errors import DataError, InputError, ModelError, OutputError
 from impeccable.core.geometry import WINDOW
@@ -258,6 +259,62 @@ def native_bf16(cuda: bool) -> bool:
 # The loop
 
 
+@dataclass
+class _Run:
+    """Everything one invocation of :func:`train` set up, and the state its epochs carry forward.
+
+    The setup part is fixed once :func:`_setup` returns; ``step``, ``best``, ``progress``, ``stopped``,
+    ``last_ckpt`` and ``written`` change as the epochs run.
+    """
+
+    cfg: TrainConfig
+    run_dir: Path
+    accelerator: Any
+    autocast_dtype: torch.dtype | None
+    main: bool
+    world: int
+    device: torch.device
+    volumes: ds.VolumeSet
+    val_idx: list[int]
+    refs: list
+    data_desc: dict
+    card: dict
+    window: tuple[int, int]
+    steps_per_epoch: int
+    total_steps: int
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    ema: Any
+    prepared_model: nn.Module
+    prepared_optimizer: Any
+    recipe: dict
+    dataset: ds.SectionDataset
+    wall_before: float
+    start_time: float
+    last_ckpt: float
+    step: int = 0
+    best: float | None = None
+    progress: dict = field(default_factory=dict)
+    stopped: str | None = None
+    written: list[dict] = field(default_factory=list)
+
+    def wall(self) -> float:
+        """Seconds of training over every invocation of the run."""
+        return self.wall_before + time.perf_counter() - self.start_time
+
+    def checkpoint(self, metrics: dict | None = None) -> None:
+        """Write ``run_dir/last`` (main process only)."""
+        if not self.main:
+            return
+        c = _card_with(self.card, self.recipe, self.step, self.wall(), metrics)
+        state = {"step": self.step, "steps_per_epoch": self.steps_per_epoch, "config": self.cfg.to_dict(),
+                 "data": self.data_desc, "scheduler": self.scheduler.state_dict(), "best_score": self.best,
+                 "wall_s": self.wall(), "epoch_progress": self.progress}
+        save_last(self.run_dir, ema_model=self.ema.module, model=self.accelerator.unwrap_model(self.prepared_model),
+                  optimizer=self.optimizer, card=c, state=state)
+
+
 def train(config: TrainConfig, explicit: set[str] | None = None) -> TrainResult:
     """Train (or resume) a run as ``config`` says; see the module docstring for the recipe.
 
@@ -272,6 +329,24 @@ def train(config: TrainConfig, explicit: set[str] | None = None) -> TrainResult:
     Raises:
         ImpeccableError: Bad data, flags, model files, or a run directory in the wrong state.
     """
+    run = _setup(config, explicit)
+    with _stop_on_signals() as stop_request:
+        while run.step < run.total_steps and run.stopped is None:
+            epoch = run.step // run.steps_per_epoch
+            _train_epoch(run, epoch, stop_request)
+            if run.stopped is not None:
+                break
+            _end_epoch(run, epoch, stop_request)
+    if run.stopped and run.main:
+        _log(f"stopped ({run.stopped}) at step {run.step} of {run.total_steps}; "
+             f"continue with: impeccable-train --out {run.run_dir} --resume")
+    run.accelerator.wait_for_everyone()
+    return TrainResult(run.run_dir, run.step, run.step // run.steps_per_epoch, run.best, run.stopped, run.written)
+
+
+def _setup(config: TrainConfig, explicit: set[str] | None) -> _Run:
+    """Resolve the config (resume), the data, the split, the model, optimizer, schedule and EMA (restored on
+    resume), and write the run's config."""
     from timm.scheduler import CosineLRScheduler
     from timm.utils import ModelEmaV3
 
@@ -365,140 +440,128 @@ def train(config: TrainConfig, explicit: set[str] | None = None) -> TrainResult:
     recipe = _recipe(cfg, steps_per_epoch, total_steps, scheduler.warmup_t, world, precision, lineage)
     dataset = ds.SectionDataset(volumes, refs, window, crop=crop, flip=True)
     start_time = time.perf_counter()
-    last_ckpt = start_time
-    written: list[dict] = []
-    stopped = None
+    return _Run(cfg=cfg, run_dir=run_dir, accelerator=accelerator, autocast_dtype=autocast_dtype, main=main,
+                world=world, device=device, volumes=volumes, val_idx=val_idx, refs=refs, data_desc=data_desc,
+                card=card, window=window, steps_per_epoch=steps_per_epoch, total_steps=total_steps, model=model,
+                optimizer=optimizer, scheduler=scheduler, ema=ema, prepared_model=prepared_model,
+                prepared_optimizer=prepared_optimizer, recipe=recipe, dataset=dataset, wall_before=wall_before,
+                start_time=start_time, last_ckpt=start_time, step=step, best=best, progress=progress_state)
 
-    def wall() -> float:
-        return wall_before + time.perf_counter() - start_time
 
-    def checkpoint(metrics: dict | None = None) -> None:
-        if not main:
-            return
-        c = _card_with(card, recipe, step, wall(), metrics)
-        state = {"step": step, "steps_per_epoch": steps_per_epoch, "config": cfg.to_dict(), "data": data_desc,
-                 "scheduler": scheduler.state_dict(), "best_score": best, "wall_s": wall(),
-                 "epoch_progress": progress_state}
-        save_last(run_dir, ema_model=ema.module, model=accelerator.unwrap_model(prepared_model),
-                  optimizer=optimizer, card=c, state=state)
+def _train_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
+    """The updates of one epoch (from where a resumed run left it); sets ``run.stopped`` on a stop."""
+    cfg, accelerator, device, optimizer, scheduler = run.cfg, run.accelerator, run.device, run.optimizer, run.scheduler
+    steps_per_epoch, world = run.steps_per_epoch, run.world
+    start_in_epoch = run.step % steps_per_epoch
+    keys = ds.epoch_keys(len(run.refs), steps_per_epoch, cfg.batch_size * world, cfg.seed, epoch)
+    mine = ds.process_keys(keys, start_in_epoch, cfg.batch_size, accelerator.process_index, world)
+    loader = DataLoader(run.dataset, batch_size=cfg.batch_size, sampler=mine, num_workers=cfg.workers,
+                        pin_memory=device.type == "cuda")
+    if start_in_epoch == 0:
+        run.progress = _fresh_progress()
+    bar = tqdm(total=steps_per_epoch, initial=start_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               unit="step", disable=not (cfg.progress and run.main), dynamic_ncols=True, file=sys.stderr)
+    run.prepared_model.train()
+    tick = last_post = time.perf_counter()
+    pending: list[torch.Tensor] = []
 
-    with _stop_on_signals() as stop_request:
-        while step < total_steps and stopped is None:
-            epoch = step // steps_per_epoch
-            start_in_epoch = step % steps_per_epoch
-            keys = ds.epoch_keys(len(refs), steps_per_epoch, cfg.batch_size * world, cfg.seed, epoch)
-            mine = ds.process_keys(keys, start_in_epoch, cfg.batch_size, accelerator.process_index, world)
-            loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=mine, num_workers=cfg.workers,
-                                pin_memory=device.type == "cuda")
-            if start_in_epoch == 0:
-                progress_state = _fresh_progress()
-            bar = tqdm(total=steps_per_epoch, initial=start_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       unit="step", disable=not (cfg.progress and main), dynamic_ncols=True, file=sys.stderr)
-            prepared_model.train()
-            tick = last_post = time.perf_counter()
-            pending: list[torch.Tensor] = []
+    def flush() -> None:
+        # Losses stay on the device until shown or saved: a host sync per step would stall a GPU.
+        if pending:
+            total = torch.stack(pending).sum()
+            if world > 1:
+                total = accelerator.reduce(total, reduction="mean")
+            run.progress["loss_sum"] += float(total)
+            run.progress["loss_batches"] += len(pending)
+            pending.clear()
 
-            def flush() -> None:
-                # Losses stay on the device until shown or saved: a host sync per step would stall a GPU.
-                if pending:
-                    total = torch.stack(pending).sum()
-                    if world > 1:
-                        total = accelerator.reduce(total, reduction="mean")
-                    progress_state["loss_sum"] += float(total)
-                    progress_state["loss_batches"] += len(pending)
-                    pending.clear()
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=run.autocast_dtype or torch.float32,
+                            enabled=run.autocast_dtype is not None):
+            pred = run.prepared_model(x)
+        loss, mse = training_loss(pred, y, cfg.loss, cfg.loss_reduction, cfg.ssim_weight)
+        accelerator.backward(loss)
+        run.prepared_optimizer.step()
+        run.prepared_optimizer.zero_grad(set_to_none=True)
+        run.step += 1
+        scheduler.step_update(run.step)
+        run.ema.update(accelerator.unwrap_model(run.prepared_model), step=run.step)
 
-            for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
-                                    enabled=autocast_dtype is not None):
-                    pred = prepared_model(x)
-                loss, mse = training_loss(pred, y, cfg.loss, cfg.loss_reduction, cfg.ssim_weight)
-                accelerator.backward(loss)
-                prepared_optimizer.step()
-                prepared_optimizer.zero_grad(set_to_none=True)
-                step += 1
-                scheduler.step_update(step)
-                ema.update(accelerator.unwrap_model(prepared_model), step=step)
-
-                pending.append(mse)
-                now = time.perf_counter()
-                progress_state["batches"] += 1
-                progress_state["seconds"] += now - tick
-                tick = now
-                bar.update(1)
-                end_of_epoch = step % steps_per_epoch == 0
-                if now - last_post >= 1.0 or end_of_epoch:
-                    flush()
-                    last_post = now
-                    rate = progress_state["batches"] * cfg.batch_size * world / max(progress_state["seconds"], 1e-9)
-                    bar.set_postfix(loss=f"{progress_state['loss_sum'] / max(progress_state['loss_batches'], 1):.4g}",
-                                    sec_s=f"{rate:.2f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-                if end_of_epoch:
-                    break
-                if world > 1 and step % 10:
-                    continue  # processes compare their clocks every 10 updates only
-                out_of_time = cfg.max_minutes is not None and now - start_time >= 60 * cfg.max_minutes
-                stop, save = _agree(accelerator, out_of_time or stop_request["signal"] is not None,
-                                    now - last_ckpt >= 60 * cfg.checkpoint_every)
-                if stop:
-                    stopped = "signal" if stop_request["signal"] else "max-minutes"
-                    flush()
-                    checkpoint()
-                    break
-                if save:
-                    flush()
-                    checkpoint()
-                    last_ckpt = time.perf_counter()
-                    tick += last_ckpt - now  # checkpoint time is not training time
+        pending.append(mse)
+        now = time.perf_counter()
+        run.progress["batches"] += 1
+        run.progress["seconds"] += now - tick
+        tick = now
+        bar.update(1)
+        end_of_epoch = run.step % steps_per_epoch == 0
+        if now - last_post >= 1.0 or end_of_epoch:
             flush()
-            bar.close()
-            if stopped is not None:
-                break
+            last_post = now
+            rate = run.progress["batches"] * cfg.batch_size * world / max(run.progress["seconds"], 1e-9)
+            bar.set_postfix(loss=f"{run.progress['loss_sum'] / max(run.progress['loss_batches'], 1):.4g}",
+                            sec_s=f"{rate:.2f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        if end_of_epoch:
+            break
+        if world > 1 and run.step % 10:
+            continue  # processes compare their clocks every 10 updates only
+        out_of_time = cfg.max_minutes is not None and now - run.start_time >= 60 * cfg.max_minutes
+        stop, save = _agree(accelerator, out_of_time or stop_request["signal"] is not None,
+                            now - run.last_ckpt >= 60 * cfg.checkpoint_every)
+        if stop:
+            run.stopped = "signal" if stop_request["signal"] else "max-minutes"
+            flush()
+            run.checkpoint()
+            break
+        if save:
+            flush()
+            run.checkpoint()
+            run.last_ckpt = time.perf_counter()
+            tick += run.last_ckpt - now  # checkpoint time is not training time
+    flush()
+    bar.close()
 
-            # End of an epoch: validate the EMA, log, keep the best, checkpoint.
-            line = {"epoch": epoch + 1, "step": step,
-                    "loss": progress_state["loss_sum"] / max(progress_state["loss_batches"], 1),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "sections_per_s": progress_state["batches"] * cfg.batch_size * world
-                    / max(progress_state["seconds"], 1e-9),
-                    "epoch_train_s": progress_state["seconds"]}
-            if main:
-                t0 = time.perf_counter()
-                scores = validate(ema.module, volumes, val_idx, window, cfg.batch_size, cfg.val_tta, device,
-                                  autocast_dtype) if val_idx else {}
-                line.update({k: v for k, v in scores.items() if k != "volumes"})
-                if scores:
-                    line["val_volumes"] = scores["volumes"]
-                line["val_s"] = time.perf_counter() - t0
-                line["wall_s"] = wall()
-                improved = not val_idx or best is None or line["val_score"] > best
-                if improved:
-                    best = line.get("val_score")
-                    metrics = {k: line[k] for k in ("epoch", "step", "val_score", "val_noisy_score", "val_loss", "loss")
-                               if k in line}
-                    from impeccable.models.checkpoint import save_model_dir
 
-                    save_model_dir(ema.module, _card_with(card, recipe, step, wall(), metrics), run_dir)
-                line["best"] = improved
-                with open(run_dir / METRICS, "a") as fh:
-                    fh.write(json.dumps(line) + "\n")
-                written.append(line)
-                _log(_summary(line))
-                progress_state = _fresh_progress()
-                checkpoint({k: line[k] for k in ("epoch", "step", "val_score", "val_noisy_score", "val_loss", "loss")
-                            if k in line})
-                last_ckpt = time.perf_counter()
-            accelerator.wait_for_everyone()
-            progress_state = _fresh_progress()
-            out_of_time = cfg.max_minutes is not None and time.perf_counter() - start_time >= 60 * cfg.max_minutes
-            if step < total_steps and _agree(accelerator, out_of_time or stop_request["signal"] is not None)[0]:
-                stopped = "signal" if stop_request["signal"] else "max-minutes"
-    if stopped and main:
-        _log(f"stopped ({stopped}) at step {step} of {total_steps}; "
-             f"continue with: impeccable-train --out {run_dir} --resume")
-    accelerator.wait_for_everyone()
-    return TrainResult(run_dir, step, step // steps_per_epoch, best, stopped, written)
+def _end_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
+    """End of an epoch: validate the EMA, log, keep the best, checkpoint; sets ``run.stopped`` on a stop."""
+    cfg, world = run.cfg, run.world
+    line = {"epoch": epoch + 1, "step": run.step,
+            "loss": run.progress["loss_sum"] / max(run.progress["loss_batches"], 1),
+            "lr": run.optimizer.param_groups[0]["lr"],
+            "sections_per_s": run.progress["batches"] * cfg.batch_size * world
+            / max(run.progress["seconds"], 1e-9),
+            "epoch_train_s": run.progress["seconds"]}
+    if run.main:
+        t0 = time.perf_counter()
+        scores = validate(run.ema.module, run.volumes, run.val_idx, run.window, cfg.batch_size, cfg.val_tta,
+                          run.device, run.autocast_dtype) if run.val_idx else {}
+        line.update({k: v for k, v in scores.items() if k != "volumes"})
+        if scores:
+            line["val_volumes"] = scores["volumes"]
+        line["val_s"] = time.perf_counter() - t0
+        line["wall_s"] = run.wall()
+        improved = not run.val_idx or run.best is None or line["val_score"] > run.best
+        if improved:
+            run.best = line.get("val_score")
+            metrics = {k: line[k] for k in ("epoch", "step", "val_score", "val_noisy_score", "val_loss", "loss")
+                       if k in line}
+            from impeccable.models.checkpoint import save_model_dir
+
+            save_model_dir(run.ema.module, _card_with(run.card, run.recipe, run.step, run.wall(), metrics), run.run_dir)
+        line["best"] = improved
+        with open(run.run_dir / METRICS, "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+        run.written.append(line)
+        _log(_summary(line))
+        run.progress = _fresh_progress()
+        run.checkpoint({k: line[k] for k in ("epoch", "step", "val_score", "val_noisy_score", "val_loss", "loss")
+                        if k in line})
+        run.last_ckpt = time.perf_counter()
+    run.accelerator.wait_for_everyone()
+    run.progress = _fresh_progress()
+    out_of_time = cfg.max_minutes is not None and time.perf_counter() - run.start_time >= 60 * cfg.max_minutes
+    if run.step < run.total_steps and _agree(run.accelerator, out_of_time or stop_request["signal"] is not None)[0]:
+        run.stopped = "signal" if stop_request["signal"] else "max-minutes"
 
 
 def _fresh_progress() -> dict:
@@ -558,7 +621,8 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs_done]
     if len(keep) != len(lines):
-        path.write_text("".join(ln + "\n" for ln in keep))
+        with atomic_write(path) as f:  # a crash mid-rewrite must not lose the run's metrics
+            f.tmp.write_text("".join(ln + "\n" for ln in keep))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -2,48 +2,71 @@
 
 Denoising whole validation volumes every epoch would cost more than training on a CPU, so only the six
 sections the challenge scores (25/50/75 % of both horizontal axes) are predicted, through the full inference
-pipeline (per-volume min-max, zero padding to the window, optional flip TTA, crop back). They are scored
+pipeline: per-volume min-max, then :mod:`impeccable.core.tiling`, the runtime's own tiling, blending and flip
+TTA, so a section larger than the window is scored as ``impeccable-denoise`` predicts it. They are scored
 exactly as :func:`impeccable.data.scoring.score_sections` scores a submission, with one approximation: the
 uint8 scaling of the prediction takes its min/max over the six predicted sections instead of over the whole
 predicted volume (the truth and the noisy baseline use their true whole-volume min/max). The predictions are
 sigmoid outputs in ``[0, 1]`` whose extremes sit in every section, so the difference is small; the exported
 model's real score comes from ``impeccable-denoise`` + ``impeccable-score`` on whole volumes.
+
+Before the runtime's tiling was used here, sections larger than the window were tiled half-overlapping and
+averaged plainly. Measured with the shipped model on two held-out synthetic pairs (seeds 900001, 900002): for
+(8, 128, 1259) volumes, whose sections fit the window, the score is unchanged (0.931732); for (8, 400, 1259),
+whose inline sections take two tiles, it moved from 0.914199 to 0.914463 without TTA and from 0.915077 to
+0.915351 with flip TTA (+0.0003 each), the score of what ``impeccable-denoise`` returns.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from impeccable.core import tiling
 from impeccable.core.amplitude import to_uint8
 from impeccable.data.scoring import score_sections, section_indices
 from impeccable.train.dataset import CROSSLINE, INLINE, VolumeSet
 
 
-def tile_starts(length: int, window: int) -> list[int]:
-    """Window starts covering ``length`` (one at 0 when it fits; else half-overlapping, the last flush)."""
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window, window // 2))
-    return starts + [length - window]
+def torch_runner(model: nn.Module, device: torch.device | str = "cpu",
+                 autocast_dtype: torch.dtype | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A network as the ``run_batch`` of :func:`impeccable.core.tiling.predict_sections`: numpy in, numpy out.
+
+    Args:
+        model: Network in eval mode, ``(N, 1, rows, cols)`` -> same, values in ``[0, 1]``.
+        device: Where the network runs.
+        autocast_dtype: e.g. ``torch.bfloat16`` on CUDA; ``None`` runs in float32.
+
+    Returns:
+        ``float32[N, 1, rows, cols] -> float32[N, 1, rows, cols]``, gradients off.
+    """
+    device = torch.device(device)
+
+    @torch.no_grad()
+    def run_batch(images: np.ndarray) -> np.ndarray:
+        ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+        with ctx:
+            pred = model(torch.from_numpy(np.ascontiguousarray(images)).to(device))
+        return pred.float().cpu().numpy()
+
+    return run_batch
 
 
-@torch.no_grad()
 def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, int], batch_size: int = 8,
                      tta: bool = False, device: torch.device | str = "cpu",
                      autocast_dtype: torch.dtype | None = None) -> np.ndarray:
-    """Denoise normalized sections with a network, as the runtime does.
+    """Denoise normalized sections with a network exactly as the runtime does (:mod:`impeccable.core.tiling`).
 
     Args:
         model: Network in eval mode, ``(N, 1, rows, cols)`` -> same, values in ``[0, 1]``.
         sections: ``(n, traces, samples)`` float32 in ``[0, 1]``.
         window: ``(rows, cols)`` model window; sections are zero-padded at the end to it (larger ones are
-            tiled in half-overlapping windows and averaged).
-        batch_size: Windows per forward pass.
+            tiled with the runtime's overlap and blended with its ramps).
+        batch_size: Images per forward pass (tiles and, with TTA, their mirrored copies).
         tta: Also predict the trace-mirrored sections and average (flip TTA).
         device: Where the network runs.
         autocast_dtype: e.g. ``torch.bfloat16`` on CUDA; ``None`` runs in float32.
@@ -51,36 +74,7 @@ def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, 
     Returns:
         ``(n, traces, samples)`` float32 predictions in ``[0, 1]``.
     """
-    n, rows, cols = sections.shape
-    views = [sections] + ([sections[:, ::-1, :]] if tta else [])
-    out = np.zeros((n, rows, cols), dtype=np.float32)
-    tiles = [(r, c) for r in tile_starts(rows, window[0]) for c in tile_starts(cols, window[1])]
-    cover = np.zeros((rows, cols), dtype=np.float32)
-    for r, c in tiles:
-        cover[r:r + window[0], c:c + window[1]] += 1
-    # The mirrored view's tiles land mirrored on the original traces.
-    weight = cover + cover[::-1] if tta else cover
-    device = torch.device(device)
-    ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
-    for v, view in enumerate(views):
-        jobs = [(i, r, c) for i in range(n) for r, c in tiles]
-        for s in range(0, len(jobs), batch_size):
-            chunk = jobs[s:s + batch_size]
-            batch = np.zeros((len(chunk), 1, window[0], window[1]), dtype=np.float32)
-            for b, (i, r, c) in enumerate(chunk):
-                piece = view[i, r:r + window[0], c:c + window[1]]
-                batch[b, 0, :piece.shape[0], :piece.shape[1]] = piece
-            with ctx:
-                pred = model(torch.from_numpy(batch).to(device))
-            pred = pred.float().cpu().numpy()[:, 0]
-            for b, (i, r, c) in enumerate(chunk):
-                h, w = min(window[0], rows - r), min(window[1], cols - c)
-                piece = pred[b, :h, :w]
-                if v == 1:  # the mirrored view: mirror the prediction back onto the original trace order
-                    out[i, rows - r - h:rows - r, c:c + w] += piece[::-1]
-                else:
-                    out[i, r:r + h, c:c + w] += piece
-    return out / weight
+    return tiling.predict_sections(sections, torch_runner(model, device, autocast_dtype), window, tta, batch_size)
 
 
 def scoring_positions(shape: Sequence[int]) -> list[tuple[int, int]]:
@@ -150,4 +144,4 @@ def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], windo
             "val_loss": sq_err / max(count, 1), "volumes": per_volume}
 
 
-__all__ = ["predict_sections", "scoring_positions", "section_key", "tile_starts", "validate"]
+__all__ = ["predict_sections", "scoring_positions", "section_key", "torch_runner", "validate"]

@@ -12,11 +12,15 @@ import pytest
 from impeccable.core.amplitude import volume_stats
 from impeccable.core.errors import DataError, InputError, OutputError
 from impeccable.data.challenge import (
+    CLEAN_PATTERN,
+    NOISY_PATTERN,
     VolumePair,
     build_section_cache,
+    clean_name,
     find_pairs,
     load_pair,
     load_volume,
+    noisy_name,
     open_section_cache,
     section_score,
 )
@@ -237,3 +241,12 @@ def test_reads_the_synthetic_generators_layout(tmp_path):
 def test_section_score_refuses_different_shapes():
     with pytest.raises(DataError, match="differ in shape"):
         section_score(_volume(1), np.moveaxis(_volume(1), -1, 0))
+
+
+@pytest.mark.parametrize("volume_id", ["12345678", "a.b_c"])
+def test_the_writer_and_the_reader_share_the_challenge_names(volume_id):
+    assert noisy_name(volume_id) == f"seismic_w_noise_vol_{volume_id}.npy"
+    assert clean_name(volume_id) == f"seismicCubes_RFC_fullstack_2023.{volume_id}.npy"
+    assert NOISY_PATTERN.match(noisy_name(volume_id))["id"] == volume_id
+    assert CLEAN_PATTERN.match(clean_name(volume_id))["id"] == volume_id
+    assert not NOISY_PATTERN.match(clean_name(volume_id)) and not CLEAN_PATTERN.match(noisy_name(volume_id))

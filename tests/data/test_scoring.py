@@ -14,6 +14,7 @@ from skimage.metrics import structural_similarity
 
 from impeccable.core.errors import DataError
 from impeccable.data.scoring import (
+    score_scoring_sections,
     score_sections,
     score_volumes,
     section_indices,
@@ -145,3 +146,11 @@ def test_score_sections_errors(edit, match):
         prediction[key] = prediction[key].T
     with pytest.raises(DataError, match=match):
         score_sections(truth, prediction)
+
+
+def test_the_six_section_score_is_the_whole_volume_score():
+    rng = np.random.default_rng(7)
+    truth = rng.normal(size=(9, 11, 40)).astype(np.float32)
+    pred = (truth + rng.normal(scale=0.5, size=truth.shape)).astype(np.float32)
+    ranges = [(float(v.min()), float(v.max())) for v in (truth, pred)]
+    assert score_scoring_sections(truth, pred, *ranges) == score_volumes(truth, pred)

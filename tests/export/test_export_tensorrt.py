@@ -43,7 +43,10 @@ def test_only_fp16_graphs_are_built(fp16_dir):
 
 
 def _tta(run, images: np.ndarray, batch: int) -> np.ndarray:
-    return tensorrt_build._tta(run, images, batch)
+    """Flip TTA of padded images the runtime's way (:func:`impeccable.core.tiling.predict_sections`)."""
+    from impeccable.core.tiling import predict_sections
+
+    return predict_sections(images[:, 0], run, images.shape[-2:], tta=True, batch=batch)[:, None]
 
 
 class ReusingRunner:

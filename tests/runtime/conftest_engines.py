@@ -41,24 +41,12 @@ def pad_to_window(sections: np.ndarray, window: tuple[int, int] = WINDOW) -> np.
     return out
 
 
-def run_batched(engine, images: np.ndarray, batch: int) -> np.ndarray:
-    """``engine`` over ``images`` in chunks of ``batch`` (the last one partial when it does not divide)."""
-    return np.concatenate([engine(images[i:i + batch]) for i in range(0, images.shape[0], batch)])
-
-
 def predict_sections(engine, sections: np.ndarray, batch: int, tta: bool = True) -> np.ndarray:
-    """Denoise ``(n, traces, samples)`` sections the pipeline's way: pad, flip TTA in the same batches, crop.
+    """Denoise ``(n, traces, samples)`` sections the pipeline's way (:func:`impeccable.core.tiling.predict_sections`):
+    pad (tile when larger), flip TTA, ``batch`` images per engine call, crop (blend)."""
+    from impeccable.core.tiling import predict_sections as tiled
 
-    TTA mirrors the trace axis of the section before padding, so the padding stays at the end (DESIGN §2).
-    """
-    n, traces, samples = sections.shape
-    images = pad_to_window(sections, engine.window)
-    if tta:
-        images = np.concatenate([images, pad_to_window(sections[:, ::-1, :], engine.window)])
-    out = run_batched(engine, images, batch)[:, 0, :traces, :samples]
-    if not tta:
-        return out
-    return 0.5 * (out[:n] + out[n:, ::-1, :])
+    return tiled(sections, engine, tuple(engine.window), tta=tta, batch=batch)
 
 
 def _scale_head(model, sample) -> None:

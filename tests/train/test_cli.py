@@ -107,3 +107,24 @@ def test_cli_trains_on_the_family_mixture(tmp_path, fake_synth):
     assert len(list((out / "synthetic").glob("syn-*-b-s*.npy"))) == 2  # volume 1 of 3 is family b
     bad = CliRunner().invoke(main, [*TINY, "--out", str(tmp_path / "bad"), "--synthetic-family", "c"])
     assert bad.exit_code == 2 and "--synthetic-family" in bad.output
+
+
+def test_every_flag_default_is_the_config_default():
+    """The flags read their defaults from TrainConfig: a default changed in one place is changed in both."""
+    import dataclasses
+
+    from impeccable.train.cli import _FIELD_OF
+    from impeccable.train.config import TrainConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    checked = 0
+    for param in main.params:
+        name = _FIELD_OF.get(param.name, param.name)
+        if fields.get(name, None) is None or fields[name] is dataclasses.MISSING:
+            continue  # no default on either side (click leaves it unset)
+        expected = fields[name]
+        if isinstance(expected, tuple):
+            expected = ",".join(map(str, expected))
+        assert param.default == expected, param.name
+        checked += 1
+    assert checked >= 20

@@ -54,3 +54,16 @@ def test_resume_keeps_recipe_and_takes_runtime(tmp_path, make_config):
 def test_default_validation_volumes(tmp_path, make_config):
     cfg = make_config(tmp_path, val_volumes=None)
     assert [cfg.resolved_val_volumes(n) for n in (1, 2, 19, 20, 250)] == [0, 1, 1, 2, 25]
+
+
+def test_a_resumed_run_needs_no_data_source(tmp_path, make_config):
+    """--resume alone is a complete config: the data source comes from the saved run (no placeholder)."""
+    saved = make_config(tmp_path)
+    bare = TrainConfig(out=tmp_path, resume=True, workers=1)
+    assert bare.data is None and bare.synthetic is None
+    assert saved.resumed_with(bare, explicit={"workers"}).synthetic == saved.synthetic
+    resuming = dataclasses.replace(saved, synthetic=None, resume=True, workers=1)
+    merged = saved.resumed_with(resuming)  # every recipe field compared, the absent source left out
+    assert merged.synthetic == saved.synthetic and merged.workers == 1
+    with pytest.raises(InputError, match="no training data, or two sources"):
+        TrainConfig(out=tmp_path, resume=True, synthetic=2, data=Path("x"))

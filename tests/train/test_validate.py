@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from impeccable.data.scoring import score_volumes
-from impeccable.train.validate import predict_sections, tile_starts, validate
+from impeccable.core import tiling
+from impeccable.train.validate import predict_sections, validate
 
 
 class Identity(nn.Module):
@@ -27,13 +28,24 @@ def test_predict_sections_identity(shape, tta):
     np.testing.assert_allclose(out, sections, atol=1e-6)
 
 
-def test_tile_starts_cover():
-    for length, window in [(10, 64), (64, 64), (100, 64), (1259, 256)]:
-        covered = np.zeros(length, bool)
-        for s in tile_starts(length, window):
-            assert 0 <= s and s + min(window, length) <= length
-            covered[s:s + window] = True
-        assert covered.all()
+class TileBiased(nn.Module):
+    """Adds each image's own mean: tiles of one section disagree, so the blend decides the result."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x.mean(dim=(2, 3), keepdim=True) ** 2
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_validation_predicts_exactly_as_the_runtime_tiles_and_blends(tta):
+    """Larger sections are tiled with the runtime's overlap, blended with its ramps and flip-averaged as the
+    pipeline does (the old validation used half-overlapping tiles and a plain average)."""
+    sections = np.random.default_rng(1).random((2, 150, 600), dtype=np.float32)
+    window = (64, 256)
+    out = predict_sections(TileBiased(), sections, window, batch_size=3, tta=tta)
+    tiles, plan = tiling.split(sections, window, mirror=tta)
+    assert plan.tiles_per_section > 1
+    expected = tiling.blend(TileBiased()(torch.from_numpy(tiles)).numpy(), plan, tta)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
 
 
 def test_noisy_baseline_is_the_challenge_score(volumes):
