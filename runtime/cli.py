@@ -30,8 +30,9 @@ def _time_axis(value: str) -> int | str:
 @click.option("--engine", type=str, default=None,
               help=f"One of {', '.join(ENGINES)} [default: the fastest installed engine the model has files for].")
 @click.option("--precision", type=str, default=None,
-              help="Engine precision where it has a choice: openvino fp32|bf16, torch fp32|bf16, onnxruntime "
-                   "fp32|fp16 [default: each engine's own, one that passes the parity tests].")
+              help="Engine precision where it has a choice: openvino fp32|bf16|int8, torch fp32|bf16, onnxruntime "
+                   "fp32|fp16|int8, tensorrt fp16|int8 (int8: the graph of impeccable-export --int8) [default: each "
+                   "engine's own, one that passes the parity tests].")
 @click.option("--tta/--no-tta", default=True, show_default=True,
               help="Flip test-time augmentation: also denoise the trace-mirrored section and average (2x the work).")
 @click.option("--views", type=click.Choice(VIEWS), default="inline", show_default=True,

@@ -14,7 +14,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from impeccable.core.card import CARD_NAME, ONNX_FP16_NAME, ONNX_NAME, read_card, window_of
+from impeccable.core.card import CARD_NAME, ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, read_card, window_of
 from impeccable.core.errors import EngineError, ImpeccableError, InputError, ModelError
 
 
@@ -205,12 +205,14 @@ def card_beside(path: Path) -> dict | None:
     return None
 
 
-def resolve_onnx(model: str | Path, fp16: bool = False) -> tuple[Path, dict | None]:
+def resolve_onnx(model: str | Path, fp16: bool = False, int8: bool = False) -> tuple[Path, dict | None]:
     """The ONNX file an engine loads, and the card (None when a lone file carries none).
 
     Args:
-        model: A model directory (uses ``model.onnx``, or ``model.fp16.onnx`` with ``fp16``) or a ``.onnx`` file.
+        model: A model directory (uses ``model.onnx``, ``model.fp16.onnx`` with ``fp16``, ``model.int8.onnx``
+            with ``int8``) or a ``.onnx`` file.
         fp16: Use the FP16 graph of a model directory.
+        int8: Use the INT8 (Q/DQ) graph of a model directory.
 
     Raises:
         ModelError: Missing directory, card or ONNX file; the message names the command that writes it.
@@ -225,11 +227,12 @@ def resolve_onnx(model: str | Path, fp16: bool = False) -> tuple[Path, dict | No
         raise ModelError("this engine reads ONNX, not a TensorRT plan", received=str(model),
                          expected="a model directory or a .onnx file", todo="use --engine tensorrt for a .plan")
     card = read_card(model)
-    name = ONNX_FP16_NAME if fp16 else ONNX_NAME
+    name = ONNX_INT8_NAME if int8 else ONNX_FP16_NAME if fp16 else ONNX_NAME
     path = model / name
     if not path.is_file():
+        flag = " --int8" if int8 else " --fp16" if fp16 else ""
         raise ModelError(f"model directory has no {name}", received=str(model), expected=str(path),
-                         todo=f"run impeccable-export {model}{' --fp16' if fp16 else ''}, or use --engine torch")
+                         todo=f"run impeccable-export {model}{flag}, or use --engine torch")
     return path, card
 
 

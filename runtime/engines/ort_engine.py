@@ -15,13 +15,14 @@ CPU = "CPUExecutionProvider"
 
 
 class OnnxRuntimeEngine(EngineBase):
-    """An ONNX Runtime session over ``model.onnx`` (``precision="fp16"``: ``model.fp16.onnx``).
+    """An ONNX Runtime session over ``model.onnx`` (``fp16``: ``model.fp16.onnx``, ``int8``: ``model.int8.onnx``).
 
     Args:
         model: Model directory or ``.onnx`` file.
         batch_size: Images per call the caller plans (the graph's batch axis is dynamic: not a limit).
         device: ``cpu``, ``cuda``, ``cuda:<index>``, or ``auto`` (CUDA when onnxruntime-gpu is installed).
-        precision: ``fp32`` or ``fp16`` (the FP16 graph, float32 I/O; meant for CUDA).
+        precision: ``fp32``, ``fp16`` (the FP16 graph, float32 I/O; meant for CUDA) or ``int8`` (the Q/DQ graph
+            of ``impeccable-export --int8``, float32 I/O; ORT fuses it into integer VNNI/AMX kernels on CPU).
         threads: Intra-op threads on the CPU [default: the physical cores this process may use].
 
     Raises:
@@ -33,10 +34,10 @@ class OnnxRuntimeEngine(EngineBase):
 
     def __init__(self, model: str | Path, batch_size: int = 8, device: str = "auto", precision: str = "fp32",
                  threads: int | None = None):
-        if precision not in ("fp32", "fp16"):
-            raise EngineError("unknown onnxruntime precision", received=precision, expected="fp32 or fp16",
-                              todo="pass precision fp32 or fp16")
-        path, card = resolve_onnx(model, fp16=precision == "fp16")
+        if precision not in ("fp32", "fp16", "int8"):
+            raise EngineError("unknown onnxruntime precision", received=precision, expected="fp32, fp16 or int8",
+                              todo="pass precision fp32, fp16 or int8")
+        path, card = resolve_onnx(model, fp16=precision == "fp16", int8=precision == "int8")
         if device == "auto":
             device = "cuda" if CUDA in ort.get_available_providers() else "cpu"
         kind, _, index = device.partition(":")
