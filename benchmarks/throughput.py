@@ -3,6 +3,9 @@
     python -m impeccable.benchmarks.throughput --engines torch,onnxruntime,openvino:fp32,openvino:bf16 \
         --sections 16 --batch-size 4 --json benchmarks/results/<date>-<device>.json
 
+``onnxruntime:int8`` and ``openvino:int8`` run ``model.int8.onnx`` (``impeccable-export --int8``); their GFLOP/s
+count the float graph's arithmetic (the same convolutions) against the measured INT8 GEMM peak (GOP/s).
+
 Each engine (``name`` or ``name:precision``) runs in its own process (clean peak RSS, no shared thread pools)
 on the same model and the same synthetic volume of ``--sections`` inline sections of the challenge's size
 (300 traces x 1259 samples, padded to 320 x 1280). Per engine and batch it reports sections/s and batch
@@ -34,7 +37,7 @@ from impeccable.core.errors import EngineError
 
 SECTION = (300, 1259)  # (traces, samples) of a challenge section
 PRECISION_OF = {"torch": "fp32", "onnxruntime": "fp32", "openvino": "fp32", "tensorrt": "fp16"}
-PEAK_KEY = {"fp32": "fp32", "f32": "fp32", "bf16": "bf16", "fp16": "fp16_cuda"}
+PEAK_KEY = {"fp32": "fp32", "f32": "fp32", "bf16": "bf16", "fp16": "fp16_cuda", "int8": "int8"}
 
 
 @dataclass
@@ -72,6 +75,8 @@ def parse_engine(spec: str) -> tuple[str, str, str | None]:
 
 def _engine_options(name: str, precision: str, device: str | None = None) -> dict:
     options: dict = {"precision": precision} if name in ("openvino", "torch", "onnxruntime") else {}
+    if name == "tensorrt" and precision == "int8":  # its default picks a directory's first plan
+        options["precision"] = precision
     if device and name in ("torch", "onnxruntime"):
         options["device"] = device
     return options
@@ -204,8 +209,8 @@ def write_report(report: dict, table: str, json_path: Path | None, md_path: Path
             path.write_text(text + "\n")
 
 
-def default_engines() -> list[str]:
-    """Every engine spec that can run here."""
+def default_engines(model: Path | None = None) -> list[str]:
+    """Every engine spec that can run here (the int8 ones where ``model`` has ``model.int8.onnx``)."""
     import importlib.util
     import shutil
 
@@ -221,6 +226,8 @@ def default_engines() -> list[str]:
             specs.append("onnxruntime:fp32@cuda")
     if importlib.util.find_spec("openvino"):
         specs += ["openvino:fp32", "openvino:bf16"]
+    if model is not None and (model / "model.int8.onnx").is_file():
+        specs += [s for s in ("onnxruntime:int8", "openvino:int8") if importlib.util.find_spec(s.split(":")[0])]
     if gpu and importlib.util.find_spec("tensorrt"):
         specs.append("tensorrt")
     return specs
@@ -252,7 +259,7 @@ def main(model: Path | None, engines: str | None, sections: int, batch_sizes: st
     if not onnx_path.is_file():
         raise EngineError("no ONNX model to benchmark", received=str(model), expected="a directory with model.onnx",
                           todo=f"run impeccable-export {model}")
-    specs = engines.split(",") if engines else default_engines()
+    specs = engines.split(",") if engines else default_engines(model if model.is_dir() else None)
     batches = [int(b) for b in batch_sizes.split(",")]
     section = SECTION
     if quick:  # a smoke run: sections no larger than the model window (no tiling), one small batch
