@@ -165,3 +165,27 @@ def test_tensorrt_int8_plan_matches_onnxruntime_int8(int8_dir, model_copy):
     assert np.abs(got - ref).max() <= INT8_ATOL
     with pytest.raises(ExportError):
         build_engine(model / "model.onnx", model)  # float32 graphs are not plan sources
+
+
+def test_benchmarks_report_int8_rows_against_the_int8_peak(int8_dir, tmp_path):
+    from impeccable.benchmarks import quality, throughput
+
+    engines = ["onnxruntime", "onnxruntime:int8"] + (["openvino:int8"] if importlib.util.find_spec("openvino") else [])
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(throughput.main, ["--quick", "--model", str(int8_dir), "--engines", ",".join(engines),
+                                                  "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["peak_gflops"]["int8"] > 0
+    rows = {r["engine"]: r for r in report["results"]}
+    assert all(not r["error"] for r in rows.values()), rows
+    for spec in engines[1:]:
+        assert rows[spec]["precision"] == "int8" and rows[spec]["peak_fraction"] is not None
+    assert "onnxruntime:int8" in throughput.default_engines(int8_dir)
+    scores = tmp_path / "quality.json"
+    result = CliRunner().invoke(quality.main, ["--model", str(int8_dir), "--engines", "onnxruntime,onnxruntime:int8",
+                                               "--volumes", "1", "--shape", "8,64,128", "--levels", "moderate",
+                                               "--no-baselines", "--json", str(scores)])
+    assert result.exit_code == 0, result.output
+    row = json.loads(scores.read_text())["rows"][0]["scores"]
+    assert abs(row["model onnxruntime"] - row["model onnxruntime:int8"]) <= TINY.max_loss
