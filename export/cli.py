@@ -126,13 +126,21 @@ def _int8_is_current(path: Path, onnx_path: Path, config: ExportConfig) -> bool:
 
 def _export_int8(config: ExportConfig, onnx_path: Path, fresh_onnx: bool, echo: Callable[[str], None]) -> Path:
     """Write (or keep) ``model.int8.onnx``; raises Int8LossError when its held-out loss is too high."""
-    from impeccable.export.int8 import audit_path, convert_int8, read_audit
+    from impeccable.export.int8 import Int8LossError, audit_path, convert_int8, read_audit
+    from impeccable.runtime.engines.base import onnx_metadata
 
     int8_path = onnx_path.with_name(ONNX_INT8_NAME)
     if fresh_onnx and _int8_is_current(int8_path, onnx_path, config):
         echo(f"kept {int8_path}: quantized from this {ONNX_NAME} with these settings (--force quantizes it again)")
         return int8_path
-    convert_int8(onnx_path, int8_path, config.int8_config(), echo=echo)
+    try:
+        convert_int8(onnx_path, int8_path, config.int8_config(), echo=echo)
+    except Int8LossError:
+        if int8_path.is_file() and onnx_metadata(int8_path).get("source_onnx_sha256") != sha256_file(onnx_path):
+            # An earlier INT8 graph of other weights would otherwise stay beside the new model.onnx and be run.
+            int8_path.unlink()
+            audit_path(int8_path).unlink(missing_ok=True)
+        raise
     audit = read_audit(int8_path) or {}
     held = audit.get("held_out", {})
     echo(f"wrote {int8_path}: {len(audit.get('float_nodes', []))} node(s) kept in float "

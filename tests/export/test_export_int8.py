@@ -103,6 +103,7 @@ def test_cli_refuses_unrepresentative_calibration_in_one_line(exported_dir, mode
     volume[4, 32, 80] = 1.0
     np.save(calib / "quiet.npy", volume)
     before = (model / "model.onnx").read_bytes()
+    (model / "model.int8.onnx").write_bytes(before)  # a stale INT8 file of other weights: must not survive
     result = CliRunner().invoke(main, [str(model), "--int8", "--calibration", str(calib), "--max-loss", "0.01"])
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.strip()]
