@@ -6,9 +6,9 @@
 For each noise level (``light`` ~0.95, ``moderate`` ~0.90, ``strong`` ~0.85 noisy-vs-clean) and each held-out
 seed (seeds from 900001 up: the training runs derive theirs from ``--seed`` through a hash and never meet
 these), it scores the noisy input, the classical baselines (``impeccable.data.baselines``) and the model through
-each engine (``engine:precision``: ``openvino:bf16``, ``onnxruntime:int8`` and ``openvino:int8`` run the INT8
-graph of ``impeccable-export --int8``) and each ``--views`` setting (``both`` = the two-direction ensemble of ``impeccable-denoise
---views both``), and reports per-volume scores and means.
+each engine (``engine:precision``; ``onnxruntime:int8`` and ``openvino:int8`` run the INT8 graph of
+``impeccable-export --int8``) and each ``--views`` setting (``both`` = the two-direction ensemble of
+``impeccable-denoise --views both``), and reports per-volume scores and means.
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ def _export_int8(config: ExportConfig, onnx_path: Path, fresh_onnx: bool, echo: 
     held = audit.get("held_out", {})
     echo(f"wrote {int8_path}: {len(audit.get('float_nodes', []))} node(s) kept in float "
          f"(groups {audit.get('sensitivity', {}).get('float_groups') or 'none'} + the output head); worst held-out "
-         f"loss {held.get('worst_loss', float('nan')):+.4f} <= {config.max_loss:g} (audit: {audit_path(int8_path).name})")
+         f"loss {held.get('worst_loss', float('nan')):+.4f} <= {config.max_loss:g} "
+         f"(audit: {audit_path(int8_path).name})")
     return int8_path
 
 

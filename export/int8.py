@@ -109,8 +109,8 @@ class Int8Config:
                               received=f"sections {self.sections}, sensitivity {self.sensitivity_sections}, "
                                        f"held-out {self.held_out}", expected=">= 1 each", todo="pass positive counts")
         if not 0 <= self.max_loss < 1:
-            raise ExportError("--max-loss out of range", received=self.max_loss, expected="0 <= loss < 1 (default 0.002)",
-                              todo="pass --max-loss 0.002")
+            raise ExportError("--max-loss out of range", received=self.max_loss,
+                              expected="0 <= loss < 1 (default 0.002)", todo="pass --max-loss 0.002")
 
     def settings(self) -> dict[str, Any]:
         """What decides the INT8 graph (an up-to-date file was made with the same)."""

@@ -190,3 +190,27 @@ def test_benchmarks_report_int8_rows_against_the_int8_peak(int8_dir, tmp_path):
     assert result.exit_code == 0, result.output
     row = json.loads(scores.read_text())["rows"][0]["scores"]
     assert abs(row["model onnxruntime"] - row["model onnxruntime:int8"]) <= TINY.max_loss
+
+
+def test_tensorrt_engine_picks_the_plan_of_its_precision(exported_dir, model_copy, monkeypatch):
+    """Plan selection runs without a GPU: fake plans (never deserialized) with the manifests the exporter writes."""
+    from impeccable.core.card import read_card, sha256_file
+    from impeccable.export import manifest
+    from impeccable.runtime.engines import trt_engine
+
+    here = {"tensorrt": "10.13.0", "cuda": "12.9", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    monkeypatch.setattr(manifest, "current_environment", lambda: here)
+    model = model_copy(exported_dir)
+    for precision in ("fp16", "int8"):
+        onnx_name = f"model.{precision}.onnx"
+        shutil.copy(model / "model.onnx", model / onnx_name)  # stands in for the FP16 / INT8 graph
+        plan = model / manifest.plan_name(here["gpu"], precision)
+        plan.write_bytes(b"not a real plan")
+        data = manifest.make_manifest(here, sha256_file(model / onnx_name), onnx_name, precision,
+                                      {"min": 1, "opt": 2, "max": 4}, read_card(model))
+        plan.with_name(plan.name + ".json").write_text(json.dumps(data))
+    assert trt_engine.select_plan(model, "int8")[0].name == "model.nvidia-h100-80gb-hbm3.int8.plan"
+    assert trt_engine.select_plan(model, "fp16")[0].name == "model.nvidia-h100-80gb-hbm3.fp16.plan"
+    (model / "model.nvidia-h100-80gb-hbm3.int8.plan").unlink()
+    with pytest.raises(ModelError, match=r"no TensorRT plan .* impeccable-export .* --int8"):
+        trt_engine.select_plan(model, "int8")
