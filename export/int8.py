@@ -12,7 +12,7 @@ and pulls in torch/CUDA extras. The choice of what stays float is ours (the meas
 
 Settings, fixed by TensorRT's rules so that one file serves every runtime: INT8 activations and weights, both
 symmetric (zero point 0: TensorRT accepts nothing else), weights per output channel, activations per tensor,
-min-max calibration. The graph is first pre-processed by ``quant_pre_process`` (shape inference and constant
+min-max calibration; only convolutions are quantized (:data:`QUANTIZED_OPS`). The graph is first pre-processed by ``quant_pre_process`` (shape inference and constant
 folding: the exported graph casts the SE blocks' fp16-held weights to float32 at run time, and a weight behind a
 ``Cast`` would be quantized as an activation, per tensor).
 
@@ -73,6 +73,11 @@ MAX_FLOAT_GROUPS = 4
 #: (its check before the plan is kept: catches miscompiles, not rounding).
 INT8_ATOL = 0.1
 CHALLENGE_SECTION = (300, 1259)
+#: Only the convolutions (all of the network's arithmetic) get Q/DQ. ORT's default also quantizes SiLU's Sigmoid
+#: and Mul, the SE blocks, Add, Concat and Resize: they save no arithmetic but add requantization steps and error;
+#: measured on the shipped model with OpenVINO (4 sections): all ops INT8 1.18 s, convolutions only 0.84 s,
+#: float bf16 0.94 s.
+QUANTIZED_OPS = ("Conv",)
 
 
 class Int8LossError(ExportError):
@@ -264,6 +269,7 @@ def quantize(pre_path: Path, out_path: Path, cache: Path, float_nodes: Iterable[
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(str(pre_path), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    op_types_to_quantize=list(QUANTIZED_OPS),
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=sorted(set(float_nodes)),
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
@@ -473,7 +479,7 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
         audit: dict[str, Any] = {
             "format_version": AUDIT_FORMAT,
             "quantizer": {"package": "onnxruntime", "version": onnxruntime.__version__, "api": "quantize_static",
-                          "format": "QDQ", "activations": "int8 symmetric per tensor",
+                          "format": "QDQ", "ops": list(QUANTIZED_OPS), "activations": "int8 symmetric per tensor",
                           "weights": "int8 symmetric per output channel", "calibration_method": "MinMax",
                           "pre_process": "quant_pre_process (constant folding, shape inference)"},
             "calibration": {"source": source, "sections": int(len(calib)), "window": list(window),
