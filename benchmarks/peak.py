@@ -22,8 +22,34 @@ def _best_rate(run, flop: float, repeats: int) -> float:
     return flop / best / 1e9
 
 
+def int8_matmul_gops(n: int = 2048, repeats: int = 5) -> float:
+    """GOP/s (2 per multiply-add) of an ``n x n`` uint8 x int8 -> int32 product, ONNX Runtime's ``MatMulInteger``.
+
+    That is MLAS's quantized GEMM, the kernel ORT's Q/DQ convolutions and matrix products run on (VNNI / AMX-INT8
+    where the CPU has them), with the physical cores as threads like the engines.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from impeccable.core.cpu import physical_cores
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (n, n), dtype=np.uint8)
+    w = rng.integers(-128, 128, (n, n), dtype=np.int8)
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "int8_peak",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = physical_cores()
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return _best_rate(lambda: session.run(None, {"a": a}), 2.0 * n**3, repeats)
+
+
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
-    """GFLOP/s of an ``n x n`` matrix product: ``fp32`` through numpy's BLAS, ``bf16`` through torch when present.
+    """GFLOP/s of an ``n x n`` matrix product: ``fp32`` through numpy's BLAS, ``bf16`` through torch when present,
+    ``int8`` (GOP/s) through ONNX Runtime's quantized GEMM when onnxruntime and onnx are present.
 
     On a GPU (torch with CUDA) ``fp16_cuda`` and ``fp32_cuda`` (TF32 off) are measured too.
     """
@@ -32,6 +58,8 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
     b = rng.standard_normal((n, n), dtype=np.float32)
     flop = 2.0 * n**3
     peaks = {"fp32": _best_rate(lambda: a @ b, flop, repeats)}
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        peaks["int8"] = int8_matmul_gops(n, repeats)
     if importlib.util.find_spec("torch") is None:
         return peaks
     import torch

@@ -7,7 +7,8 @@ For each synthetic family (``--families``: ``a``, the generator the shipped mode
 an independent recipe, :mod:`impeccable.data.families`), each noise level (``light`` ~0.95, ``moderate`` ~0.90,
 ``strong`` ~0.85 noisy-vs-clean, in each family's own calibration) and each held-out seed (seeds from 900001 up:
 the training runs derive theirs from ``--seed`` through a hash and never meet these), it scores the noisy input,
-the classical baselines (``impeccable.data.baselines``) and the model through each engine and each ``--views``
+the classical baselines (``impeccable.data.baselines``) and the model through each engine (``engine:precision``; ``onnxruntime:int8`` and ``openvino:int8`` run the INT8
+graph of ``impeccable-export --int8``) and each ``--views``
 setting (``both`` = the two-direction ensemble of ``impeccable-denoise --views both``), and reports per-volume
 scores and means. Each model column has a ``clean-in`` twin: the clean volume itself denoised through the same
 path and scored against itself (1.0 = the model leaves noise-free data alone; one pass per family and seed,

@@ -3,6 +3,9 @@
     python -m impeccable.benchmarks.throughput --engines torch,onnxruntime,openvino:fp32,openvino:bf16 \
         --sections 16 --batch-size 4 --json benchmarks/results/<date>-<device>.json
 
+``onnxruntime:int8`` and ``openvino:int8`` run ``model.int8.onnx`` (``impeccable-export --int8``); their GFLOP/s
+count the float graph's arithmetic (the same convolutions) against the measured INT8 GEMM peak (GOP/s).
+
 Each engine (``name`` or ``name:precision``) runs in its own process (clean peak RSS, no shared thread pools)
 on the same model and the same synthetic volume of ``--sections`` inline sections of the challenge's size
 (300 traces x 1259 samples, padded to 320 x 1280). Per engine and batch it reports sections/s and batch
@@ -225,8 +228,8 @@ def write_report(report: dict, table: str, json_path: Path | None, md_path: Path
             path.write_text(text + "\n")
 
 
-def default_engines() -> list[str]:
-    """Every engine spec that can run here."""
+def default_engines(model: Path | None = None) -> list[str]:
+    """Every engine spec that can run here (the int8 ones where ``model`` has ``model.int8.onnx``)."""
     import importlib.util
     import shutil
 
@@ -242,6 +245,8 @@ def default_engines() -> list[str]:
             specs.append("onnxruntime:fp32@cuda")
     if importlib.util.find_spec("openvino"):
         specs += ["openvino:fp32", "openvino:bf16"]
+    if model is not None and (model / "model.int8.onnx").is_file():
+        specs += [s for s in ("onnxruntime:int8", "openvino:int8") if importlib.util.find_spec(s.split(":")[0])]
     if gpu and importlib.util.find_spec("tensorrt"):
         specs.append("tensorrt")
     return specs
@@ -273,7 +278,7 @@ def main(model: Path | None, engines: str | None, sections: int, batch_sizes: st
     if not onnx_path.is_file():
         raise EngineError("no ONNX model to benchmark", received=str(model), expected="a directory with model.onnx",
                           todo=f"run impeccable-export {model}")
-    specs = engines.split(",") if engines else default_engines()
+    specs = engines.split(",") if engines else default_engines(model if model.is_dir() else None)
     batches = [int(b) for b in batch_sizes.split(",")]
     section = SECTION
     if quick:  # a smoke run: sections no larger than the model window (no tiling), one small batch

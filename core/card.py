@@ -20,6 +20,7 @@ CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
 ONNX_NAME = "model.onnx"
 ONNX_FP16_NAME = "model.fp16.onnx"
+ONNX_INT8_NAME = "model.int8.onnx"
 FORMAT_VERSION = 1
 
 #: The seed's network: UNet++ decoder on the TF-ported EfficientNetV2-S encoder, 1 channel in, sigmoid out.

@@ -1,9 +1,11 @@
-"""``impeccable-export MODEL_DIR``: a checked ONNX model, an FP16 ONNX, and a manifested FP16 TensorRT plan.
+"""``impeccable-export MODEL_DIR``: a checked ONNX model, FP16 and INT8 ONNX graphs, and manifested TensorRT plans.
 
 Thin: parse the flags into an :class:`ExportConfig`, run :func:`run_export`, print one-line errors.
 
-Exit codes: 0 everything asked for was written; 1 an error (one ``Error:`` line, nothing half-written kept);
-2 ``--fp16`` wrote the ONNX files but no TensorRT plan could be built here (no TensorRT, Polygraphy or GPU).
+Exit codes: 0 everything asked for was written; 1 an error (one ``Error:`` line, nothing half-written kept; also
+``--int8`` refused because its held-out score loss exceeds ``--max-loss``); 2 ``--fp16`` wrote the ONNX files
+but no TensorRT plan could be built here (no TensorRT, Polygraphy or GPU). ``--int8`` alone on such a machine
+exits 0: the INT8 graph is for the CPU engines first; its TensorRT plan is built where TensorRT and a GPU exist.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from impeccable.core.card import ONNX_FP16_NAME, ONNX_NAME, read_card, sha256_file
+from impeccable.core.card import ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, read_card, sha256_file
 from impeccable.core.cli import one_line_errors
 from impeccable.core.errors import ExportError
 from impeccable.core.onnx_meta import onnx_metadata
@@ -47,6 +49,44 @@ def _fp16_is_current(path: Path, onnx_path: Path, margin: float) -> bool:
     props, audit = onnx_metadata(path), read_audit(path) or {}
     return (props.get("precision") == "fp16" and props.get("source_onnx_sha256") == sha256_file(onnx_path)
             and audit.get("margin") == margin)
+
+
+def _int8_is_current(path: Path, onnx_path: Path, config: ExportConfig) -> bool:
+    """Whether ``path`` was quantized from ``onnx_path`` as it is now, with these settings, and has its audit."""
+    from impeccable.export.int8 import audit_path, read_audit
+    from impeccable.core.onnx_meta import onnx_metadata
+
+    if not (path.is_file() and audit_path(path).is_file()):
+        return False
+    props, audit = onnx_metadata(path), read_audit(path) or {}
+    return (props.get("precision") == "int8" and props.get("source_onnx_sha256") == sha256_file(onnx_path)
+            and audit.get("settings") == config.int8_config().settings())
+
+
+def _export_int8(config: ExportConfig, onnx_path: Path, fresh_onnx: bool, echo: Callable[[str], None]) -> Path:
+    """Write (or keep) ``model.int8.onnx``; raises Int8LossError when its held-out loss is too high."""
+    from impeccable.export.int8 import Int8LossError, audit_path, convert_int8, read_audit
+    from impeccable.core.onnx_meta import onnx_metadata
+
+    int8_path = onnx_path.with_name(ONNX_INT8_NAME)
+    if fresh_onnx and _int8_is_current(int8_path, onnx_path, config):
+        echo(f"kept {int8_path}: quantized from this {ONNX_NAME} with these settings (--force quantizes it again)")
+        return int8_path
+    try:
+        convert_int8(onnx_path, int8_path, config.int8_config(), echo=echo)
+    except Int8LossError:
+        if int8_path.is_file() and onnx_metadata(int8_path).get("source_onnx_sha256") != sha256_file(onnx_path):
+            # An earlier INT8 graph of other weights would otherwise stay beside the new model.onnx and be run.
+            int8_path.unlink()
+            audit_path(int8_path).unlink(missing_ok=True)
+        raise
+    audit = read_audit(int8_path) or {}
+    held = audit.get("held_out", {})
+    echo(f"wrote {int8_path}: {len(audit.get('float_nodes', []))} node(s) kept in float "
+         f"(groups {audit.get('sensitivity', {}).get('float_groups') or 'none'} + the output head); worst held-out "
+         f"loss {held.get('worst_loss', float('nan')):+.4f} <= {config.max_loss:g} "
+         f"(audit: {audit_path(int8_path).name})")
+    return int8_path
 
 
 def _needs_torch() -> None:
@@ -83,8 +123,9 @@ def run_export(config: ExportConfig, echo: Callable[[str], None] = click.echo) -
         export_onnx(config.model_dir, onnx_path, opset=config.opset, dynamo=config.dynamo)
         echo(f"wrote {onnx_path} in {time.perf_counter() - started:.0f} s: graph checks passed, ONNX Runtime matches "
              f"PyTorch within {PARITY_ATOL:g} at batch 1 and 3")
+    int8_path = _export_int8(config, onnx_path, fresh_onnx, echo) if config.int8 else None
     if not config.fp16:
-        return 0
+        return _int8_plan(config, int8_path, echo) if int8_path else 0
 
     fp16_path = out / ONNX_FP16_NAME
     from impeccable.export.fp16 import audit_path, read_audit
@@ -108,6 +149,9 @@ def run_export(config: ExportConfig, echo: Callable[[str], None] = click.echo) -
 
     from impeccable.export.tensorrt_build import GPU_EXTRA, EngineUnavailable, build_engine
 
+    if int8_path is not None:
+        _int8_plan(config, int8_path, echo)
+
     try:
         echo(f"building the TensorRT plan (profile batch 1 / {config.batch} / {config.max_batch}) ...")
         plan = build_engine(fp16_path, out, batch=config.batch, max_batch=config.max_batch)
@@ -115,6 +159,22 @@ def run_export(config: ExportConfig, echo: Callable[[str], None] = click.echo) -
         click.echo(f"Error: no TensorRT plan built: {exc.received} | {ONNX_NAME} and {ONNX_FP16_NAME} are written | "
                    f"{GPU_EXTRA}, then run: impeccable-export {config.model_dir} --fp16", err=True)
         return EXIT_NO_ENGINE
+    echo(f"wrote {plan} and {plan.name}.json")
+    return 0
+
+
+def _int8_plan(config: ExportConfig, int8_path: Path, echo: Callable[[str], None]) -> int:
+    """Build the INT8 TensorRT plan where TensorRT and a GPU exist; a note (exit 0) where they do not."""
+    from impeccable.export.tensorrt_build import EngineUnavailable, build_engine
+
+    if not config.engine:
+        return 0
+    try:
+        echo(f"building the TensorRT INT8 plan (profile batch 1 / {config.batch} / {config.max_batch}) ...")
+        plan = build_engine(int8_path, config.out_dir, batch=config.batch, max_batch=config.max_batch)
+    except EngineUnavailable as exc:
+        echo(f"no TensorRT INT8 plan built: {exc.received} ({ONNX_INT8_NAME} runs on onnxruntime and openvino)")
+        return 0
     echo(f"wrote {plan} and {plan.name}.json")
     return 0
 
@@ -142,9 +202,20 @@ def run_export(config: ExportConfig, echo: Callable[[str], None] = click.echo) -
 @click.option("--engine/--no-engine", default=True, show_default=True,
               help="With --fp16, build the TensorRT plan (--no-engine: stop after the ONNX files, exit 0).")
 @click.option("--force", is_flag=True, help="Export again even when the ONNX files are up to date with the weights.")
+@click.option("--int8", is_flag=True,
+              help="Also write model.int8.onnx: Q/DQ INT8 (onnxruntime.quantization, per-channel weights), "
+                   "calibrated on normalized sections, costly layers kept in float by a measured sensitivity pass, "
+                   "written only if its challenge-score loss on held-out volumes is within --max-loss; and, "
+                   "where TensorRT and a GPU exist, model.<gpu>.int8.plan.")
+@click.option("--calibration", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="With --int8: calibrate on the .npy volumes in this folder [default: synthetic sections].")
+@click.option("--max-loss", type=float, default=0.002, show_default=True,
+              help="With --int8: refuse (exit 1, no INT8 file) when fp32 - int8 challenge score exceeds this on "
+                   "any held-out volume.")
 @one_line_errors
 def main(model_dir: Path, out: Path | None, fp16: bool, batch: int, max_batch: int, opset: int, dynamo: bool,
-         fp16_margin: float, engine: bool, force: bool) -> None:
+         fp16_margin: float, engine: bool, force: bool, int8: bool, calibration: Path | None,
+         max_loss: float) -> None:
     """Export MODEL_DIR (model.safetensors + model.json) to a checked model.onnx.
 
     model.onnx takes float32 [batch, 1, rows, cols] (batch dynamic, rows x cols the card's window) and
@@ -152,13 +223,17 @@ def main(model_dir: Path, out: Path | None, fp16: bool, batch: int, max_batch: i
     graph checks (no run-time shape ops, constant pads, onnx.checker) and an ONNX Runtime vs PyTorch
     comparison (max abs <= 1e-4, batch 1 and 3) pass.
 
+    With --int8 it also writes model.int8.onnx and model.int8.audit.json (for --precision int8 on
+    onnxruntime, openvino and tensorrt), only after the held-out loss check passes.
+
     With --fp16 it also writes model.fp16.onnx and model.fp16.audit.json, and on a machine with TensorRT and
     an NVIDIA GPU model.<gpu>.fp16.plan + .json, a strongly typed TensorRT plan checked against the float32
     graph, with a timing cache (timing.cache) beside it. Up-to-date ONNX files are kept, so the same command
     rebuilds a stale plan on a GPU machine without torch.
     """
     config = ExportConfig(model_dir=model_dir, out=out, fp16=fp16, batch=batch, max_batch=max_batch, opset=opset,
-                          dynamo=dynamo, fp16_margin=fp16_margin, engine=engine, force=force)
+                          dynamo=dynamo, fp16_margin=fp16_margin, engine=engine, force=force, int8=int8,
+                          calibration=calibration, max_loss=max_loss)
     code = run_export(config)
     if code:
         sys.exit(code)

@@ -27,6 +27,10 @@ class ExportConfig:
         fp16_margin: FP16 audit margin: nodes peaking above ``65504 / margin`` stay FP32.
         engine: With ``fp16``, build the TensorRT plan (False: stop after the ONNX files, exit 0).
         force: Re-export even when the files on disk are up to date with the weights.
+        int8: Also write ``model.int8.onnx`` (Q/DQ, calibrated, sensitivity-searched, loss-checked) and, where
+            possible, its TensorRT plan.
+        calibration: Folder of ``.npy`` volumes to calibrate INT8 on [None: synthetic sections].
+        max_loss: Largest accepted challenge-score loss of INT8 against float32 on any held-out volume.
     """
 
     model_dir: Path
@@ -39,6 +43,9 @@ class ExportConfig:
     fp16_margin: float = DEFAULT_MARGIN
     engine: bool = True
     force: bool = False
+    int8: bool = False
+    calibration: Path | None = None
+    max_loss: float = 0.002
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch <= self.max_batch:
@@ -47,8 +54,17 @@ class ExportConfig:
         if not self.fp16_margin >= 1:
             raise ExportError("FP16 margin below 1", received=self.fp16_margin, expected=">= 1 (default 16)",
                               todo="pass --fp16-margin 16 or more")
+        if self.calibration is not None and not self.int8:
+            raise ExportError("--calibration without --int8", received=str(self.calibration),
+                              expected="--int8 --calibration DIR", todo="add --int8, or drop --calibration")
+        self.int8_config()  # checks --max-loss
+
+    def int8_config(self):
+        """The INT8 step's settings."""
+        from impeccable.export.int8 import Int8Config
+
+        return Int8Config(calibration=self.calibration, max_loss=self.max_loss)
 
     @property
     def out_dir(self) -> Path:
-        """Where the files go: ``out``, else the model directory."""
         return self.out if self.out is not None else self.model_dir

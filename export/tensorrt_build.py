@@ -58,17 +58,29 @@ def why_no_engine() -> str | None:
     return None
 
 
+#: Precisions a plan is built for: each lives in its ONNX (FP16 graph, or INT8 Q/DQ graph), parsed strongly typed.
+PRECISIONS = (PRECISION, "int8")
+
+
 def _read_fp16_graph(fp16_onnx: Path) -> tuple[dict, dict | None]:
-    """Card and FP16 audit summary from the graph's metadata (read without onnx)."""
+    """Card and audit summary from the graph's metadata (read without onnx)."""
+    card, audit, _ = _read_graph(fp16_onnx)
+    return card, audit
+
+
+def _read_graph(fp16_onnx: Path) -> tuple[dict, dict | None, str]:
+    """Card, audit summary and precision (``fp16`` or ``int8``) from the graph's metadata (read without onnx)."""
     if not fp16_onnx.is_file():
         raise ExportError("FP16 ONNX not found", received=str(fp16_onnx), expected="model.fp16.onnx",
                           todo="write it first: impeccable-export MODEL_DIR --fp16")
     props = onnx_metadata(fp16_onnx)
-    if props.get("precision") != PRECISION or "card" not in props:
+    precision = props.get("precision")
+    if precision not in PRECISIONS or "card" not in props:
         raise ExportError("not an FP16 graph written by impeccable-export", received=str(fp16_onnx),
-                          expected="metadata precision=fp16 and a card", todo="impeccable-export MODEL_DIR --fp16")
-    audit = json.loads(props["fp16_audit"]) if props.get("fp16_audit") else None
-    return json.loads(props["card"]), audit
+                          expected="metadata precision=fp16 (or int8) and a card",
+                          todo="impeccable-export MODEL_DIR --fp16 (or --int8)")
+    audit = props.get(f"{precision}_audit")
+    return json.loads(props["card"]), json.loads(audit) if audit else None, precision
 
 
 def trt_infer(runner: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -130,10 +142,12 @@ def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int]
 
 def build_engine(fp16_onnx: str | Path, out_dir: str | Path | None = None, batch: int = 8, max_batch: int = 32,
                  verify: bool = True) -> Path:
-    """Build ``model.<gpu-slug>.fp16.plan`` and its manifest from an FP16 graph written by :func:`convert_fp16`.
+    """Build ``model.<gpu-slug>.fp16.plan`` and its manifest from an FP16 graph written by :func:`convert_fp16`,
+    or ``model.<gpu-slug>.int8.plan`` from the Q/DQ graph of :func:`~impeccable.export.int8.convert_int8`
+    (explicit quantization, the same strongly typed parse; checked against float32 within ``INT8_ATOL``).
 
     Args:
-        fp16_onnx: ``model.fp16.onnx`` (its metadata carries the card and the FP16 audit).
+        fp16_onnx: ``model.fp16.onnx`` or ``model.int8.onnx`` (its metadata carries the card and the audit).
         out_dir: Where the plan, its manifest and ``timing.cache`` go [default: beside the ONNX]. The plan's
             manifest names the ONNX by file name, so keep them together.
         batch: The profile's optimal batch (the runtime's batch size).
@@ -150,6 +164,7 @@ def build_engine(fp16_onnx: str | Path, out_dir: str | Path | None = None, batch
         ParityError: The plan's output differs from the reference (nothing is written).
     """
     from impeccable.export.fp16 import FP16_ATOL
+    from impeccable.export.int8 import INT8_ATOL
 
     fp16_onnx = Path(fp16_onnx)
     out_dir = Path(out_dir) if out_dir is not None else fp16_onnx.parent
@@ -160,7 +175,7 @@ def build_engine(fp16_onnx: str | Path, out_dir: str | Path | None = None, batch
     if reason:
         raise EngineUnavailable("no TensorRT engine built", received=reason, expected="TensorRT and an NVIDIA GPU",
                                 todo=f"{GPU_EXTRA}, then run: impeccable-export MODEL_DIR --fp16")
-    card, audit = _read_fp16_graph(fp16_onnx)
+    card, audit, precision = _read_graph(fp16_onnx)
     window = window_of(card)
     env = current_environment()
 
@@ -186,15 +201,18 @@ def build_engine(fp16_onnx: str | Path, out_dir: str | Path | None = None, batch
                                f"{fp16_onnx}") from exc
     seconds = time.perf_counter() - started
     reference = fp16_onnx.with_name(ONNX_NAME) if fp16_onnx.with_name(ONNX_NAME).is_file() else fp16_onnx
-    verification = verify_plan(plan_bytes, reference, window, batch, FP16_ATOL) if verify else None
+    atol = FP16_ATOL if precision == PRECISION else INT8_ATOL
+    verification = verify_plan(plan_bytes, reference, window, batch, atol) if verify else None
 
-    plan = out_dir / plan_name(env["gpu"])
-    manifest = make_manifest(env, sha256_file(fp16_onnx), fp16_onnx.name, PRECISION,
+    plan = out_dir / plan_name(env["gpu"], precision)
+    manifest = make_manifest(env, sha256_file(fp16_onnx), fp16_onnx.name, precision,
                              {"input": "input", "min": 1, "opt": batch, "max": max_batch, "shape": list(shape)},
-                             card, fp16_audit=audit, plan=plan.name,
+                             card, fp16_audit=audit if precision == PRECISION else None, plan=plan.name,
                              builder={"strongly_typed": strongly_typed, "timing_cache": TIMING_CACHE_NAME,
                                       "polygraphy": polygraphy.__version__, "build_seconds": round(seconds, 1),
                                       "verification": verification})
+    if precision != PRECISION:
+        manifest[f"{precision}_audit"] = audit
     if fp16_onnx.parent.resolve() != out_dir.resolve():
         manifest["onnx_dir"] = str(fp16_onnx.parent.resolve())
     # a reader never sees half a plan or half a manifest

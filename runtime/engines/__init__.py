@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from impeccable.core.card import CARD_NAME, ONNX_FP16_NAME, ONNX_NAME, WEIGHTS_NAME
+from impeccable.core.card import CARD_NAME, ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, WEIGHTS_NAME
 from impeccable.core.errors import EngineError, ImpeccableError, ModelError
 from impeccable.runtime.engines.base import Engine, EngineBase, check_batch
 
@@ -88,15 +88,16 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
                devices=("cpu", "cuda"), options=("precision", "device"), cpu_rank=2),
     EngineSpec("onnxruntime", "impeccable.runtime.engines.ort_engine:OnnxRuntimeEngine",
                ("onnxruntime",), "pip install 'impeccable[cpu]' (CPU) or 'impeccable[gpu]' (NVIDIA, CUDA 13)",
-               files={"fp32": ONNX_NAME, "fp16": ONNX_FP16_NAME}, default_precision="fp32",
+               files={"fp32": ONNX_NAME, "fp16": ONNX_FP16_NAME, "int8": ONNX_INT8_NAME}, default_precision="fp32",
                devices=("cpu", "cuda"), options=("precision", "device"), cpu_rank=1, gpu_rank=1),
     EngineSpec("tensorrt", "impeccable.runtime.engines.trt_engine:TensorRTEngine",
                ("tensorrt", "polygraphy"), _GPU_INSTALL,
-               files={"fp16": "model.<gpu>.fp16.plan"}, default_precision="fp16",
-               devices=("cuda",), options=(), gpu_rank=0),
+               files={"fp16": "model.<gpu>.fp16.plan", "int8": "model.<gpu>.int8.plan"}, default_precision="fp16",
+               devices=("cuda",), options=("precision",), gpu_rank=0),
     EngineSpec("openvino", "impeccable.runtime.engines.ov_engine:OpenVINOEngine",
                ("openvino",), "pip install 'impeccable[openvino]' (OpenVINO is in the base install)",
-               files={"fp32": ONNX_NAME, "bf16": ONNX_NAME}, default_precision="fp32", cpu_rank=0),
+               files={"fp32": ONNX_NAME, "bf16": ONNX_NAME, "int8": ONNX_INT8_NAME}, default_precision="fp32",
+               cpu_rank=0),
 )}
 
 

@@ -18,14 +18,14 @@ CPU = "CPUExecutionProvider"
 
 
 class OnnxRuntimeEngine(EngineBase):
-    """An ONNX Runtime session over ``model.onnx`` (``precision="fp16"``: ``model.fp16.onnx``).
+    """An ONNX Runtime session over ``model.onnx`` (``fp16``: ``model.fp16.onnx``, ``int8``: ``model.int8.onnx``).
 
     Args:
         model: Model directory or ``.onnx`` file.
         batch_size: Images per call the caller plans (the graph's batch axis is dynamic: not a limit).
         device: ``cpu``, ``cuda``, ``cuda:<index>``, or ``auto`` (CUDA when onnxruntime-gpu is installed).
-        precision: One of the registry entry's precisions (``ENGINES["onnxruntime"].files``): ``fp32``, or
-            ``fp16`` (the FP16 graph, float32 I/O; meant for CUDA).
+        precision: ``fp32``, ``fp16`` (the FP16 graph, float32 I/O; meant for CUDA) or ``int8`` (the Q/DQ graph
+            of ``impeccable-export --int8``, float32 I/O; ORT fuses it into integer VNNI/AMX kernels on CPU).
         threads: Intra-op threads on the CPU [default: the physical cores this process may use].
 
     Raises:

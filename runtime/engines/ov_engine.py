@@ -1,4 +1,4 @@
-"""OpenVINO on the CPU, computing in fp32 or bf16 (AVX-512-bf16 / AMX CPUs)."""
+"""OpenVINO on the CPU, computing in fp32 or bf16 (AVX-512-bf16 / AMX CPUs), or int8 from the Q/DQ graph."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from impeccable.runtime.engines import ENGINES
 from impeccable.runtime.engines.base import EngineBase
 
 #: Our precision names (the registry entry's, plus OpenVINO's own spelling ``f32``) -> its precision hint.
-HINTS = {"fp32": "f32", "f32": "f32", "bf16": "bf16"}
+#: ``int8``: the Q/DQ graph (``model.int8.onnx``); its quantized ops run in int8 and the nodes the export's
+#: sensitivity pass kept in float in f32, as the export measured them (bf16 there would add its own error).
+HINTS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "int8": "f32"}
 ALIASES = {"f32": "fp32"}
 #: Used when the caller names no precision. Measured on an AMX/AVX-512-bf16 Xeon: bf16 runs 2.2x fp32 but its
 #: output misses the parity bound (challenge SSIM 0.998 < 0.999 against torch fp32, max abs 1.3e-2, on the tiny
@@ -28,9 +30,10 @@ class OpenVINOEngine(EngineBase):
     Args:
         model: Model directory or ``.onnx`` file.
         batch_size: Images per call the caller plans (the batch axis stays dynamic: not a limit).
-        precision: ``fp32``/``f32`` [default] or ``bf16`` (about 2x faster on AVX-512-bf16/AMX CPUs, outside
-            the fp32 parity bound: see :data:`DEFAULT_PRECISION`). OpenVINO itself silently picks bf16 on such
-            CPUs; here the precision is always set explicitly.
+        precision: ``fp32``/``f32`` [default], ``bf16`` (about 2x faster on AVX-512-bf16/AMX CPUs, outside
+            the fp32 parity bound: see :data:`DEFAULT_PRECISION`) or ``int8`` (``model.int8.onnx`` of
+            ``impeccable-export --int8``, its score cost measured by the export). OpenVINO itself silently picks
+            bf16 on such CPUs; here the precision is always set explicitly.
         hint: OpenVINO ``PERFORMANCE_HINT``. ``LATENCY`` gives one synchronous request all cores, which is how
             the pipeline calls an engine; ``THROUGHPUT`` splits the cores into streams for parallel requests.
         threads: ``INFERENCE_NUM_THREADS`` [default: OpenVINO's choice, the physical cores].
@@ -75,6 +78,8 @@ class OpenVINOEngine(EngineBase):
                               expected="a model OpenVINO supports", todo="try --engine onnxruntime") from exc
         # What OpenVINO will really compute in, read back rather than assumed.
         self.precision = "bf16" if self.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else "fp32"
+        if precision == "int8":
+            self.precision = "int8"
         self.request = self.compiled.create_infer_request()
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

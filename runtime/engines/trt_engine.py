@@ -23,8 +23,11 @@ from impeccable.core.model_files import resolve_window
 from impeccable.runtime.engines.base import EngineBase
 
 
-def select_plan(model: Path) -> tuple[Path, dict]:
+def select_plan(model: Path, precision: str | None = None) -> tuple[Path, dict]:
     """The plan to run and its checked manifest: ``model`` itself, or the model directory's plan for this GPU.
+
+    ``precision`` (``fp16`` or ``int8``) picks among a directory's plans by name (``model.<gpu>.<precision>.plan``);
+    None takes the first fresh one.
 
     Raises:
         ModelError: No plan, or none fresh for this GPU and TensorRT (the first one's reason is given).
@@ -37,11 +40,12 @@ def select_plan(model: Path) -> tuple[Path, dict]:
     if not model.is_dir():
         raise ModelError("model not found", received=str(model), expected="a model directory or a .plan file",
                          todo="check the path")
-    plans = sorted(model.glob("*.plan"))
+    plans = sorted(model.glob(f"*.{precision}.plan" if precision else "*.plan"))
     if not plans:
+        flag = f"--{precision or 'fp16'}"
         raise ModelError("model directory has no TensorRT plan", received=str(model),
-                         expected="model.<gpu>.fp16.plan with its .json manifest",
-                         todo=f"build one on this GPU: impeccable-export {model} --fp16")
+                         expected=f"model.<gpu>.{precision or 'fp16'}.plan with its .json manifest",
+                         todo=f"build one on this GPU: impeccable-export {model} {flag}")
     first_error = None
     for plan in plans:  # one plan per GPU model may sit in a directory: take the one built for this one
         try:
@@ -57,6 +61,8 @@ class TensorRTEngine(EngineBase):
     Args:
         model: Model directory holding the plan for this GPU, or the ``.plan`` file.
         batch_size: Images per call the caller plans; must fit the plan's optimization profile.
+        precision: ``fp16`` or ``int8``: which of a directory's plans (``model.<gpu>.<precision>.plan``) to run
+            [default: the first fresh one]. Both are strongly typed: the precision is in the ONNX they came from.
 
     Raises:
         ModelError: No plan, stale plan, or a plan TensorRT cannot deserialize.
@@ -67,10 +73,13 @@ class TensorRTEngine(EngineBase):
     precision = "fp16"
     device = "cuda:0"
 
-    def __init__(self, model: str | Path, batch_size: int = 8):
+    def __init__(self, model: str | Path, batch_size: int = 8, precision: str | None = None):
+        if precision not in (None, "fp16", "int8"):
+            raise EngineError("unknown tensorrt precision", received=precision, expected="fp16 or int8",
+                              todo="pass precision fp16 or int8")
         self.buffers: list = []
         self.stream = self.context = self.engine = self.runtime = None
-        plan, manifest = select_plan(Path(model))
+        plan, manifest = select_plan(Path(model), precision)
         try:
             self._setup(plan, manifest, batch_size)
         except ImpeccableError:

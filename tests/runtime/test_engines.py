@@ -67,7 +67,7 @@ def test_precision_help_lists_every_choice():
 
     assert precision_help() == ", ".join(f"{s.name} {'|'.join(s.precisions)}" for s in ENGINES.values()
                                          if len(s.precisions) > 1)
-    assert "onnxruntime fp32|fp16" in precision_help() and "tensorrt" not in precision_help()
+    assert "onnxruntime fp32|fp16|int8" in precision_help() and "tensorrt fp16|int8" in precision_help()
 
 
 @pytest.mark.parametrize(("name", "missing", "match"), [
@@ -89,7 +89,7 @@ def test_missing_package_names_the_extra(monkeypatch, tmp_path, name, missing, m
     (lambda m: create_engine("", m), EngineError, r"unknown engine.*expected one of torch"),
     (lambda m: create_engine("onnxruntime", m, colour="red"), EngineError, r"does not take.*colour.*threads"),
     (lambda m: create_engine("onnxruntime", m, batch_size=0), EngineError, r"batch size must be positive"),
-    (lambda m: create_engine("onnxruntime", m, precision="int8"), EngineError, r"unknown onnxruntime precision"),
+    (lambda m: create_engine("onnxruntime", m, precision="int4"), EngineError, r"unknown onnxruntime precision"),
     (lambda m: create_engine("onnxruntime", m, device="tpu"), EngineError, r"unknown onnxruntime device"),
     (lambda m: create_engine("openvino", m, precision="fp16"), EngineError, r"unknown openvino precision"),
     (lambda m: create_engine("openvino", m, hint="FAST"), EngineError, r"unknown openvino performance hint"),
