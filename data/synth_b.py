@@ -154,13 +154,22 @@ def _solve_level(clean: np.ndarray, noise: np.ndarray, target: float) -> float:
         noisy = [clean[c] + scale * noise[c] for c in cuts]
         return trimmed_mean([section_ssim(t, to_uint8(v, lo, hi)) for t, v in zip(truth, noisy)]) - target
 
-    lo, hi = math.log(LEVEL_BOUNDS[0]), math.log(LEVEL_BOUNDS[1])
-    g_lo, g_hi = gap(lo), gap(hi)
-    if g_lo <= 0:
-        return LEVEL_BOUNDS[0]
-    if g_hi >= 0:
-        return LEVEL_BOUNDS[1]
-    return math.exp(brentq(gap, lo, hi, xtol=0.005))
+    # Each evaluation costs a pass over the volume, so bracket the root from a typical level by doublings
+    # (the score falls with the level) and let Brent's method close a factor-2 bracket.
+    lo_bound, hi_bound = math.log(LEVEL_BOUNDS[0]), math.log(LEVEL_BOUNDS[1])
+    x = math.log(0.45)
+    g = gap(x)
+    stride = math.log(2.0) if g > 0 else -math.log(2.0)
+    while True:
+        x_next = min(max(x + stride, lo_bound), hi_bound)
+        g_next = gap(x_next)
+        if (g_next > 0) != (g > 0) or g_next == 0:
+            break
+        if x_next in (lo_bound, hi_bound):
+            return math.exp(x_next)  # the target lies beyond the search range
+        x, g = x_next, g_next
+    a, b = sorted((x, x_next))
+    return math.exp(brentq(gap, a, b, xtol=0.01))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -448,8 +457,11 @@ def _linear_noise(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.n
         sig *= (rng.random(span) < rng.uniform(0.05, 0.5)).astype(np.float32).cumsum() % 2  # on/off trains
         sig = ndimage.gaussian_filter1d(sig, 1.0)
         off = abs(p) * il + abs(q) * xl
-        idx = (t - p * ii - q * xx + off).astype(np.int32) % span
-        out += sig[idx] * np.float32(rng.uniform(0.5, 1.0))
+        amp = np.float32(rng.uniform(0.5, 1.0))
+        step = max(1, _SLAB_VOXELS // (xl * nt))
+        for i0 in range(0, il, step):  # slabs: the index array would otherwise be as large as the volume
+            idx = (t - p * ii[i0:i0 + step] - q * xx + off).astype(np.int32) % span
+            out[i0:i0 + step] += sig[idx] * amp
     return out
 
 
@@ -515,10 +527,13 @@ def _footprint(rng: np.random.Generator, shape: tuple[int, int, int], clean: np.
     field = ndimage.gaussian_filter1d(field, rng.uniform(2, 10), axis=0)
     pshape = (n, 1, 1) if axis == 0 else (1, n, 1)
     fshape = (1, other, nt) if axis == 0 else (other, 1, nt)
-    out = pat.reshape(pshape) * _unit(field).reshape(fshape)
-    c = clean - clean.mean()
-    crms = float(c.std()) or 1.0
-    out = _unit(out) + pat.reshape(pshape) * (c * np.float32(rng.uniform(0.5, 2.0) / crms))
+    out = _unit(pat.reshape(pshape) * _unit(field).reshape(fshape))
+    mean, gain = np.float32(clean.mean()), np.float32(rng.uniform(0.5, 2.0) / (float(clean.std()) or 1.0))
+    pat3 = pat.reshape(pshape)
+    step = max(1, _SLAB_VOXELS // (xl * nt))
+    for i0 in range(0, il, step):  # the multiplicative part (stripes of the signal's own gain), in slabs
+        p_slab = pat3 if axis == 1 else pat3[i0:i0 + step]
+        out[i0:i0 + step] += p_slab * ((clean[i0:i0 + step] - mean) * gain)
     return out
 
 
@@ -534,7 +549,9 @@ def _noise_volume(rng: np.random.Generator, shape: tuple[int, int, int], clean: 
         part = fn(rng, shape, clean) if fn is _footprint else fn(rng, shape)
         part = _unit(part)
         part *= _envelope(rng, nt)
-        total += part * np.float32(w * rng.uniform(0.4, 1.0))
+        part *= np.float32(w * rng.uniform(0.4, 1.0))
+        total += part
+        del part
     # Lateral amplitude variation: noise is rarely stationary across a survey.
     total *= (1.0 + 0.4 * np.clip(_smooth_map(rng, (il, xl), 0.2 * max(il, xl)), -2, 2))[..., None]
     total = _unit(total)
