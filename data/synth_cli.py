@@ -26,8 +26,9 @@ _DEFAULT = {f.name: f.default for f in dataclasses.fields(SynthConfig) if f.defa
 @click.option("--time-first/--time-last", default=_DEFAULT["time_first"], show_default=True,
               help="Store (T, IL, XL) or (IL, XL, T), as the challenge's files come in both.")
 @click.option("--noise-level", default=None,
-              help="Noise RMS / clean RMS, or light (score ~0.95) / moderate (~0.90) / strong (~0.85). "
-                   "Default: a score in 0.82-0.95 drawn per volume.")
+              help="Noise RMS / clean RMS, or light (score ~0.95) / moderate (~0.90) / strong (~0.85; family b "
+                   "solves each volume's level for exactly 0.95 / 0.90 / 0.86). Default: a score drawn per volume "
+                   "(a: 0.82-0.95; b: 0.80-0.97, and 10 % of volumes noise-free).")
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a PNG of an inline of the first pair (noisy, clean, noise).")
 @click.option("--family", type=click.Choice(["a", "b", "mix"]), default=_DEFAULT["family"], show_default=True,

@@ -39,6 +39,23 @@ def test_shapes_dtype_and_time_last(small_pair):
     assert np.median(corrs) > 0.7, corrs
 
 
+def test_dominant_frequency_falls_with_time():
+    from scipy import fft
+
+    freqs = fft.rfftfreq(400, 0.004)  # 4 ms samples
+
+    def centroid(window: np.ndarray) -> float:
+        power = (np.abs(fft.rfft(window, axis=-1)) ** 2).sum(axis=(0, 1))
+        return float((power * freqs).sum() / power.sum())
+
+    for seed in range(6):
+        clean, _ = synthesize_pair_b(seed, (8, 8, 1259), 0.0)
+        clean = clean - clean.mean()
+        shallow, deep = centroid(clean[..., 100:500]), centroid(clean[..., 800:1200])
+        assert deep < 0.95 * shallow, (seed, shallow, deep)
+        assert 5 < deep and shallow < 60  # seismic band at 4 ms
+
+
 def test_deterministic_per_seed_and_seeds_differ(small_pair):
     clean, noisy = synthesize_pair_b(3, SMALL, "moderate")
     np.testing.assert_array_equal(clean, small_pair[0])
