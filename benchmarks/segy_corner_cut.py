@@ -38,7 +38,7 @@ def _denoised(path: Path, engine, fill: str, batch: int, stats=None) -> tuple[np
     from impeccable.core.amplitude import denormalize
     from impeccable.runtime.config import DenoiseConfig
     from impeccable.runtime.pipeline import predict_volume, reader_stats
-    from impeccable.runtime.segy_io import SegyReader
+    from impeccable.runtime.volumes.segy import SegyReader
 
     with SegyReader(path) as reader:
         reader.fill = fill
@@ -78,7 +78,7 @@ def corner_cut(model: Path, engine_name: str, shape: tuple[int, int, int], cut: 
     """Denoise the full and the cut cube; the differences on the kept traces per fill, by distance from the cut."""
     from impeccable.data.synth import synthesize_pair
     from impeccable.runtime.engines import create_engine
-    from impeccable.runtime.segy_io import create_segy
+    from impeccable.runtime.volumes.segy import create_segy
 
     _, noisy = synthesize_pair(seed, shape)
     present = np.ones(shape[:2], dtype=bool)

@@ -1,6 +1,6 @@
 """The one ``.npy`` reader: a validated, read-only memory map, never unpickled (issue 15).
 
-The runtime's :class:`~impeccable.runtime.npy_io.NpyReader` and the data loaders
+The runtime's :class:`~impeccable.runtime.volumes.npy.NpyReader` and the data loaders
 (:func:`~impeccable.data.challenge.load_volume`) both open files here, so the same fault gives the same
 :class:`~impeccable.core.errors.InputError` everywhere.
 """

@@ -345,37 +345,37 @@ def sensitivity_pass(pre_path: Path, groups: dict[str, str], cache: Path, sectio
 
 def held_out_scores(fp32_path: Path, int8_path: Path, window: tuple[int, int], config: Int8Config,
                     echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Challenge score of float32 and INT8 on each held-out volume (pipeline, ONNX Runtime CPU, flip TTA).
+    """Challenge score of float32 and INT8 on each held-out volume (ONNX Runtime CPU, the runtime's math).
+
+    Each volume is normalized per volume and its inline sections denoised with the runtime's tiling and flip
+    TTA (:func:`impeccable.core.tiling.predict_sections`), so the scores are those of ``impeccable-denoise
+    --scale unit``, without the export stage importing the runtime (the stage graph, DESIGN §1).
 
     Returns:
         One dict per volume: ``seed``, ``level``, ``fp32``, ``int8``, ``loss`` (fp32 - int8).
     """
+    from impeccable.core.amplitude import normalize, volume_stats
+    from impeccable.core.tiling import predict_sections
     from impeccable.data.scoring import score_volumes
     from impeccable.data.synth import NOISE_LEVELS, synthesize_pair
-    from impeccable.runtime.config import DenoiseConfig
-    from impeccable.runtime.engines import create_engine
-    from impeccable.runtime.pipeline import denoise_file
 
     shape = config.held_out_shape or (8, min(window[0], CHALLENGE_SECTION[0]), min(window[1], CHALLENGE_SECTION[1]))
+    sessions = {"fp32": _session(fp32_path), "int8": _session(int8_path)}
     rows = []
-    with tempfile.TemporaryDirectory(prefix="impeccable-int8-") as tmp, \
-            create_engine("onnxruntime", fp32_path, batch_size=2 * config.batch, precision="fp32") as fp32, \
-            create_engine("onnxruntime", int8_path, batch_size=2 * config.batch, precision="int8") as int8:
-        noisy_path, out_path = Path(tmp) / "noisy.npy", Path(tmp) / "out.npy"
-        for i in range(config.held_out):
-            seed, level = HELD_OUT_SEED + i, HELD_OUT_LEVELS[i % len(HELD_OUT_LEVELS)]
-            clean, noisy = synthesize_pair(seed, shape=shape, noise_level=NOISE_LEVELS[level])
-            np.save(noisy_path, noisy)
-            row: dict[str, Any] = {"seed": seed, "level": level}
-            for key, engine in (("fp32", fp32), ("int8", int8)):
-                run = DenoiseConfig(model=int8_path, engine="onnxruntime", tta=True, batch_size=config.batch,
-                                    scale="unit", overwrite=True, progress=False)
-                denoise_file(noisy_path, out_path, run, engine=engine)
-                row[key] = score_volumes(clean, np.load(out_path))
-            row["loss"] = row["fp32"] - row["int8"]
-            echo(f"  held-out seed {seed} ({level}): fp32 {row['fp32']:.4f}, int8 {row['int8']:.4f}, "
-                 f"loss {row['loss']:+.4f}")
-            rows.append(row)
+    for i in range(config.held_out):
+        seed, level = HELD_OUT_SEED + i, HELD_OUT_LEVELS[i % len(HELD_OUT_LEVELS)]
+        clean, noisy = synthesize_pair(seed, shape=shape, noise_level=NOISE_LEVELS[level])
+        sections = normalize(noisy, volume_stats(noisy))  # (inline, crossline, sample): inline sections
+        row: dict[str, Any] = {"seed": seed, "level": level}
+        for key, session in sessions.items():
+            def run(x, session=session):
+                return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+            row[key] = score_volumes(clean, predict_sections(sections, run, window, tta=True, batch=2 * config.batch))
+        row["loss"] = row["fp32"] - row["int8"]
+        echo(f"  held-out seed {seed} ({level}): fp32 {row['fp32']:.4f}, int8 {row['int8']:.4f}, "
+             f"loss {row['loss']:+.4f}")
+        rows.append(row)
     return rows
 
 

@@ -39,7 +39,7 @@ from impeccable.core.qc import QualityControl, leakage_inlines
 from impeccable.runtime.calibrate import block_sums, live_rows, output_block
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_plan import Plan, RunDir, input_identity, make_plan, model_identity
-from impeccable.runtime.npy_io import MappedVolume
+from impeccable.runtime.volumes.npy import MappedVolume
 from impeccable.runtime.volumes import open_reader
 
 PLUGIN_NAME = "impeccable-engine"
@@ -182,7 +182,7 @@ def _plugin():
 
 def _unit(job: Job, start: int, stop: int) -> np.ndarray:
     """Unit predictions of inlines ``start:stop`` as the pipeline's scratch holds them (views averaged)."""
-    from impeccable.runtime.zarr_io import open_for_region_writes
+    from impeccable.runtime.volumes.zarr import open_for_region_writes
 
     parts = [np.asarray(open_for_region_writes(_scratch_path(job.run, v), None)[start:stop]) for v in job.views]
     if len(parts) == 1:
@@ -204,7 +204,7 @@ def task_stats(job: Job, start: int, stop: int) -> dict:
 def task_predict(job: Job, view: str, start: int, stop: int) -> dict:
     """Pass 2: unit predictions of sections ``start:stop`` of ``view`` into that view's scratch array."""
     from impeccable.runtime.pipeline import predict_volume
-    from impeccable.runtime.zarr_io import open_for_region_writes
+    from impeccable.runtime.volumes.zarr import open_for_region_writes
 
     worker, plugin = _plugin()
     t0 = time.perf_counter()
@@ -238,7 +238,7 @@ def _write_sink(job: Job, start: int, stop: int, block: np.ndarray) -> None:
         MappedVolume(array, reader_time_axis).write((slice(start, stop), slice(None), slice(None)), block)
         array.flush()
         return
-    from impeccable.runtime.zarr_io import open_for_region_writes, stored_index
+    from impeccable.runtime.volumes.zarr import open_for_region_writes, stored_index
 
     array = open_for_region_writes(Path(job.sink), job.dataset)
     array[stored_index(reader_time_axis, slice(start, stop), slice(None))] = (
@@ -473,7 +473,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         steps = {v: sections_per_batch(reader, v, window, config.batch_size) for v in views}
         chunk = 1
         if input_path.suffix.lower() != ".npy":  # a Zarr or MDIO store
-            from impeccable.runtime.zarr_io import section_chunks
+            from impeccable.runtime.volumes.zarr import section_chunks
 
             chunk = section_chunks(tuple(reader.shape), reader.chunks)[0]
         plan = make_plan(tuple(reader.shape), views, steps, chunk, slab_sections)
@@ -570,7 +570,7 @@ def _create_sink(run: RunDir, reader, input_path: Path, config: DenoiseConfig, r
         if not (resumed and path.is_file()):
             np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(reader.stored_shape)).flush()
         return path
-    from impeccable.runtime.zarr_io import create_like
+    from impeccable.runtime.volumes.zarr import create_like
 
     path = run.path / f"output{input_path.suffix.lower()}"
     if not (resumed and path.is_dir()):
@@ -615,7 +615,7 @@ def _commit(run: RunDir, sink: Path, output: Path, overwrite: bool) -> None:
     elif sink.suffix == ".npy":
         os.replace(sink, output)
     else:
-        from impeccable.runtime.zarr_io import replace_dir
+        from impeccable.runtime.volumes.zarr import replace_dir
 
         replace_dir(sink, output)
     run.remove()

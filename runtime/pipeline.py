@@ -59,7 +59,7 @@ from impeccable.runtime import tiling
 from impeccable.runtime.calibrate import fit_amplitudes, write_output
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.engines.base import Engine
-from impeccable.runtime.npy_io import MappedVolume
+from impeccable.runtime.volumes.npy import MappedVolume
 from impeccable.runtime.volumes import (DIRECTORY_FORMATS, FileStamp, VolumeReader, fill_absent, live_mask,
                                         open_reader, open_writer)
 

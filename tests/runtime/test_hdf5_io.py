@@ -8,7 +8,7 @@ import pytest
 h5py = pytest.importorskip("h5py")
 
 from impeccable.core.errors import InputError, OutputError  # noqa: E402
-from impeccable.runtime.hdf5_io import CHUNK_BYTES, Hdf5Reader, Hdf5Writer, section_chunks  # noqa: E402
+from impeccable.runtime.volumes.hdf5 import CHUNK_BYTES, Hdf5Reader, Hdf5Writer, section_chunks  # noqa: E402
 from impeccable.runtime.volumes import open_reader, open_writer  # noqa: E402
 
 SHAPE = (6, 9, 40)  # (inline, crossline, sample)

@@ -99,7 +99,7 @@ def test_hdf5_streams_with_bounded_memory(big_dir):
 
 def test_segy_streams_with_bounded_memory(big_dir):
     pytest.importorskip("segyio")
-    from impeccable.runtime.segy_io import create_segy
+    from impeccable.runtime.volumes.segy import create_segy
 
     src = create_segy(big_dir / "big.sgy", Synthetic(), sample_format=5)
     _check(_stream(src, big_dir / "out.sgy"))

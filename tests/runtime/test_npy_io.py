@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from impeccable.core.errors import InputError
-from impeccable.runtime.npy_io import NpyReader, NpyWriter, release_pages
+from impeccable.runtime.volumes.npy import NpyReader, NpyWriter, release_pages
 from impeccable.runtime.volumes import open_reader, open_writer
 
 
@@ -144,7 +144,7 @@ def test_reads_do_not_keep_the_mapped_file_resident(tmp_path):
     (slice(6, 2, -1), slice(None), slice(None, None, 3)),
 ])
 def test_mapped_volume_copies_in_chunks_exactly(tmp_path, time_axis, index):
-    from impeccable.runtime.npy_io import MappedVolume
+    from impeccable.runtime.volumes.npy import MappedVolume
 
     canonical = np.arange(8 * 6 * 10, dtype=np.float32).reshape(8, 6, 10)
     stored = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=np.float32,

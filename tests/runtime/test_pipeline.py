@@ -299,7 +299,7 @@ def test_the_pipeline_with_a_non_torch_engine_never_imports_torch(tmp_path, tiny
 
 
 def test_a_failing_write_leaves_nothing_and_says_so_in_one_line(tmp_path, tiny_volume, monkeypatch):
-    from impeccable.runtime.npy_io import NpyWriter
+    from impeccable.runtime.volumes.npy import NpyWriter
 
     original = NpyWriter.write
     calls = []

@@ -110,7 +110,7 @@ def test_rows2_6_input_changed_during_the_run_fails_in_one_line_and_writes_nothi
 
 
 def test_row2_hdf5_reader_refuses_to_read_past_a_truncated_end(work):
-    from impeccable.runtime.hdf5_io import Hdf5Reader
+    from impeccable.runtime.volumes.hdf5 import Hdf5Reader
 
     folder, src = work
     path = _h5_input(folder, src)
@@ -122,7 +122,7 @@ def test_row2_hdf5_reader_refuses_to_read_past_a_truncated_end(work):
 
 
 def test_row6_npy_reader_reads_by_pread_and_refuses_a_short_file(work):
-    from impeccable.runtime.npy_io import NpyReader
+    from impeccable.runtime.volumes.npy import NpyReader
 
     folder, src = work
     vol = np.load(src)
@@ -218,7 +218,7 @@ def test_row4_full_disk_after_the_long_work_is_one_line_too(tmp_path, tmpfs, tin
 
 
 def _segy_input(folder: Path, src: Path) -> Path:
-    from impeccable.runtime.segy_io import create_segy
+    from impeccable.runtime.volumes.segy import create_segy
 
     return create_segy(folder / "in.sgy", np.load(src))
 
@@ -256,7 +256,9 @@ def test_row7_signals_end_the_run_at_once_in_one_line_without_temp_files(work, t
     took = time.monotonic() - t0
     assert child.returncode == 128 + sig, (child.returncode, stderr)
     _one_error_line(stderr, f"interrupted by {signal.Signals(sig).name}")
-    assert took < 2.0, f"took {took:.1f} s to stop"
+    # 0.2 s on a quiet machine; the bound leaves room for a loaded CI box and still catches a run that waits
+    # for the engine call in flight (8-13 s before the fix).
+    assert took < 5.0, f"took {took:.1f} s to stop"
     assert _names(folder) == before
 
 

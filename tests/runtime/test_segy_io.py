@@ -8,7 +8,7 @@ import pytest
 segyio = pytest.importorskip("segyio")
 
 from impeccable.core.errors import InputError, OutputError  # noqa: E402
-from impeccable.runtime.segy_io import SegyReader, SegyWriter, create_segy  # noqa: E402
+from impeccable.runtime.volumes.segy import SegyReader, SegyWriter, create_segy  # noqa: E402
 from impeccable.runtime.volumes import open_reader, open_writer  # noqa: E402
 
 SHAPE = (5, 7, 30)
@@ -328,7 +328,7 @@ REV2_CODES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16]
 @pytest.mark.parametrize("endian", ["big", "little"])
 @pytest.mark.parametrize("code", REV2_CODES)
 def test_byte_order_is_detected_for_every_rev2_format_code(tmp_path, code, endian):
-    from impeccable.runtime.segy_geometry import DECODED_FORMATS, sample_format
+    from impeccable.runtime.volumes.segy_geometry import DECODED_FORMATS, sample_format
 
     path = tmp_path / "v.sgy"
     create_segy(path, np.ones((2, 3, 10), np.float32), endian=endian)
@@ -346,7 +346,7 @@ def test_byte_order_is_detected_for_every_rev2_format_code(tmp_path, code, endia
 @pytest.mark.parametrize("endian, word", [("big", bytes([1, 2, 3, 4])), ("little", bytes([4, 3, 2, 1]))])
 def test_rev2_byte_order_word_is_read(tmp_path, endian, word):
     """Bytes 3297-3300 hold 0x01020304 in the file's byte order (rev 2); the code is read in that order."""
-    from impeccable.runtime.segy_geometry import sample_format
+    from impeccable.runtime.volumes.segy_geometry import sample_format
 
     path = tmp_path / "v.sgy"
     create_segy(path, np.ones((2, 3, 10), np.float32), endian=endian)

@@ -11,7 +11,7 @@ from impeccable.core.errors import InputError, OutputError  # noqa: E402
 from impeccable.runtime.config import DenoiseConfig  # noqa: E402
 from impeccable.runtime.pipeline import denoise_file  # noqa: E402
 from impeccable.runtime.volumes import open_reader  # noqa: E402
-from impeccable.runtime.zarr_io import section_chunks  # noqa: E402
+from impeccable.runtime.volumes.zarr import section_chunks  # noqa: E402
 
 
 def _config(model, **kw):

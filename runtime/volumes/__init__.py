@@ -217,13 +217,13 @@ class VolumeWriter(Protocol):
 # extension -> (module, reader factory, writer factory); modules import lazily so that segyio/h5py are only
 # needed for their own formats.
 FORMATS: dict[str, tuple[str, str, str, str]] = {
-    ".npy": ("impeccable.runtime.npy_io", "NpyReader", "NpyWriter", ""),
-    ".h5": ("impeccable.runtime.hdf5_io", "Hdf5Reader", "Hdf5Writer", ""),
-    ".hdf5": ("impeccable.runtime.hdf5_io", "Hdf5Reader", "Hdf5Writer", ""),
-    ".sgy": ("impeccable.runtime.segy_io", "SegyReader", "SegyWriter", "segy"),
-    ".segy": ("impeccable.runtime.segy_io", "SegyReader", "SegyWriter", "segy"),
-    ".zarr": ("impeccable.runtime.zarr_io", "ZarrReader", "ZarrWriter", "distributed"),
-    ".mdio": ("impeccable.runtime.mdio_io", "MdioReader", "MdioWriter", "distributed"),
+    ".npy": ("impeccable.runtime.volumes.npy", "NpyReader", "NpyWriter", ""),
+    ".h5": ("impeccable.runtime.volumes.hdf5", "Hdf5Reader", "Hdf5Writer", ""),
+    ".hdf5": ("impeccable.runtime.volumes.hdf5", "Hdf5Reader", "Hdf5Writer", ""),
+    ".sgy": ("impeccable.runtime.volumes.segy", "SegyReader", "SegyWriter", "segy"),
+    ".segy": ("impeccable.runtime.volumes.segy", "SegyReader", "SegyWriter", "segy"),
+    ".zarr": ("impeccable.runtime.volumes.zarr", "ZarrReader", "ZarrWriter", "distributed"),
+    ".mdio": ("impeccable.runtime.volumes.mdio", "MdioReader", "MdioWriter", "distributed"),
 }
 #: Formats stored as a directory (a Zarr store), not one file.
 DIRECTORY_FORMATS = (".zarr", ".mdio")
@@ -252,7 +252,7 @@ def open_reader(path: str | Path, time_axis: int | str = "auto", dataset: str | 
         path: ``.npy``, ``.h5``/``.hdf5``, ``.sgy``/``.segy`` or a ``.zarr`` store.
         time_axis: Stored time axis (``0``, ``2`` or ``"auto"``), for formats that do not record it (npy, HDF5).
         dataset: HDF5 dataset or Zarr array path (default: the file's only 3-D dataset).
-        segy: SEG-Y header bytes, :class:`~impeccable.runtime.segy_io.SegyReader`'s ``iline``, ``xline``,
+        segy: SEG-Y header bytes, :class:`~impeccable.runtime.volumes.segy.SegyReader`'s ``iline``, ``xline``,
             ``line_key``, ``cdp`` (ignored for other formats).
     """
     path = Path(path)

@@ -1,7 +1,7 @@
 """Post-stack SEG-Y surveys (segyio): lazy canonical reads, header-preserving atomic writes.
 
 A SEG-Y file stores one trace per location. The trace headers place each in a canonical
-``(inline, crossline)`` grid (:mod:`impeccable.runtime.segy_geometry`): a regular 3-D cube, an irregular
+``(inline, crossline)`` grid (:mod:`impeccable.runtime.volumes.segy_geometry`): a regular 3-D cube, an irregular
 3-D survey (cells no trace fills are *absent*), or 2-D lines (each line one inline). :class:`SegyReader`
 maps a canonical ``(inline, crossline, sample)`` block onto trace indices and reads only those traces: for
 a regular grid with segyio's strided raw reads (a block along the file's sorting is one contiguous read; a
@@ -24,7 +24,7 @@ import numpy as np
 import segyio
 
 from impeccable.core.errors import InputError, OutputError
-from impeccable.runtime.segy_geometry import (CDP_BYTE, ILINE_BYTE, XLINE_BYTE, Headers, check_decodable,
+from impeccable.runtime.volumes.segy_geometry import (CDP_BYTE, ILINE_BYTE, XLINE_BYTE, Headers, check_decodable,
                                                infer_geometry, sample_format)
 from impeccable.runtime.volumes import TempFileCommit
 
@@ -57,7 +57,7 @@ def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
 class SegyReader:
     """A post-stack SEG-Y survey read lazily in ``(inline, crossline, sample)`` order.
 
-    The grid comes from the trace headers (:mod:`impeccable.runtime.segy_geometry`): a regular or irregular
+    The grid comes from the trace headers (:mod:`impeccable.runtime.volumes.segy_geometry`): a regular or irregular
     3-D survey, or 2-D lines (one line = one inline). Absent cells read as zeros; ``live_mask`` tells the
     pipeline which traces hold data, so that it fills the others for the model and leaves them out of the
     statistics, and the writer never writes absent cells and writes zeros into dead traces.
@@ -78,7 +78,7 @@ class SegyReader:
         dtype: ``float32``: what reads return (the stored format is ``sample_format``).
         sample_format: segyio's description of the stored samples, e.g. ``4-byte IBM float``.
         format_code: The binary header's sample format code.
-        geometry: Where each trace sits (:class:`~impeccable.runtime.segy_geometry.Geometry`).
+        geometry: Where each trace sits (:class:`~impeccable.runtime.volumes.segy_geometry.Geometry`).
         sorting: ``inline`` or ``crossline`` (regular grids stored in that order), else ``irregular``.
         ilines: Inline (or 2-D line) numbers, canonical axis 0.
         xlines: Crossline numbers (or positions along 2-D lines), canonical axis 1.

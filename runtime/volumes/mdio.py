@@ -1,4 +1,4 @@
-"""MDIO surveys (TGS ``multidimio``, v1 layout): a Zarr v3 group read and written through :mod:`zarr_io`.
+"""MDIO surveys (TGS ``multidimio``, v1 layout): a Zarr v3 group read and written through :mod:`impeccable.runtime.volumes.zarr`.
 
 An MDIO store holds the volume as ``amplitude`` ``(inline, crossline, time)`` beside its coordinates,
 ``trace_mask`` (the cells that hold a trace: irregular surveys), ``headers`` (every trace header) and the
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impeccable.runtime.zarr_io import ZarrReader, ZarrWriter
+from impeccable.runtime.volumes.zarr import ZarrReader, ZarrWriter
 
 #: The volume variable of an MDIO v1 store.
 VOLUME = "amplitude"
