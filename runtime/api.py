@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats
+from impeccable.core.amplitude import VolumeStats, merge_stats
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError
 from impeccable.runtime.config import DenoiseConfig
@@ -68,10 +68,7 @@ def _config(model, engine, options: dict) -> DenoiseConfig:
         raise InputError("unknown option", received=", ".join(unknown), expected=", ".join(OPTIONS),
                          todo="pass one of these")
     config = DenoiseConfig(model=model, engine=engine if isinstance(engine, str) else None,
-                           **{"progress": False, **options})
-    from impeccable.runtime.pipeline import _check_config
-
-    _check_config(config)
+                           **{"progress": False, **options})  # validated when built
     return config
 
 
@@ -132,14 +129,14 @@ def _predict_slab(block: np.ndarray, stats: VolumeStats, config: DenoiseConfig, 
     return buffer.array
 
 
-def _stats_slab(block: np.ndarray) -> VolumeStats:
-    from impeccable.runtime.pipeline import reader_stats
+def _stats_slab(block: np.ndarray) -> dict:
+    from impeccable.runtime.pipeline import reader_stats_part
 
-    return reader_stats(ArrayReader(block))
+    return reader_stats_part(ArrayReader(block))
 
 
-def _reduce_stats(parts: list[VolumeStats]) -> VolumeStats:
-    stats = VolumeStats(min(p.vmin for p in parts), max(p.vmax for p in parts), sum(p.nonfinite for p in parts))
+def _reduce_stats(parts: list[dict]) -> VolumeStats:
+    stats = merge_stats(parts)  # exact per-slice sums: the fill is the one process's, bit for bit
     stats.check_not_constant()
     return stats
 

@@ -443,11 +443,10 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     """
     from tqdm import tqdm
 
-    from impeccable.runtime.pipeline import _check_config, _check_output, sections_per_batch
+    from impeccable.runtime.pipeline import _check_output, sections_per_batch
 
     t0 = time.perf_counter()
     input_path, output = Path(input_path), Path(output)
-    _check_config(config)
     _check_formats(input_path, output)
     if config.preview is not None:
         raise InputError("--preview is not available with --cluster yet", received=str(config.preview),

@@ -30,7 +30,7 @@ def test_benchmark_options_come_from_the_registry():
     assert PRECISION_OF == {name: spec.default_precision for name, spec in ENGINES.items()}
     assert parse_engine("tensorrt") == ("tensorrt", "fp16", None)
     assert parse_engine("torch:bf16@cuda") == ("torch", "bf16", "cuda")
-    assert _engine_options("tensorrt", "fp16", "cuda") == {}
+    assert _engine_options("tensorrt", "fp16", "cuda") == {"precision": "fp16"}  # its plans: fp16 or int8
     assert _engine_options("openvino", "bf16", "cuda") == {"precision": "bf16"}
     assert _engine_options("onnxruntime", "fp16", "cuda") == {"precision": "fp16", "device": "cuda"}
     with pytest.raises(EngineError, match="unknown engine"):
