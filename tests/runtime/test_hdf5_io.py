@@ -10,6 +10,7 @@ h5py = pytest.importorskip("h5py")
 from impeccable.core.errors import InputError, OutputError  # noqa: E402
 from impeccable.runtime.volumes.hdf5 import CHUNK_BYTES, Hdf5Reader, Hdf5Writer, section_chunks  # noqa: E402
 from impeccable.runtime.volumes import open_reader, open_writer  # noqa: E402
+from fake_engines import MixingEngine  # noqa: E402
 
 SHAPE = (6, 9, 40)  # (inline, crossline, sample)
 
@@ -180,20 +181,7 @@ def test_abort_and_incomplete_commit_leave_nothing(tmp_path, volume):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5"]
 
 
-class FakeEngine:
-    """A deterministic stand-in engine: a smooth, position-dependent map of [0, 1] images into (0, 1)."""
-
-    name, precision, device, max_batch = "fake", "fp32", "cpu", None
-
-    def __init__(self, window: tuple[int, int] = (8, 16)):
-        self.window = window
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        mixed = 4.0 * (batch - 0.5) + 0.3 * np.roll(batch, 1, axis=-1) - 0.2 * np.roll(batch, 1, axis=-2)
-        return (1.0 / (1.0 + np.exp(-mixed))).astype(np.float32)
-
-    def close(self) -> None:
-        pass
+FakeEngine = MixingEngine
 
 
 @pytest.mark.parametrize("time_first", [False, True])

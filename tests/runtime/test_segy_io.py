@@ -10,6 +10,7 @@ segyio = pytest.importorskip("segyio")
 from impeccable.core.errors import InputError, OutputError  # noqa: E402
 from impeccable.runtime.volumes.segy import SegyReader, SegyWriter, create_segy  # noqa: E402
 from impeccable.runtime.volumes import open_reader, open_writer  # noqa: E402
+from fake_engines import MixingEngine  # noqa: E402
 
 SHAPE = (5, 7, 30)
 IEEE, IBM, INT16, INT8 = 5, 1, 3, 8
@@ -277,20 +278,7 @@ def test_writer_refuses_what_it_cannot_write(tmp_path, volume):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.sgy"]
 
 
-class FakeEngine:
-    """A deterministic stand-in engine: a smooth, position-dependent map of [0, 1] images into (0, 1)."""
-
-    name, precision, device, max_batch = "fake", "fp32", "cpu", None
-
-    def __init__(self, window: tuple[int, int] = (8, 16)):
-        self.window = window
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        mixed = 4.0 * (batch - 0.5) + 0.3 * np.roll(batch, 1, axis=-1) - 0.2 * np.roll(batch, 1, axis=-2)
-        return (1.0 / (1.0 + np.exp(-mixed))).astype(np.float32)
-
-    def close(self) -> None:
-        pass
+FakeEngine = MixingEngine
 
 
 def _denoise(src, out):

@@ -22,26 +22,18 @@ from impeccable.runtime.config import DenoiseConfig  # noqa: E402
 from impeccable.runtime.pipeline import denoise_file, reader_stats  # noqa: E402
 from impeccable.runtime.volumes.segy import SegyReader  # noqa: E402
 from impeccable.runtime.volumes import fill_absent  # noqa: E402
+from fake_engines import MixingEngine  # noqa: E402
 
 F = segyio.TraceField
 IEEE, IBM = 5, 1
 BYTES = {IEEE: 4, IBM: 4}
 
 
-class FakeEngine:
-    """A deterministic stand-in engine that mixes each sample with its neighbours along traces and samples."""
-
-    name, precision, device, max_batch = "fake", "fp32", "cpu", None
+class FakeEngine(MixingEngine):
+    """:class:`MixingEngine` with this module's window."""
 
     def __init__(self, window: tuple[int, int] = (16, 32)):
-        self.window = window
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        mixed = 4.0 * (batch - 0.5) + 0.3 * np.roll(batch, 1, axis=-1) - 0.2 * np.roll(batch, 1, axis=-2)
-        return (1.0 / (1.0 + np.exp(-mixed))).astype(np.float32)
-
-    def close(self) -> None:
-        pass
+        super().__init__(window)
 
 
 def _cube(shape=(6, 9, 40), seed=0) -> np.ndarray:
