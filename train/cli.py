@@ -73,6 +73,9 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
               help="Weight of the SSIM term.")
 @click.option("--ema-decay", type=float, default=_DEFAULT["ema_decay"], show_default=True,
               help="EMA decay (after its warm-up ramp).")
+@click.option("--clean-fraction", type=float, default=_DEFAULT["clean_fraction"], show_default=True,
+              help="Share of training images fed the clean section as input (teaches the model to leave clean "
+                   "data alone).")
 @click.option("--val-volumes", type=int, help="Held-out validation volumes [default: 10 %, at least 1 of 2+].")
 @click.option("--val-tta/--no-val-tta", default=_DEFAULT["val_tta"], show_default=True,
               help="Flip TTA during validation.")

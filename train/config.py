@@ -57,6 +57,9 @@ class TrainConfig:
         loss: ``"mse"`` (the seed's) or ``"mse+ssim"`` (adds ``ssim_weight * (1 - SSIM)``, see ``train.losses``).
         ssim_weight: Weight of the SSIM term of ``"mse+ssim"``.
         ema_decay: Upper bound of the EMA decay (timm ``ModelEmaV3`` with its warm-up ramp).
+        clean_fraction: Share of training images whose input is the clean section itself (target unchanged): it
+            teaches the network to leave noise-free data alone (the clean-in bar of DESIGN §3). 0 keeps the
+            sample stream of older runs exactly.
         val_volumes: Held-out validation volumes; ``None``: 10 % of the volumes (at least 1 when there are 2+).
         val_tta: Flip TTA during validation (twice the cost).
         encoder: smp encoder name (``tu-test_resnet`` for smoke runs).
@@ -97,6 +100,7 @@ class TrainConfig:
     loss: str = "mse"
     ssim_weight: float = 0.5
     ema_decay: float = 0.999
+    clean_fraction: float = 0.0
     val_volumes: int | None = None
     val_tta: bool = False
     encoder: str = SEED_ENCODER
@@ -159,6 +163,9 @@ class TrainConfig:
             raise InputError("unknown precision", received=self.precision, expected=", ".join(PRECISIONS))
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError("--ema-decay out of range", received=self.ema_decay, expected="0 <= decay < 1")
+        if not 0.0 <= self.clean_fraction <= 1.0:
+            raise InputError("--clean-fraction out of range", received=self.clean_fraction,
+                             expected="0 <= fraction <= 1", todo="e.g. --clean-fraction 0.25")
         if self.lr <= 0 or self.weight_decay < 0:
             raise InputError("bad optimizer setting", received=f"lr {self.lr}, weight decay {self.weight_decay}",
                              expected="lr > 0, weight decay >= 0")

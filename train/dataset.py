@@ -414,11 +414,14 @@ class SectionDataset(Dataset):
         window: ``(rows, cols)`` model window.
         crop: Optional random crop ``(rows, cols)``.
         flip: Random trace-axis flip.
+        clean_fraction: Probability that an image's input is its clean section (an identity example), drawn from
+            the key's augmentation seed so the stream stays a pure function of the key.
     """
 
     def __init__(self, volumes: VolumeSet, refs: Sequence[SectionRef], window: tuple[int, int],
-                 crop: tuple[int, int] | None = None, flip: bool = True):
+                 crop: tuple[int, int] | None = None, flip: bool = True, clean_fraction: float = 0.0):
         self.volumes, self.refs, self.window, self.crop, self.flip = volumes, list(refs), window, crop, flip
+        self.clean_fraction = clean_fraction
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -428,6 +431,9 @@ class SectionDataset(Dataset):
         ref = self.refs[number]
         noisy, clean = self.volumes.section(ref.volume, ref.axis, ref.index)
         rng = np.random.default_rng(aug_seed)
+        # Drawn only when asked for, so that runs without identity examples keep their exact sample stream.
+        if self.clean_fraction > 0 and rng.random() < self.clean_fraction:
+            noisy = clean
         x, y = place_in_window(noisy, clean, self.window, rng, flip=self.flip, crop=self.crop)
         return torch.from_numpy(x), torch.from_numpy(y)
 

@@ -438,7 +438,7 @@ def _setup(config: TrainConfig, explicit: set[str] | None) -> _Run:
     card["data"] = data_desc
     precision = "bf16" if autocast_dtype == torch.bfloat16 else "fp32"
     recipe = _recipe(cfg, steps_per_epoch, total_steps, scheduler.warmup_t, world, precision, lineage)
-    dataset = ds.SectionDataset(volumes, refs, window, crop=crop, flip=True)
+    dataset = ds.SectionDataset(volumes, refs, window, crop=crop, flip=True, clean_fraction=cfg.clean_fraction)
     start_time = time.perf_counter()
     return _Run(cfg=cfg, run_dir=run_dir, accelerator=accelerator, autocast_dtype=autocast_dtype, main=main,
                 world=world, device=device, volumes=volumes, val_idx=val_idx, refs=refs, data_desc=data_desc,
@@ -585,7 +585,8 @@ def _recipe(cfg: TrainConfig, steps_per_epoch: int, total_steps: int, warmup_ste
         "ema": {"impl": "timm ModelEmaV3", "decay": cfg.ema_decay, "warmup": True, "saved": True},
         "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         "batch_size_per_process": cfg.batch_size, "processes": world, "crop": list(cfg.crop) if cfg.crop else None,
-        "augmentation": ["trace-axis flip"], "precision": precision, "seed": cfg.seed,
+        "augmentation": ["trace-axis flip"] + ([f"clean section as input, p={cfg.clean_fraction:g}"]
+                                                if cfg.clean_fraction else []), "precision": precision, "seed": cfg.seed,
         "init_from": str(cfg.init_from) if cfg.init_from else None,
         "encoder_weights": Path(cfg.encoder_weights).name if cfg.encoder_weights else None,
         "validation": {"volumes": "held out by volume", "sections": "the challenge's six per volume",

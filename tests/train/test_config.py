@@ -21,6 +21,7 @@ from impeccable.train.config import TrainConfig
     ({"device": "tpu"}, "unknown device"),
     ({"epochs": 0}, "--epochs must be positive"),
     ({"ema_decay": 1.0}, "--ema-decay out of range"),
+    ({"clean_fraction": 1.5}, "--clean-fraction out of range"),
     ({"val_volumes": -1}, "--val-volumes"),
     ({"loss": "l1"}, "unknown loss"),
     ({"ssim_weight": -0.1}, "--ssim-weight"),

@@ -77,6 +77,21 @@ def test_dataset_item(volumes):
     assert (x == x2).all()
 
 
+def test_clean_fraction_feeds_the_clean_section_as_input(volumes):
+    refs = ds.section_refs(volumes, [0, 1], stride=6)
+    plain = ds.SectionDataset(volumes, refs, (64, 256), crop=(32, 128))
+    keys = [(k % len(refs), 1000 + k) for k in range(40)]
+    identity = [bool((x == y).all()) for x, y in (plain[k] for k in keys)]
+    assert not any(identity)  # the fixture's noisy sections differ from the clean ones
+    half = ds.SectionDataset(volumes, refs, (64, 256), crop=(32, 128), clean_fraction=0.5)
+    items = [half[k] for k in keys]
+    identity = [bool((x == y).all()) for x, y in items]
+    assert 8 <= sum(identity) <= 32  # about half, decided per key
+    all_clean = ds.SectionDataset(volumes, refs, (64, 256), crop=(32, 128), clean_fraction=1.0)
+    assert all(bool((x == y).all()) for x, y in (all_clean[k] for k in keys))
+    assert all((all_clean[k][0] == half[k][0]).all() for k, same in zip(keys, identity) if same)
+
+
 def test_synthetic_cache_is_written_once(tmp_path, fake_synth):
     sources = ds.synthetic_sources(2, (256, 24, 16), seed=5, cache_dir=tmp_path, progress=False)
     noisy, clean = sources[1].open()
