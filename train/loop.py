@@ -155,7 +155,7 @@ def lineage_entry(training: dict, metrics: dict, run: str | None) -> dict:
             "lr": training.get("optimizer", {}).get("lr"), "precision": training.get("precision"),
             "steps": training.get("steps_done"), "total_steps": training.get("total_steps"),
             "kept_step": metrics.get("step"), "val_score": metrics.get("val_score"),
-            "wall_time_s": training.get("wall_time_s")}
+            "augmentation": training.get("augmentation"), "wall_time_s": training.get("wall_time_s")}
 
 
 def parent_lineage(card: dict) -> list[dict]:
