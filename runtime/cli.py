@@ -65,7 +65,8 @@ def _time_axis(value: str) -> int | str:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @click.option("--cluster", type=str, default=None,
               help="Run on Dask: 'local' (a cluster on this machine, 127.0.0.1 only) or tcp://HOST:PORT (a running "
-                   "`dask scheduler`). .npy (shared filesystem) and .zarr only [default: one process].")
+                   "`dask scheduler`). .npy and SEG-Y (on a filesystem every worker shares), .zarr and .mdio "
+                   "[default: one process].")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="Workers of --cluster local [default: one per GPU, else half the cores].")
 @click.option("--resume", is_flag=True,

@@ -17,14 +17,29 @@ Tasks are submitted with ``retries``; a worker that dies has its tasks recompute
 each slab leaves a done-flag (:class:`~impeccable.runtime.distributed_plan.RunDir`) so ``--resume`` computes only
 what is missing. The output is moved to its final path only when every slab is done.
 
-Formats: ``.npy`` (a preallocated temporary ``.npy`` that tasks fill through memory maps: a shared filesystem)
-and Zarr. HDF5 is refused (one writer); SEG-Y is refused for now (its traces would need a disjoint-trace writer).
+Formats: ``.npy`` (a preallocated temporary ``.npy`` that tasks fill through memory maps: a shared filesystem),
+Zarr / MDIO, and SEG-Y on a shared filesystem: the client copies the input once into the run directory (every
+header byte kept, as the single-process writer does), each write task opens that copy itself and writes the
+traces of its own inlines' cells (:class:`~impeccable.runtime.volumes.segy.TraceWriter`; the planner proves
+that no two tasks write one trace, :func:`~impeccable.runtime.distributed_plan.check_trace_ownership`). HDF5 is
+refused (one writer).
+
+SEG-Y geometry and dead traces: each worker infers the grid from the trace headers itself (the same function on
+the same file gives the same grid; shipping the ``(inline, crossline)`` trace index, 8 bytes a cell, would cost
+more than reading four header words), and checks it against the client's digest. All-zero (dead) traces are
+found only as samples are read, so the statistics tasks return the dead traces of their slabs, the client
+merges them into one ``(inline, crossline)`` mask in the run directory, and every later task's reader takes it
+(:meth:`~impeccable.runtime.volumes.segy.SegyReader.mark_dead`): each task then sees the complete mask the single
+process has after its statistics pass, so dead traces stay out of the fit and are written as zeros alike.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import os
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -38,15 +53,18 @@ from impeccable.core.errors import ImpeccableError, InputError, OutputError
 from impeccable.core.qc import QualityControl, leakage_inlines
 from impeccable.runtime.calibrate import block_sums, live_rows, output_block
 from impeccable.runtime.config import DenoiseConfig
-from impeccable.runtime.distributed_plan import Plan, RunDir, input_identity, make_plan, model_identity
+from impeccable.runtime.distributed_plan import (Plan, RunDir, check_trace_ownership, input_identity, make_plan,
+                                                 model_identity)
 from impeccable.runtime.volumes.npy import MappedVolume
 from impeccable.runtime.volumes import open_reader
 
 PLUGIN_NAME = "impeccable-engine"
 #: How long to try reaching a running scheduler (``--cluster tcp://...``).
 CONNECT_TIMEOUT = "15s"
+#: SEG-Y extensions (a shared filesystem: tasks write their traces into one temporary copy of the input).
+SEGY_FORMATS = (".sgy", ".segy")
 #: Formats the distributed runner writes (each task writes its own inlines).
-CLUSTER_FORMATS = (".npy", ".zarr", ".mdio")
+CLUSTER_FORMATS = (".npy", ".zarr", ".mdio", *SEGY_FORMATS)
 
 
 def _import_distributed():
@@ -89,6 +107,7 @@ def make_plugin(factory):
             self.factory = factory
             self.engine = None
             self.readers: dict = {}
+            self.dead: dict = {}
 
         def setup(self, worker) -> None:
             self.engine = self.factory()
@@ -101,17 +120,34 @@ def make_plugin(factory):
             self.engine, self.readers = None, {}
 
         def reader(self, job: Job):
-            key = (job.input, job.time_axis, job.dataset)
+            # A segyio handle has one file position: each task thread of a worker gets its own SEG-Y reader.
+            # The input's stamp is in the key: a rewritten file is opened afresh.
+            thread = threading.get_ident() if Path(job.input).suffix.lower() in SEGY_FORMATS else None
+            key = (job.input, job.time_axis, job.dataset, job.segy, job.stamp, thread)
             if key not in self.readers:
-                self.readers[key] = open_reader(job.input, time_axis=job.time_axis, dataset=job.dataset)
-            return self.readers[key]
+                reader = open_reader(job.input, time_axis=job.time_axis, dataset=job.dataset, segy=dict(job.segy))
+                if job.geometry is not None and geometry_digest(reader) != job.geometry:
+                    reader.close()
+                    raise InputError("a worker sees another SEG-Y geometry than the client", received=job.input,
+                                     expected="the client's file, on a filesystem every worker shares",
+                                     todo="give every worker the same file (a shared filesystem)")
+                self.readers[key] = reader
+            reader = self.readers[key]
+            if job.dead is not None and self.dead.get(key) != job.dead:
+                reader.mark_dead(np.load(job.dead, allow_pickle=False))
+                self.dead[key] = job.dead
+            return reader
 
     return _EnginePlugin(factory)
 
 
 @dataclass(frozen=True)
 class Job:
-    """What every task needs, picklable: paths, settings, and the results of the earlier passes."""
+    """What every task needs, picklable: paths, settings, and the results of the earlier passes.
+
+    ``segy``: the SEG-Y header bytes; ``stamp``: the input's identity; ``geometry``: the digest of the client's
+    SEG-Y grid (:func:`geometry_digest`); ``dead``: the run's merged dead-trace mask (a ``.npy`` path).
+    """
 
     input: str
     time_axis: int | str
@@ -121,6 +157,10 @@ class Job:
     views: tuple[str, ...]
     sink: str
     shape: tuple[int, int, int]
+    segy: tuple[tuple[str, object], ...] = ()
+    stamp: tuple = ()
+    geometry: str | None = None
+    dead: str | None = None
     stats: VolumeStats | None = None
     fit: AmplitudeFit | None = None
     unit_range: tuple[float, float] = (0.0, 1.0)
@@ -193,12 +233,37 @@ def _unit(job: Job, start: int, stop: int) -> np.ndarray:
     return out
 
 
+def geometry_digest(reader) -> str | None:
+    """SHA-256 of a SEG-Y reader's grid (kind, line numbers, trace index), None for other formats."""
+    geometry = getattr(reader, "geometry", None)
+    if geometry is None:
+        return None
+    digest = hashlib.sha256(geometry.kind.encode())
+    for array in (geometry.ilines, geometry.xlines, geometry.index):
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _pack(mask: np.ndarray) -> str:
+    return base64.b64encode(np.packbits(mask, axis=None).tobytes()).decode("ascii")
+
+
+def _unpack(text: str, shape: tuple[int, int]) -> np.ndarray:
+    bits = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
+    return np.unpackbits(bits, count=shape[0] * shape[1]).astype(bool).reshape(shape)
+
+
 def task_stats(job: Job, start: int, stop: int) -> dict:
-    """Pass 1 on inlines ``start:stop``: min/max/non-finite count with the pipeline's rule."""
+    """Pass 1 on inlines ``start:stop``: min/max/non-finite count with the pipeline's rule (and dead traces)."""
     from impeccable.runtime.pipeline import reader_stats_part
 
     _, plugin = _plugin()
-    return reader_stats_part(SubVolume(plugin.reader(job), inlines=(start, stop)))
+    reader = plugin.reader(job)
+    part = reader_stats_part(SubVolume(reader, inlines=(start, stop)))
+    dead = getattr(reader, "dead_mask", None)
+    if dead is not None:  # complete for these inlines now: every one of their traces was read
+        part["dead"] = _pack(dead[start:stop])
+    return part
 
 
 def task_predict(job: Job, view: str, start: int, stop: int) -> dict:
@@ -231,8 +296,15 @@ def task_fit(job: Job, start: int, stop: int) -> dict:
     return {"sums": sums.tolist(), "lo": lo, "hi": hi}
 
 
-def _write_sink(job: Job, start: int, stop: int, block: np.ndarray) -> None:
+def _write_sink(job: Job, start: int, stop: int, block: np.ndarray, reader) -> None:
     reader_time_axis = job.time_axis
+    if Path(job.sink).suffix.lower() in SEGY_FORMATS:
+        from impeccable.runtime.volumes.segy import TraceWriter
+
+        with TraceWriter(Path(job.sink), reader, block.dtype) as out:
+            out.write(slice(start, stop), block)
+        _fsync(job.sink)
+        return
     if job.sink.endswith(".npy"):
         array = np.load(job.sink, mmap_mode="r+", allow_pickle=False)
         MappedVolume(array, reader_time_axis).write((slice(start, stop), slice(None), slice(None)), block)
@@ -253,11 +325,20 @@ def task_write(job: Job, start: int, stop: int) -> dict:
     live = live_rows(reader, start, stop)
     written, in_units = output_block(inputs, _unit(job, start, stop), job.fit, job.stats, job.config.scale,
                                      job.config.strength, job.unit_range, live)
-    _write_sink(job, start, stop, written)
+    _write_sink(job, start, stop, written, reader)
     qc = QualityControl(mean=job.fit.mean, sampled=leakage_inlines(job.shape[0]))
     qc.add(start, inputs, in_units, live)
     return {"rows": np.concatenate(qc.rows).tolist(),
             "similarity": [[k, v[0], v[1]] for k, v in qc.similarity.items()]}
+
+
+def _fsync(path: str) -> None:
+    """Flush a file to disk: its done-flag, written next, must never outlive the data it vouches for."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _task(run_path: str, kind: str, index: int, call, *args) -> dict:
@@ -359,7 +440,7 @@ def _check_formats(input_path: Path, output: Path) -> None:
     ext = input_path.suffix.lower()
     if ext in (".h5", ".hdf5"):
         raise InputError("HDF5 cannot be written by many workers at once (one writer)", received=input_path.name,
-                         expected="npy or zarr with --cluster", todo="run without --cluster, or convert to Zarr")
+                         expected="npy, zarr or SEG-Y with --cluster", todo="run without --cluster, or convert to Zarr")
     if ext not in CLUSTER_FORMATS:
         raise InputError("this format is not supported with --cluster yet", received=input_path.name,
                          expected=" or ".join(CLUSTER_FORMATS), todo="run without --cluster, or convert to Zarr")
@@ -372,6 +453,7 @@ def _identity(input_path: Path, config: DenoiseConfig, factory, plan: Plan) -> d
     settings = {"engine": getattr(factory, "name", type(factory).__name__), "tta": config.tta,
                 "views": config.views, "batch_size": config.batch_size, "scale": config.scale,
                 "strength": config.strength, "time_axis": config.time_axis, "dataset": config.dataset,
+                "segy": config.segy_options() if input_path.suffix.lower() in SEGY_FORMATS else None,
                 "engine_options": {k: str(v) for k, v in sorted(config.engine_options.items())}}
     return {"input": input_identity(input_path), "model": model_identity(config.resolved_model()),
             "settings": settings, "plan": plan.as_dict()}
@@ -421,10 +503,10 @@ class _Passes:
 def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseConfig, client=None,
                     engine_factory=None, resume: bool = False, retries: int = 2,
                     slab_sections: int | None = None, announce=None) -> DistributedReport:
-    """Denoise a ``.npy`` or Zarr volume on a Dask cluster; the output equals :func:`denoise_file`'s.
+    """Denoise a ``.npy``, SEG-Y or Zarr volume on a Dask cluster; the output equals :func:`denoise_file`'s.
 
     Args:
-        input_path: The input (``.npy`` on a filesystem every worker sees, or a ``.zarr`` store).
+        input_path: The input (``.npy`` or SEG-Y on a filesystem every worker sees, or a ``.zarr`` store).
         output: The output path (same format); a run directory ``.<name>.impeccable-run`` beside it holds
             the attempt's state until the output is committed.
         config: Run settings (``config.cluster`` / ``config.workers`` when ``client`` is None).
@@ -443,7 +525,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     """
     from tqdm import tqdm
 
-    from impeccable.runtime.pipeline import _check_output, sections_per_batch
+    from impeccable.runtime.pipeline import _check_output, _check_views, sections_per_batch
 
     t0 = time.perf_counter()
     input_path, output = Path(input_path), Path(output)
@@ -453,13 +535,15 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                          expected="no --preview", todo="draw it afterwards from the output, or run without --cluster")
     _check_output(output, config.overwrite, input_path)
     factory = engine_factory or EngineFactory.from_config(config)
-    reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset)
+    reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset, segy=config.segy_options())
+    segy = input_path.suffix.lower() in SEGY_FORMATS
     views = ("inline", "crossline") if config.views == "both" else (config.views,)
     own_client = client is None
     client = None if own_client else client
     run = RunDir(output)
     opened = committed = False
     try:
+        _check_views(config, getattr(reader, "views", None))
         if own_client:
             client = start_client(config.cluster or "local", config.workers)
             factory = _share_cores(factory, client)
@@ -471,19 +555,23 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         window = _window(client)
         steps = {v: sections_per_batch(reader, v, window, config.batch_size) for v in views}
         chunk = 1
-        if input_path.suffix.lower() != ".npy":  # a Zarr or MDIO store
+        if input_path.suffix.lower() in (".zarr", ".mdio"):  # .npy, SEG-Y: any inline boundary is one
             from impeccable.runtime.volumes.zarr import section_chunks
 
             chunk = section_chunks(tuple(reader.shape), reader.chunks)[0]
         plan = make_plan(tuple(reader.shape), views, steps, chunk, slab_sections)
-        resumed_run = run.open(_identity(input_path, config, factory, plan), resume, config.overwrite)
+        if segy:
+            check_trace_ownership(plan.inline, reader.geometry.index, reader.tracecount)
+        identity = _identity(input_path, config, factory, plan)
+        resumed_run = run.open(identity, resume, config.overwrite)
         opened = True
-        sink = _create_sink(run, reader, input_path, config, resumed_run, chunk)
+        sink = _create_sink(run, reader, input_path, output, config, resumed_run, chunk)
         _create_scratch(run, reader.shape, views, plan, resumed_run)
         job = Job(str(input_path), getattr(reader, "time_axis", config.time_axis),
                   getattr(reader, "dataset", config.dataset),  # resolved: a group's only volume, MDIO's amplitude
                   replace(config, progress=False, preview=None), str(run.path), views, str(sink),
-                  tuple(reader.shape))
+                  tuple(reader.shape), segy=tuple(sorted(config.segy_options().items())) if segy else (),
+                  stamp=tuple(sorted(identity["input"].items())), geometry=geometry_digest(reader))
         total = len(plan.inline) * 4 + len(plan.crossline)
         with tqdm(total=total, unit="slab", disable=not config.progress, leave=False) as bar:
             passes = _Passes(client, run, retries, bar)
@@ -491,7 +579,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             parts = passes.pass_("stats", plan.inline, task_stats, (job,))
             stats = merge_stats(parts)
             stats.check_not_constant()
-            job = replace(job, stats=stats)
+            job = replace(job, stats=stats, dead=_merge_dead(run, reader, plan, parts) if segy else None)
             done_predictions = []
             for view in views:
                 slabs = plan.inline if view == "inline" else plan.crossline
@@ -509,6 +597,10 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         for p in parts:
             qc.rows.append(np.asarray(p["rows"], dtype=np.float64).reshape(-1, 4))
             qc.similarity.update({int(k): (float(s), int(n)) for k, s, n in p["similarity"]})
+        if input_identity(input_path) != identity["input"]:
+            raise InputError("input changed during the run; nothing was written", received=str(input_path),
+                             expected="an input nobody writes while it is denoised",
+                             todo="rerun with --overwrite once the file is complete")
         _commit(run, sink, output, config.overwrite)
         committed = True
     except OSError as exc:
@@ -561,9 +653,33 @@ def _window(client) -> tuple[int, int]:
     return windows.pop()
 
 
-def _create_sink(run: RunDir, reader, input_path: Path, config: DenoiseConfig, resumed: bool, chunk: int) -> Path:
+def _merge_dead(run: RunDir, reader, plan: Plan, parts: list[dict]) -> str:
+    """The statistics tasks' dead traces as one ``(inline, crossline)`` bool mask in the run directory."""
+    dead = np.zeros(reader.shape[:2], dtype=bool)
+    for (start, stop), part in zip(plan.inline, parts):
+        dead[start:stop] = _unpack(part["dead"], (stop - start, reader.shape[1]))
+    reader.mark_dead(dead)
+    path = run.path / "dead.npy"
+    tmp = run.path / f".dead.{os.getpid()}.npy"
+    np.save(tmp, dead, allow_pickle=False)
+    os.replace(tmp, path)  # whole or absent, as every file of the run directory
+    return str(path)
+
+
+def _create_sink(run: RunDir, reader, input_path: Path, output: Path, config: DenoiseConfig, resumed: bool,
+                 chunk: int) -> Path:
     """The temporary output in the run directory (kept by a resumed attempt)."""
     dtype = np.dtype(np.uint8 if config.scale == "uint8" else np.float32)
+    if input_path.suffix.lower() in SEGY_FORMATS:
+        from impeccable.runtime.volumes.segy import TraceWriter, copy_input
+
+        path = run.path / f"output{input_path.suffix.lower()}"
+        if not (resumed and path.is_file()):
+            tmp = run.path / f".output.{os.getpid()}.tmp"
+            copy_input(reader, tmp, output.name)
+            os.replace(tmp, path)  # a copy cut short is never taken for the sink by --resume
+        TraceWriter(path, reader, dtype).close()  # values the sample format cannot hold: refused before any work
+        return path
     if input_path.suffix.lower() == ".npy":
         path = run.path / "output.npy"
         if not (resumed and path.is_file()):
@@ -601,7 +717,7 @@ def _commit(run: RunDir, sink: Path, output: Path, overwrite: bool) -> None:
     """
     from impeccable.core.atomic import rename_noreplace
 
-    if sink.suffix == ".npy":
+    if sink.is_file():  # .npy, SEG-Y: the mode any new file gets, as the single process's outputs
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(sink, 0o666 & ~mask)
@@ -611,7 +727,7 @@ def _commit(run: RunDir, sink: Path, output: Path, overwrite: bool) -> None:
         except FileExistsError as exc:
             raise OutputError("output appeared during the run; it was left alone", received=str(output),
                               expected="a new path", todo=f"the finished result is kept as {sink}") from exc
-    elif sink.suffix == ".npy":
+    elif sink.is_file():
         os.replace(sink, output)
     else:
         from impeccable.runtime.volumes.zarr import replace_dir
