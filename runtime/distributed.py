@@ -609,6 +609,13 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                           todo=f"fix it, then rerun with --resume (state in {run.path})") from exc
     except ImpeccableError:
         raise
+    except KeyboardInterrupt:  # a signal (core.cli.Interrupted): the cluster closes below, the command says so
+        import logging
+
+        # Closing workers that are busy in a call logs warnings ("still alive after 4.0 seconds, killing"):
+        # the command's own line says what happened.
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        raise
     except Exception as exc:  # a task that failed past its retries, a lost scheduler...
         raise OutputError("the distributed run failed", received=f"{type(exc).__name__}: {exc}".splitlines()[0],
                           expected="every slab done", todo=f"fix the cause, then rerun with --resume "
