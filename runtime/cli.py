@@ -162,7 +162,7 @@ def _run_cluster(input_path: Path, output: Path, config: DenoiseConfig, resume: 
         sys.exit(128 + signum)
     if report.stats.nonfinite:
         click.echo(f"replaced {report.stats.nonfinite} NaN/Inf samples before normalizing", err=True)
-    click.echo(distributed_summary(report))
+    click.echo(distributed_summary(report) + (f", preview {config.preview}" if config.preview is not None else ""))
     click.echo(summary_line(report))
     for warning in report.qc.get("warnings", []):
         click.echo(f"Warning: {warning}", err=True)

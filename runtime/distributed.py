@@ -530,9 +530,6 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     t0 = time.perf_counter()
     input_path, output = Path(input_path), Path(output)
     _check_formats(input_path, output)
-    if config.preview is not None:
-        raise InputError("--preview is not available with --cluster yet", received=str(config.preview),
-                         expected="no --preview", todo="draw it afterwards from the output, or run without --cluster")
     _check_output(output, config.overwrite, input_path)
     factory = engine_factory or EngineFactory.from_config(config)
     reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset, segy=config.segy_options())
@@ -601,7 +598,14 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             raise InputError("input changed during the run; nothing was written", received=str(input_path),
                              expected="an input nobody writes while it is denoised",
                              todo="rerun with --overwrite once the file is complete")
-        _commit(run, sink, output, config.overwrite)
+        if config.preview is not None:  # first: a failing preview leaves no output, as in one process
+            _draw_preview(reader, output, config, job)
+        try:
+            _commit(run, sink, output, config.overwrite)
+        except BaseException:
+            if config.preview is not None:
+                Path(config.preview).unlink(missing_ok=True)
+            raise
         committed = True
     except OSError as exc:
         raise OutputError("I/O failed in the distributed run", received=f"{exc.strerror or exc}: "
@@ -638,6 +642,23 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     return DistributedReport(output, sum(p["sections"] for p in done_predictions), time.perf_counter() - t0,
                              {"inline": len(plan.inline), "crossline": len(plan.crossline)}, passes.resumed,
                              passes.retried, dict(workers), stats, fit.as_dict(stats), qc.report(), dashboard)
+
+
+def _draw_preview(reader, output: Path, config: DenoiseConfig, job: Job) -> None:
+    """The single process's ``--preview``, drawn here from the run's own results.
+
+    The middle inline of the output in the input's units is recomputed on the client from the input and the
+    scratch predictions with the write tasks' own function (one inline: a few reads), rather than read back
+    from the output, whose ``unit`` / ``uint8`` scale or SEG-Y sample format (IBM float, integers) is not the
+    input's units: the picture is the single process's, whatever the scale and format.
+    """
+    from impeccable.runtime.pipeline import _preview
+
+    mid = reader.shape[0] // 2
+    inputs = reader.read(inlines=slice(mid, mid + 1))
+    _, in_units = output_block(inputs, _unit(job, mid, mid + 1), job.fit, job.stats, job.config.scale,
+                               job.config.strength, job.unit_range, live_rows(reader, mid, mid + 1))
+    _preview(reader, output, config, in_units, mid)
 
 
 def _dashboard(client) -> str | None:

@@ -8,7 +8,7 @@ engine, for regular, irregular, dead-trace and 2-D surveys. Clusters are in-proc
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +217,21 @@ def test_output_appearing_during_the_run_is_left_alone(tmp_path, model, client, 
                         engine_factory=MixingFactory())
     assert output.read_bytes() == b"theirs"
     assert (RunDir(output).path / "output.sgy").is_file()  # the finished result is kept, as the error says
+
+
+@pytest.mark.parametrize("scale", ["input", "uint8"])
+def test_preview_is_the_single_process_one(tmp_path, model, client, scale):
+    """Drawn on the client from the middle inline in the input's units: the same PNG, byte for byte."""
+    pytest.importorskip("matplotlib")
+    source, _ = _dead(tmp_path)
+    config = _config(model, views="both", scale=scale)
+    one, many = tmp_path / "one", tmp_path / "many"  # the same output name: the picture's title holds it
+    one.mkdir(), many.mkdir()
+    denoise_file(source, one / "out.sgy", replace(config, preview=one / "p.png"), engine=MixingEngine(WINDOW))
+    run_distributed(source, many / "out.sgy", replace(config, preview=many / "p.png"), client=client,
+                    slab_sections=2, engine_factory=MixingFactory())
+    assert (many / "p.png").read_bytes() == (one / "p.png").read_bytes()
+    assert (many / "out.sgy").read_bytes() == (one / "out.sgy").read_bytes()
 
 
 def _index(cells: list[list[int]]) -> np.ndarray:
