@@ -120,7 +120,8 @@ def make_plugin(factory):
             self.engine, self.readers = None, {}
 
         def reader(self, job: Job):
-            # A segyio handle has one file position: each task thread of a worker gets its own SEG-Y reader.
+            # segyio promises no thread safety for one handle (it has one file position), and the reader's
+            # dead-trace mask grows as it reads: each task thread of a worker gets its own SEG-Y reader.
             # The input's stamp is in the key: a rewritten file is opened afresh.
             thread = threading.get_ident() if Path(job.input).suffix.lower() in SEGY_FORMATS else None
             key = (job.input, job.time_axis, job.dataset, job.segy, job.stamp, thread)

@@ -172,6 +172,37 @@ def test_segy_file_equals_denoise_file(tmp_path, model, client, survey, views, s
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, "fake.onnx", "ref.sgy", "out.sgy"])
 
 
+def test_two_task_threads_per_worker(tmp_path, model):
+    """Tasks side by side in one worker: concurrent trace writes into the one copy, a reader per task thread."""
+    source, _ = _dead(tmp_path)
+    config = _config(model, views="both")
+    denoise_file(source, tmp_path / "ref.sgy", config, engine=MixingEngine(WINDOW))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as c, distributed.Client(c) as cl:
+        run_distributed(source, tmp_path / "out.sgy", config, client=cl, slab_sections=1,
+                        engine_factory=MixingFactory())
+    assert (tmp_path / "out.sgy").read_bytes() == (tmp_path / "ref.sgy").read_bytes()
+
+
+def test_worker_processes(tmp_path, model):
+    """Two worker processes on 127.0.0.1: the tasks, the job and the trace writer cross process boundaries."""
+    import sys
+
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(sys.modules[MixingEngine.__module__])
+    source, options = _irregular(tmp_path)
+    config = _config(model, views="both", **options)
+    denoise_file(source, tmp_path / "ref.sgy", config, engine=MixingEngine(WINDOW))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as cl:
+        report = run_distributed(source, tmp_path / "out.sgy", config, client=cl, slab_sections=2,
+                                 engine_factory=MixingFactory())
+    assert len(report.workers) == 2
+    assert (tmp_path / "out.sgy").read_bytes() == (tmp_path / "ref.sgy").read_bytes()
+
+
 def test_resume_of_a_segy_run(tmp_path, model):
     source, _ = _dead(tmp_path)
     output = tmp_path / "out.sgy"
