@@ -31,15 +31,18 @@ found only as samples are read, so the statistics tasks return the dead traces o
 merges them into one ``(inline, crossline)`` mask in the run directory, and every later task's reader takes it
 (:meth:`~impeccable.runtime.volumes.segy.SegyReader.mark_dead`): each task then sees the complete mask the single
 process has after its statistics pass, so dead traces stay out of the fit and are written as zeros alike.
+
+Modules, along the run: :mod:`~impeccable.runtime.distributed_plan` (slabs, the ownership checks, the run
+directory's state), :mod:`~impeccable.runtime.distributed_worker` (the engine plugin, the job, the slab tasks of
+every pass), :mod:`~impeccable.runtime.distributed_cluster` (the client, the workers' engines, the passes'
+submission), :mod:`~impeccable.runtime.distributed_output` (the run directory's output files, the preview, the
+commit); this module runs the passes in order.
 """
+
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-import os
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -51,302 +54,22 @@ from impeccable.core.amplitude import VolumeStats, merge_stats
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import ImpeccableError, InputError, OutputError
 from impeccable.core.qc import QualityControl, leakage_inlines
-from impeccable.runtime.calibrate import block_sums, live_rows, output_block
 from impeccable.runtime.config import DenoiseConfig
+from impeccable.runtime.distributed_cluster import (CONNECT_TIMEOUT, THREADED_ENGINES, Passes, dashboard_link,
+                                                    engine_window, share_cores, start_client)
+from impeccable.runtime.distributed_output import (commit_output, create_scratch, create_sink, draw_preview,
+                                                   merge_dead)
 from impeccable.runtime.distributed_plan import (Plan, RunDir, check_trace_ownership, input_identity, make_plan,
                                                  model_identity)
-from impeccable.runtime.volumes.npy import MappedVolume
+from impeccable.runtime.distributed_worker import (PLUGIN_NAME, SEGY_FORMATS, EngineFactory, Job, geometry_digest,
+                                                   make_plugin, task_fit, task_predict, task_stats, task_write)
 from impeccable.runtime.volumes import open_reader
 
-PLUGIN_NAME = "impeccable-engine"
-#: How long to try reaching a running scheduler (``--cluster tcp://...``).
-CONNECT_TIMEOUT = "15s"
-#: SEG-Y extensions (a shared filesystem: tasks write their traces into one temporary copy of the input).
-SEGY_FORMATS = (".sgy", ".segy")
+__all__ = ["CLUSTER_FORMATS", "CONNECT_TIMEOUT", "PLUGIN_NAME", "THREADED_ENGINES", "DistributedReport",
+           "EngineFactory", "Job", "make_plugin", "run_distributed", "start_client"]
+
 #: Formats the distributed runner writes (each task writes its own inlines).
 CLUSTER_FORMATS = (".npy", ".zarr", ".mdio", *SEGY_FORMATS)
-
-
-def _import_distributed():
-    try:
-        import distributed
-    except ImportError as exc:
-        raise InputError("--cluster needs dask.distributed", received=str(exc), expected="dask[distributed], zarr",
-                         todo="pip install 'impeccable[distributed]'") from exc
-    return distributed
-
-
-@dataclass(frozen=True)
-class EngineFactory:
-    """A picklable recipe for the engine: what each worker builds once (the model is read by path there)."""
-
-    name: str
-    model: str
-    batch_size: int
-    options: tuple[tuple[str, object], ...] = ()
-
-    def __call__(self):
-        from impeccable.runtime.engines import create_engine
-
-        return create_engine(self.name, self.model, batch_size=self.batch_size, **dict(self.options))
-
-    @classmethod
-    def from_config(cls, config: DenoiseConfig) -> EngineFactory:
-        return cls(config.resolved_engine(), str(config.resolved_model()),
-                   config.batch_size * (2 if config.tta else 1), tuple(sorted(config.engine_options.items())))
-
-
-def make_plugin(factory):
-    """A ``distributed.WorkerPlugin`` that builds ``factory()`` once per worker (and opens inputs once)."""
-    distributed = _import_distributed()
-
-    class _EnginePlugin(distributed.WorkerPlugin):
-        name = PLUGIN_NAME
-
-        def __init__(self, factory):
-            self.factory = factory
-            self.engine = None
-            self.readers: dict = {}
-            self.dead: dict = {}
-
-        def setup(self, worker) -> None:
-            self.engine = self.factory()
-
-        def teardown(self, worker) -> None:
-            if self.engine is not None:
-                self.engine.close()
-            for reader in self.readers.values():
-                reader.close()
-            self.engine, self.readers = None, {}
-
-        def reader(self, job: Job):
-            # segyio promises no thread safety for one handle (it has one file position), and the reader's
-            # dead-trace mask grows as it reads: each task thread of a worker gets its own SEG-Y reader.
-            # The input's stamp is in the key: a rewritten file is opened afresh.
-            thread = threading.get_ident() if Path(job.input).suffix.lower() in SEGY_FORMATS else None
-            key = (job.input, job.time_axis, job.dataset, job.segy, job.stamp, thread)
-            if key not in self.readers:
-                reader = open_reader(job.input, time_axis=job.time_axis, dataset=job.dataset, segy=dict(job.segy))
-                if job.geometry is not None and geometry_digest(reader) != job.geometry:
-                    reader.close()
-                    raise InputError("a worker sees another SEG-Y geometry than the client", received=job.input,
-                                     expected="the client's file, on a filesystem every worker shares",
-                                     todo="give every worker the same file (a shared filesystem)")
-                self.readers[key] = reader
-            reader = self.readers[key]
-            if job.dead is not None and self.dead.get(key) != job.dead:
-                reader.mark_dead(np.load(job.dead, allow_pickle=False))
-                self.dead[key] = job.dead
-            return reader
-
-    return _EnginePlugin(factory)
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every task needs, picklable: paths, settings, and the results of the earlier passes.
-
-    ``segy``: the SEG-Y header bytes; ``stamp``: the input's identity; ``geometry``: the digest of the client's
-    SEG-Y grid (:func:`geometry_digest`); ``dead``: the run's merged dead-trace mask (a ``.npy`` path).
-    """
-
-    input: str
-    time_axis: int | str
-    dataset: str | None
-    config: DenoiseConfig
-    run: str
-    views: tuple[str, ...]
-    sink: str
-    shape: tuple[int, int, int]
-    segy: tuple[tuple[str, object], ...] = ()
-    stamp: tuple = ()
-    geometry: str | None = None
-    dead: str | None = None
-    stats: VolumeStats | None = None
-    fit: AmplitudeFit | None = None
-    unit_range: tuple[float, float] = (0.0, 1.0)
-
-
-class SubVolume:
-    """A reader seen through a range of its inlines or crosslines: ``(inline, crossline, sample)`` float32."""
-
-    def __init__(self, reader, inlines: tuple[int, int] | None = None, crosslines: tuple[int, int] | None = None):
-        self.reader = reader
-        self.il = inlines or (0, reader.shape[0])
-        self.xl = crosslines or (0, reader.shape[1])
-        self.shape = (self.il[1] - self.il[0], self.xl[1] - self.xl[0], reader.shape[2])
-        self.path, self.dtype = reader.path, reader.dtype
-        self.fill = getattr(reader, "fill", "mirror")
-
-    @staticmethod
-    def _shift(index: slice, base: tuple[int, int]) -> slice:
-        start, stop, _ = index.indices(base[1] - base[0])
-        return slice(base[0] + start, base[0] + stop)
-
-    def read(self, inlines: slice = slice(None), crosslines: slice = slice(None)) -> np.ndarray:
-        return self.reader.read(inlines=self._shift(inlines, self.il), crosslines=self._shift(crosslines, self.xl))
-
-    @property
-    def live_mask(self) -> np.ndarray | None:
-        live = getattr(self.reader, "live_mask", None)
-        return None if live is None else live[self.il[0]:self.il[1], self.xl[0]:self.xl[1]]
-
-    def close(self) -> None:
-        """The parent reader stays open."""
-
-
-class _SlabBuffer:
-    """Collects a slab's unit predictions (``put`` as the pipeline's stores) in canonical order."""
-
-    def __init__(self, shape: tuple[int, int, int]):
-        self.array = np.zeros(shape, dtype=np.float32)
-
-    def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
-        if view == "inline":
-            self.array[start:stop] = pred
-        else:
-            self.array[:, start:stop] = pred.transpose(1, 0, 2)
-
-
-def _scratch_path(run: str, view: str) -> str:
-    return str(Path(run) / f"scratch-{view}.zarr")
-
-
-def _plugin():
-    worker = _import_distributed().get_worker()
-    plugin = worker.plugins.get(PLUGIN_NAME)
-    if plugin is None or plugin.engine is None:
-        raise OutputError("worker has no engine", received=worker.address, expected="the impeccable plugin",
-                          todo="register make_plugin(factory) (run_distributed does) before submitting tasks")
-    return worker, plugin
-
-
-def _unit(job: Job, start: int, stop: int) -> np.ndarray:
-    """Unit predictions of inlines ``start:stop`` as the pipeline's scratch holds them (views averaged)."""
-    from impeccable.runtime.volumes.zarr import open_for_region_writes
-
-    parts = [np.asarray(open_for_region_writes(_scratch_path(job.run, v), None)[start:stop]) for v in job.views]
-    if len(parts) == 1:
-        return parts[0]
-    # The pipeline stores the inline pass, then (inline + crossline) * 0.5 in float32: the same operations.
-    out = np.add(parts[0], parts[1])
-    out *= np.float32(0.5)
-    return out
-
-
-def geometry_digest(reader) -> str | None:
-    """SHA-256 of a SEG-Y reader's grid (kind, line numbers, trace index), None for other formats."""
-    geometry = getattr(reader, "geometry", None)
-    if geometry is None:
-        return None
-    digest = hashlib.sha256(geometry.kind.encode())
-    for array in (geometry.ilines, geometry.xlines, geometry.index):
-        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
-    return digest.hexdigest()
-
-
-def _pack(mask: np.ndarray) -> str:
-    return base64.b64encode(np.packbits(mask, axis=None).tobytes()).decode("ascii")
-
-
-def _unpack(text: str, shape: tuple[int, int]) -> np.ndarray:
-    bits = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
-    return np.unpackbits(bits, count=shape[0] * shape[1]).astype(bool).reshape(shape)
-
-
-def task_stats(job: Job, start: int, stop: int) -> dict:
-    """Pass 1 on inlines ``start:stop``: min/max/non-finite count with the pipeline's rule (and dead traces)."""
-    from impeccable.runtime.pipeline import reader_stats_part
-
-    _, plugin = _plugin()
-    reader = plugin.reader(job)
-    part = reader_stats_part(SubVolume(reader, inlines=(start, stop)))
-    dead = getattr(reader, "dead_mask", None)
-    if dead is not None:  # complete for these inlines now: every one of their traces was read
-        part["dead"] = _pack(dead[start:stop])
-    return part
-
-
-def task_predict(job: Job, view: str, start: int, stop: int) -> dict:
-    """Pass 2: unit predictions of sections ``start:stop`` of ``view`` into that view's scratch array."""
-    from impeccable.runtime.pipeline import predict_volume
-    from impeccable.runtime.volumes.zarr import open_for_region_writes
-
-    worker, plugin = _plugin()
-    t0 = time.perf_counter()
-    reader = plugin.reader(job)
-    sub = SubVolume(reader, inlines=(start, stop)) if view == "inline" else SubVolume(reader, crosslines=(start, stop))
-    buffer = _SlabBuffer(sub.shape)
-    config = replace(job.config, views=view, progress=False)
-    sections, images, engine_s = predict_volume(sub, plugin.engine, buffer, config, job.stats)
-    scratch = open_for_region_writes(_scratch_path(job.run, view), None)
-    if view == "inline":
-        scratch[start:stop] = buffer.array
-    else:
-        scratch[:, start:stop] = buffer.array
-    return {"worker": worker.address, "sections": sections, "images": images, "engine_s": engine_s,
-            "seconds": time.perf_counter() - t0}
-
-
-def task_fit(job: Job, start: int, stop: int) -> dict:
-    """Pass 3: the amplitude fit's per-inline sums and the unit field's range of inlines ``start:stop``."""
-    _, plugin = _plugin()
-    reader = plugin.reader(job)
-    sums, lo, hi = block_sums(reader.read(inlines=slice(start, stop)), _unit(job, start, stop), job.stats,
-                              job.config.strength, live_rows(reader, start, stop))
-    return {"sums": sums.tolist(), "lo": lo, "hi": hi}
-
-
-def _write_sink(job: Job, start: int, stop: int, block: np.ndarray, reader) -> None:
-    reader_time_axis = job.time_axis
-    if Path(job.sink).suffix.lower() in SEGY_FORMATS:
-        from impeccable.runtime.volumes.segy import TraceWriter
-
-        with TraceWriter(Path(job.sink), reader, block.dtype) as out:
-            out.write(slice(start, stop), block)
-        _fsync(job.sink)
-        return
-    if job.sink.endswith(".npy"):
-        array = np.load(job.sink, mmap_mode="r+", allow_pickle=False)
-        MappedVolume(array, reader_time_axis).write((slice(start, stop), slice(None), slice(None)), block)
-        array.flush()
-        return
-    from impeccable.runtime.volumes.zarr import open_for_region_writes, stored_index
-
-    array = open_for_region_writes(Path(job.sink), job.dataset)
-    array[stored_index(reader_time_axis, slice(start, stop), slice(None))] = (
-        np.moveaxis(block, -1, 0) if reader_time_axis == 0 else block)
-
-
-def task_write(job: Job, start: int, stop: int) -> dict:
-    """Pass 4: inlines ``start:stop`` of the output written into the temporary output, and their QC rows."""
-    _, plugin = _plugin()
-    reader = plugin.reader(job)
-    inputs = reader.read(inlines=slice(start, stop))
-    live = live_rows(reader, start, stop)
-    written, in_units = output_block(inputs, _unit(job, start, stop), job.fit, job.stats, job.config.scale,
-                                     job.config.strength, job.unit_range, live)
-    _write_sink(job, start, stop, written, reader)
-    qc = QualityControl(mean=job.fit.mean, sampled=leakage_inlines(job.shape[0]))
-    qc.add(start, inputs, in_units, live)
-    return {"rows": np.concatenate(qc.rows).tolist(),
-            "similarity": [[k, v[0], v[1]] for k, v in qc.similarity.items()]}
-
-
-def _fsync(path: str) -> None:
-    """Flush a file to disk: its done-flag, written next, must never outlive the data it vouches for."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _task(run_path: str, kind: str, index: int, call, *args) -> dict:
-    """Run a task body, then leave its done-flag (after its data, so a flag always means "written")."""
-    result = call(*args)
-    RunDir.at(Path(run_path)).mark(kind, index, result)
-    return result
 
 
 @dataclass
@@ -391,52 +114,6 @@ class DistributedReport:
                 "amplitude_fit": self.fit, "qc": self.qc}
 
 
-def start_client(cluster: str, workers: int | None = None, processes: bool = True):
-    """A client of a running cluster (``tcp://HOST:PORT``) or of a new local one (``local``).
-
-    The local cluster listens on 127.0.0.1 only: one worker per GPU through ``dask-cuda`` where it and a GPU
-    exist, else ``workers`` single-threaded workers [default: the cores, halved for the engines' own threads].
-    """
-    distributed = _import_distributed()
-    if cluster != "local":
-        try:
-            return distributed.Client(cluster, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError) as exc:
-            raise InputError("cannot reach the Dask scheduler", received=f"{cluster} ({exc})",
-                             expected="a running `dask scheduler`", todo="start it, or pass --cluster local") from exc
-    kwargs = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "processes": processes}
-    try:
-        from dask_cuda import LocalCUDACluster  # one worker per GPU, each seeing its GPU as device 0
-        from dask_cuda.utils import get_n_gpus
-
-        if get_n_gpus() > 0:
-            return distributed.Client(LocalCUDACluster(n_workers=workers, **kwargs))
-    except (ImportError, RuntimeError, OSError):  # no dask-cuda, or no usable GPU: CPU workers
-        pass
-    n = workers or max(1, (os.cpu_count() or 2) // 2)
-    return distributed.Client(distributed.LocalCluster(n_workers=n, threads_per_worker=1, **kwargs))
-
-
-#: Engines whose CPU thread count can be set (``threads``).
-THREADED_ENGINES = ("onnxruntime", "openvino")
-
-
-def _share_cores(factory, client):
-    """On a CPU ``LocalCluster`` the workers share this machine's cores: give each engine its share.
-
-    Each engine would otherwise take every physical core, and N workers would run N x cores threads.
-    """
-    import dataclasses
-
-    if (not isinstance(factory, EngineFactory) or factory.name not in THREADED_ENGINES
-            or "threads" in dict(factory.options) or type(client.cluster).__name__ != "LocalCluster"):
-        return factory
-    from impeccable.core.cpu import physical_cores
-
-    share = max(1, physical_cores() // max(1, len(client.scheduler_info()["workers"])))
-    return dataclasses.replace(factory, options=factory.options + (("threads", share),))
-
-
 def _check_formats(input_path: Path, output: Path) -> None:
     ext = input_path.suffix.lower()
     if ext in (".h5", ".hdf5"):
@@ -458,47 +135,6 @@ def _identity(input_path: Path, config: DenoiseConfig, factory, plan: Plan) -> d
                 "engine_options": {k: str(v) for k, v in sorted(config.engine_options.items())}}
     return {"input": input_identity(input_path), "model": model_identity(config.resolved_model()),
             "settings": settings, "plan": plan.as_dict()}
-
-
-class _Passes:
-    """Submits a pass's missing slabs, waits for them with a progress bar, records retries and results."""
-
-    def __init__(self, client, run: RunDir, retries: int, bar):
-        self.client, self.run, self.retries, self.bar = client, run, retries, bar
-        self.resumed = 0
-        self.retried = 0
-
-    def pass_(self, kind: str, slabs, call, job_args) -> list[dict]:
-        distributed = _import_distributed()
-        results: list[dict | None] = [self.run.done(kind, i) for i in range(len(slabs))]
-        self.resumed += sum(r is not None for r in results)
-        futures = {}
-        for i, (start, stop) in enumerate(slabs):
-            if results[i] is None:
-                future = self.client.submit(_task, str(self.run.path), kind, i, call, *job_args, start, stop,
-                                            key=f"impeccable-{kind}-{i}-{os.getpid()}-{id(self)}",
-                                            retries=self.retries, pure=False)
-                futures[future] = i
-        self.bar.set_description(kind)
-        try:
-            for future in distributed.as_completed(list(futures)):
-                results[futures[future]] = future.result()
-                self.bar.update(1)
-        except BaseException:
-            self.client.cancel(list(futures))
-            raise
-        self.retried += self._retries_used([f.key for f in futures])
-        return results
-
-    def _retries_used(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
-
-        def count(dask_scheduler, keys=keys, initial=self.retries):
-            tasks = dask_scheduler.tasks
-            return sum(initial - (tasks[k].retries or 0) for k in keys if k in tasks)
-
-        return int(self.client.run_on_scheduler(count))
 
 
 def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseConfig, client=None,
@@ -544,13 +180,13 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         _check_views(config, getattr(reader, "views", None))
         if own_client:
             client = start_client(config.cluster or "local", config.workers)
-            factory = _share_cores(factory, client)
-        dashboard = _dashboard(client)
+            factory = share_cores(factory, client)
+        dashboard = dashboard_link(client)
         if announce is not None:
             served = dashboard or "not served (pip install bokeh)"
             announce(f"dashboard: {served}; scheduler {client.scheduler.address}")
         client.register_plugin(make_plugin(factory), name=PLUGIN_NAME)
-        window = _window(client)
+        window = engine_window(client)
         steps = {v: sections_per_batch(reader, v, window, config.batch_size) for v in views}
         chunk = 1
         if input_path.suffix.lower() in (".zarr", ".mdio"):  # .npy, SEG-Y: any inline boundary is one
@@ -563,8 +199,8 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         identity = _identity(input_path, config, factory, plan)
         resumed_run = run.open(identity, resume, config.overwrite)
         opened = True
-        sink = _create_sink(run, reader, input_path, output, config, resumed_run, chunk)
-        _create_scratch(run, reader.shape, views, plan, resumed_run)
+        sink = create_sink(run, reader, input_path, output, config, resumed_run, chunk)
+        create_scratch(run, reader.shape, views, plan, resumed_run)
         job = Job(str(input_path), getattr(reader, "time_axis", config.time_axis),
                   getattr(reader, "dataset", config.dataset),  # resolved: a group's only volume, MDIO's amplitude
                   replace(config, progress=False, preview=None), str(run.path), views, str(sink),
@@ -572,12 +208,12 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                   stamp=tuple(sorted(identity["input"].items())), geometry=geometry_digest(reader))
         total = len(plan.inline) * 4 + len(plan.crossline)
         with tqdm(total=total, unit="slab", disable=not config.progress, leave=False) as bar:
-            passes = _Passes(client, run, retries, bar)
+            passes = Passes(client, run, retries, bar)
             bar.update(0)
             parts = passes.pass_("stats", plan.inline, task_stats, (job,))
             stats = merge_stats(parts)
             stats.check_not_constant()
-            job = replace(job, stats=stats, dead=_merge_dead(run, reader, plan, parts) if segy else None)
+            job = replace(job, stats=stats, dead=merge_dead(run, reader, plan, parts) if segy else None)
             done_predictions = []
             for view in views:
                 slabs = plan.inline if view == "inline" else plan.crossline
@@ -600,9 +236,9 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                              expected="an input nobody writes while it is denoised",
                              todo="rerun with --overwrite once the file is complete")
         if config.preview is not None:  # first: a failing preview leaves no output, as in one process
-            _draw_preview(reader, output, config, job)
+            draw_preview(reader, output, config, job)
         try:
-            _commit(run, sink, output, config.overwrite)
+            commit_output(run, sink, output, config.overwrite)
         except BaseException:
             if config.preview is not None:
                 Path(config.preview).unlink(missing_ok=True)
@@ -643,123 +279,3 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     return DistributedReport(output, sum(p["sections"] for p in done_predictions), time.perf_counter() - t0,
                              {"inline": len(plan.inline), "crossline": len(plan.crossline)}, passes.resumed,
                              passes.retried, dict(workers), stats, fit.as_dict(stats), qc.report(), dashboard)
-
-
-def _draw_preview(reader, output: Path, config: DenoiseConfig, job: Job) -> None:
-    """The single process's ``--preview``, drawn here from the run's own results.
-
-    The middle inline of the output in the input's units is recomputed on the client from the input and the
-    scratch predictions with the write tasks' own function (one inline: a few reads), rather than read back
-    from the output, whose ``unit`` / ``uint8`` scale or SEG-Y sample format (IBM float, integers) is not the
-    input's units: the picture is the single process's, whatever the scale and format.
-    """
-    from impeccable.runtime.pipeline import _preview
-
-    mid = reader.shape[0] // 2
-    inputs = reader.read(inlines=slice(mid, mid + 1))
-    _, in_units = output_block(inputs, _unit(job, mid, mid + 1), job.fit, job.stats, job.config.scale,
-                               job.config.strength, job.unit_range, live_rows(reader, mid, mid + 1))
-    _preview(reader, output, config, in_units, mid)
-
-
-def _dashboard(client) -> str | None:
-    """The dashboard's address, where bokeh serves one."""
-    import importlib.util
-
-    return getattr(client, "dashboard_link", None) if importlib.util.find_spec("bokeh") else None
-
-
-def _window(client) -> tuple[int, int]:
-    """The engines' window, asked of the workers (they must all agree)."""
-
-    def window(dask_worker=None) -> tuple[int, int]:
-        return tuple(int(n) for n in dask_worker.plugins[PLUGIN_NAME].engine.window)
-
-    windows = set(client.run(window).values())
-    if len(windows) != 1:
-        raise OutputError("the workers' engines disagree on the model window", received=str(sorted(windows)),
-                          expected="one model on every worker", todo="give every worker the same model path")
-    return windows.pop()
-
-
-def _merge_dead(run: RunDir, reader, plan: Plan, parts: list[dict]) -> str:
-    """The statistics tasks' dead traces as one ``(inline, crossline)`` bool mask in the run directory."""
-    dead = np.zeros(reader.shape[:2], dtype=bool)
-    for (start, stop), part in zip(plan.inline, parts):
-        dead[start:stop] = _unpack(part["dead"], (stop - start, reader.shape[1]))
-    reader.mark_dead(dead)
-    path = run.path / "dead.npy"
-    tmp = run.path / f".dead.{os.getpid()}.npy"
-    np.save(tmp, dead, allow_pickle=False)
-    os.replace(tmp, path)  # whole or absent, as every file of the run directory
-    return str(path)
-
-
-def _create_sink(run: RunDir, reader, input_path: Path, output: Path, config: DenoiseConfig, resumed: bool,
-                 chunk: int) -> Path:
-    """The temporary output in the run directory (kept by a resumed attempt)."""
-    dtype = np.dtype(np.uint8 if config.scale == "uint8" else np.float32)
-    if input_path.suffix.lower() in SEGY_FORMATS:
-        from impeccable.runtime.volumes.segy import TraceWriter, copy_input
-
-        path = run.path / f"output{input_path.suffix.lower()}"
-        if not (resumed and path.is_file()):
-            tmp = run.path / f".output.{os.getpid()}.tmp"
-            copy_input(reader, tmp, output.name)
-            os.replace(tmp, path)  # a copy cut short is never taken for the sink by --resume
-        TraceWriter(path, reader, dtype).close()  # values the sample format cannot hold: refused before any work
-        return path
-    if input_path.suffix.lower() == ".npy":
-        path = run.path / "output.npy"
-        if not (resumed and path.is_file()):
-            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(reader.stored_shape)).flush()
-        return path
-    from impeccable.runtime.volumes.zarr import create_like
-
-    path = run.path / f"output{input_path.suffix.lower()}"
-    if not (resumed and path.is_dir()):
-        create_like(path, reader, dtype, chunks=(chunk, reader.shape[1], reader.shape[2]))
-    return path
-
-
-def _create_scratch(run: RunDir, shape, views, plan: Plan, resumed: bool) -> None:
-    """Float32 unit-prediction scratch per view, chunked so that each task of every pass owns whole chunks."""
-    import zarr
-
-    inline_len = plan.inline[0][1] - plan.inline[0][0]
-    for view in views:
-        path = Path(_scratch_path(str(run.path), view))
-        if resumed and path.is_dir():
-            continue
-        chunks = ((inline_len, shape[1], shape[2]) if view == "inline"
-                  else (inline_len, plan.crossline[0][1] - plan.crossline[0][0], shape[2]))
-        zarr.create_array(store=str(path), shape=tuple(shape), dtype="float32", chunks=chunks, fill_value=0,
-                          compressors=None, overwrite=True)
-
-
-def _commit(run: RunDir, sink: Path, output: Path, overwrite: bool) -> None:
-    """Move the finished temporary output to ``output`` and remove the run directory.
-
-    Without ``overwrite`` the move is a no-replace rename (:func:`impeccable.core.atomic.rename_noreplace`):
-    an output that appeared during the run is left alone, and the finished result stays in the run directory,
-    whose path the error gives.
-    """
-    from impeccable.core.atomic import rename_noreplace
-
-    if sink.is_file():  # .npy, SEG-Y: the mode any new file gets, as the single process's outputs
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(sink, 0o666 & ~mask)
-    if not overwrite:
-        try:
-            rename_noreplace(sink, output)
-        except FileExistsError as exc:
-            raise OutputError("output appeared during the run; it was left alone", received=str(output),
-                              expected="a new path", todo=f"the finished result is kept as {sink}") from exc
-    elif sink.is_file():
-        os.replace(sink, output)
-    else:
-        from impeccable.runtime.volumes.zarr import replace_dir
-
-        replace_dir(sink, output)
-    run.remove()

@@ -61,7 +61,7 @@ def test_local_cluster(tmp_path, source, tiny_model_dir):
     ("in.npy", ["--cluster", "tcp://127.0.0.1:9", "--slab-sections", "2"], "Error: cannot reach the Dask scheduler"),
 ])
 def test_refusals(tmp_path, source, tiny_model_dir, name, extra, message, monkeypatch):
-    monkeypatch.setattr("impeccable.runtime.distributed.CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("impeccable.runtime.distributed_cluster.CONNECT_TIMEOUT", "1s")
     path = source if name == "in.npy" else tmp_path / name
     path.touch()
     result = CliRunner().invoke(main, [str(path), "-o", str(tmp_path / f"out{path.suffix}"), *extra,

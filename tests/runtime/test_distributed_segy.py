@@ -236,13 +236,13 @@ def test_output_appearing_during_the_run_is_left_alone(tmp_path, model, client, 
     output = tmp_path / "out.sgy"
     import impeccable.runtime.distributed as runner
 
-    real = runner._commit
+    real = runner.commit_output
 
     def appear_then_commit(run, sink, out, overwrite):
         out.write_bytes(b"theirs")
         real(run, sink, out, overwrite)
 
-    monkeypatch.setattr(runner, "_commit", appear_then_commit)
+    monkeypatch.setattr(runner, "commit_output", appear_then_commit)
     with pytest.raises(OutputError, match="output appeared during the run"):
         run_distributed(source, output, _config(model), client=client, slab_sections=2,
                         engine_factory=MixingFactory())
