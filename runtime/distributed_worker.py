@@ -88,7 +88,7 @@ def make_plugin(factory):
                 self.engine.close()
             for reader in self.readers.values():
                 reader.close()
-            self.engine, self.readers = None, {}
+            self.engine, self.readers, self.dead = None, {}, {}
 
         def reader(self, job: Job):
             # segyio promises no thread safety for one handle (it has one file position), and the reader's

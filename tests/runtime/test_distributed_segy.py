@@ -94,15 +94,15 @@ def _survey(path: Path, cube: np.ndarray, present: np.ndarray, *, dead=None, sor
     return path
 
 
-def _lines(path: Path, lines: list[np.ndarray]) -> Path:
-    """2-D lines one after the other, told apart by byte 189, ordered by CDP (byte 21)."""
+def _lines(path: Path, lines: list[np.ndarray], key: int = 189) -> Path:
+    """2-D lines one after the other, told apart by byte ``key``, ordered by CDP (byte 21)."""
     n_s = lines[0].shape[1]
     order = [(k, j) for k, line in enumerate(lines) for j in range(len(line))]
     spec = segyio.spec()
     spec.format, spec.samples, spec.tracecount = 5, list(range(n_s)), len(order)
     with segyio.create(str(path), spec) as f:
         for t, (k, j) in enumerate(order):
-            f.header[t] = {189: k + 1, 21: 1000 * k + j, F.CDP_X: 125 * j, F.CDP_Y: 50000 * k,
+            f.header[t] = {key: k + 1, 21: 1000 * k + j, F.CDP_X: 125 * j, F.CDP_Y: 50000 * k,
                            F.TRACE_SEQUENCE_FILE: t + 1, F.TRACE_SAMPLE_COUNT: n_s, F.TRACE_SAMPLE_INTERVAL: 2000}
             f.trace[t] = lines[k][j]
     return path
@@ -146,8 +146,13 @@ def _two_d(tmp_path):
     return _lines(tmp_path / "in.sgy", [_cube((1, n, 40), seed=n)[0] for n in (23, 9, 31)]), {}
 
 
+def _two_d_keyed(tmp_path):
+    lines = [_cube((1, n, 40), seed=n)[0] for n in (12, 20, 7)]
+    return _lines(tmp_path / "in.sgy", lines, key=233), {"line_key": 233}
+
+
 SURVEYS = {"regular": _regular, "crossline-sorted IBM": _crossline_ibm, "irregular": _irregular,
-           "dead traces": _dead, "2-D lines": _two_d}
+           "dead traces": _dead, "2-D lines": _two_d, "2-D lines by --line-key": _two_d_keyed}
 
 
 def _config(model: Path, **kw) -> DenoiseConfig:
@@ -157,7 +162,7 @@ def _config(model: Path, **kw) -> DenoiseConfig:
 @pytest.mark.parametrize("survey, views, scale", [
     ("regular", "inline", "input"), ("regular", "both", "uint8"), ("crossline-sorted IBM", "both", "input"),
     ("irregular", "both", "input"), ("irregular", "crossline", "unit"), ("dead traces", "inline", "input"),
-    ("dead traces", "both", "input"), ("2-D lines", "inline", "input"),
+    ("dead traces", "both", "input"), ("2-D lines", "inline", "input"), ("2-D lines by --line-key", "inline", "uint8"),
 ])
 def test_segy_file_equals_denoise_file(tmp_path, model, client, survey, views, scale):
     source, options = SURVEYS[survey](tmp_path)
@@ -170,6 +175,17 @@ def test_segy_file_equals_denoise_file(tmp_path, model, client, survey, views, s
     assert report.slabs["inline"] > 1 and len(report.workers) == 2
     assert not RunDir(tmp_path / "out.sgy").path.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, "fake.onnx", "ref.sgy", "out.sgy"])
+
+
+@pytest.mark.parametrize("survey", ["irregular", "dead traces"])
+def test_tiny_model_on_onnxruntime(tmp_path, tiny_model_dir, client, survey):
+    """The tiny UNet++ through ONNX Runtime, one engine per worker: the same file as one process."""
+    source, options = SURVEYS[survey](tmp_path)
+    config = DenoiseConfig(model=tiny_model_dir, engine="onnxruntime", views="both", batch_size=2, progress=False,
+                           engine_options={"threads": 1}, **options)
+    denoise_file(source, tmp_path / "ref.sgy", config)
+    run_distributed(source, tmp_path / "out.sgy", config, client=client, slab_sections=2)
+    assert (tmp_path / "out.sgy").read_bytes() == (tmp_path / "ref.sgy").read_bytes()
 
 
 def test_two_task_threads_per_worker(tmp_path, model):
