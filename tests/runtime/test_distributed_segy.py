@@ -8,6 +8,7 @@ engine, for regular, irregular, dead-trace and 2-D surveys. Clusters are in-proc
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -279,6 +280,36 @@ def test_preview_is_the_single_process_one(tmp_path, model, client, scale):
                     slab_sections=2, engine_factory=MixingFactory())
     assert (many / "p.png").read_bytes() == (one / "p.png").read_bytes()
     assert (many / "out.sgy").read_bytes() == (one / "out.sgy").read_bytes()
+
+
+@dataclass(frozen=True)
+class TouchingFactory:
+    """The stand-in engine, whose first call rewrites the input's modification time (a file written meanwhile)."""
+
+    path: str
+    name: str = "fake"
+
+    def __call__(self):
+        path = self.path
+
+        class Touching(MixingEngine):
+            touched = False
+
+            def __call__(self, batch):
+                if not Touching.touched:
+                    Touching.touched = True
+                    os.utime(path, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+                return super().__call__(batch)
+
+        return Touching(WINDOW)
+
+
+def test_input_changed_during_the_run_leaves_no_output(tmp_path, model, client):
+    source, _ = _regular(tmp_path)
+    with pytest.raises(InputError, match="input changed during the run; nothing was written"):
+        run_distributed(source, tmp_path / "out.sgy", _config(model), client=client, slab_sections=2,
+                        engine_factory=TouchingFactory(str(source)))
+    assert not (tmp_path / "out.sgy").exists()
 
 
 def _index(cells: list[list[int]]) -> np.ndarray:
