@@ -89,7 +89,7 @@ def _engine(factory):
 def _factory(config: DenoiseConfig, engine):
     if engine is not None and not isinstance(engine, str):
         return engine
-    from impeccable.runtime.distributed import EngineFactory
+    from impeccable.runtime.distributed_worker import EngineFactory
 
     return ("factory", EngineFactory.from_config(config))
 
@@ -121,10 +121,10 @@ def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarr
 
 
 def _predict_slab(block: np.ndarray, stats: VolumeStats, config: DenoiseConfig, view: str, engine) -> np.ndarray:
-    from impeccable.runtime.distributed import _SlabBuffer
+    from impeccable.runtime.distributed_worker import SlabBuffer
     from impeccable.runtime.pipeline import predict_volume
 
-    buffer = _SlabBuffer(block.shape)
+    buffer = SlabBuffer(block.shape)
     predict_volume(ArrayReader(block), _engine(engine), buffer, replace(config, views=view), stats)
     return buffer.array
 

@@ -65,7 +65,8 @@ def _time_axis(value: str) -> int | str:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @click.option("--cluster", type=str, default=None,
               help="Run on Dask: 'local' (a cluster on this machine, 127.0.0.1 only) or tcp://HOST:PORT (a running "
-                   "`dask scheduler`). .npy (shared filesystem) and .zarr only [default: one process].")
+                   "`dask scheduler`). .npy and SEG-Y (on a filesystem every worker shares), .zarr and .mdio "
+                   "[default: one process].")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="Workers of --cluster local [default: one per GPU, else half the cores].")
 @click.option("--resume", is_flag=True,
@@ -134,24 +135,34 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
 
 def _run_cluster(input_path: Path, output: Path, config: DenoiseConfig, resume: bool, slab_sections: int | None,
                  retries: int, report_path: Path | None) -> None:
-    """``--cluster``: the distributed runner, its dashboard address and its summary."""
-    from impeccable.runtime.distributed import run_distributed
+    """``--cluster``: the distributed runner, its dashboard address and its summary.
 
+    SIGINT, SIGTERM and SIGHUP end it as they end a single-process run (:func:`~impeccable.core.cli.one_line_errors`
+    turns them into ``Interrupted`` in this thread): the runner cancels its tasks and closes the cluster it
+    started on the way out, keeps the run directory (done-flags, temporary output) when slabs were predicted,
+    and the command prints one line and exits ``128 + signal``.
+    """
+    import signal
     import sys
+
+    from impeccable.runtime.distributed import run_distributed
 
     try:
         report = run_distributed(input_path, output, config, resume=resume, retries=retries,
                                  slab_sections=slab_sections, announce=lambda line: click.echo(line, err=True))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         from impeccable.runtime.distributed_plan import RunDir
 
+        signum = getattr(exc, "signum", signal.SIGINT)
         state = RunDir(output).path
-        kept = f"the slabs done are kept in {state}" if state.exists() else "nothing was kept"
-        click.echo(f"Error: interrupted | {kept} | rerun the same command with --resume", err=True)
-        sys.exit(130)
+        kept = (f"the slabs done are kept in {state}; rerun the same command with --resume" if state.exists()
+                else "nothing was kept; rerun the same command")
+        click.echo(f"Error: interrupted by {signal.Signals(signum).name} | cluster closed, temporary files "
+                   f"removed | {kept}", err=True)
+        sys.exit(128 + signum)
     if report.stats.nonfinite:
         click.echo(f"replaced {report.stats.nonfinite} NaN/Inf samples before normalizing", err=True)
-    click.echo(distributed_summary(report))
+    click.echo(distributed_summary(report) + (f", preview {config.preview}" if config.preview is not None else ""))
     click.echo(summary_line(report))
     for warning in report.qc.get("warnings", []):
         click.echo(f"Warning: {warning}", err=True)

@@ -107,6 +107,40 @@ def check_ownership(slabs: tuple[tuple[int, int], ...], chunk: int, count: int) 
                           expected="consecutive slabs", todo="report this as a bug")
 
 
+def check_trace_ownership(slabs: tuple[tuple[int, int], ...], index, traces: int) -> None:
+    """Prove that no two inline slabs write one trace of a SEG-Y output, and that every trace is written.
+
+    A SEG-Y output is one file whose traces the write tasks fill in place: a slab writes the traces of its
+    inlines' cells (``index``: the ``(inline, crossline)`` file trace index, -1 where no trace is). On an
+    irregular or crossline-sorted survey those traces are scattered through the file, so the inline ranges
+    alone prove nothing: the traces are.
+
+    Raises:
+        OutputError: A trace would be written by two slabs (or twice by one), or by none (a planner bug).
+    """
+    import numpy as np
+
+    owner = np.full(int(traces), -1, dtype=np.int64)
+    for k, (start, stop) in enumerate(slabs):
+        cells = np.asarray(index[start:stop]).ravel()
+        mine = cells[cells >= 0]
+        if np.unique(mine).size != mine.size or (mine >= owner.size).any():
+            raise OutputError("a task would write one SEG-Y trace twice", received=f"slab {k}",
+                              expected="one cell per trace", todo="report this as a bug")
+        clash = np.flatnonzero(owner[mine] >= 0)
+        if clash.size:
+            t = int(mine[clash[0]])
+            raise OutputError("two tasks would write one SEG-Y trace", received=f"trace {t}: slabs "
+                              f"{owner[t]} and {k}", expected="each trace owned by one slab",
+                              todo="report this as a bug")
+        owner[mine] = k
+    missing = np.flatnonzero(owner < 0)
+    if missing.size:
+        raise OutputError("the slabs do not write every SEG-Y trace", received=f"{missing.size} of {owner.size} "
+                          f"traces unowned (first: {int(missing[0])})", expected="every trace owned by one slab",
+                          todo="report this as a bug")
+
+
 def input_identity(path: Path) -> dict:
     """What tells the input apart between two attempts: size and mtime of a file, metadata of a Zarr store.
 

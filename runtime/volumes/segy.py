@@ -83,6 +83,7 @@ class SegyReader:
         ilines: Inline (or 2-D line) numbers, canonical axis 0.
         xlines: Crossline numbers (or positions along 2-D lines), canonical axis 1.
         samples: Sample times/depths from the headers.
+        tracecount: Traces in the file.
         endian: ``big`` or ``little``.
         views: Section directions the geometry has: ``("inline",)`` for 2-D lines.
         fill: How the pipeline fills non-live traces for the model: ``mirror`` (see
@@ -111,6 +112,7 @@ class SegyReader:
             self.sorting = self.geometry.sorting or "irregular"
             self.ilines, self.xlines = self.geometry.ilines, self.geometry.xlines
             self.samples = np.asarray(self._file.samples)
+            self.tracecount = int(self._file.tracecount)
             self.sample_format = str(self._file.format)
             self.shape = (len(self.ilines), len(self.xlines), len(self.samples))
             self.dtype = np.dtype(np.float32)
@@ -166,6 +168,18 @@ class SegyReader:
     def dead_mask(self) -> np.ndarray:
         """``(inline, crossline)`` bool of present traces that are dead (code 2, or all-zero when read)."""
         return self._dead
+
+    def mark_dead(self, dead: np.ndarray) -> None:
+        """Add the all-zero traces another reader of the same file found (``(inline, crossline)`` bool).
+
+        A cluster's statistics pass reads each slab on some worker; merged, their dead traces complete the
+        mask of every worker's reader without each reading every trace again.
+        """
+        dead = np.asarray(dead, dtype=bool)
+        if dead.shape != self._dead.shape:
+            raise InputError("dead-trace mask does not fit the survey", received=dead.shape,
+                             expected=self._dead.shape, todo="report this as a bug")
+        self._dead |= dead & self._present
 
     def trace_index(self, inline: int, crossline: int) -> int:
         """File trace index of canonical position ``(inline, crossline)`` (0-based positions), -1 if absent."""
@@ -247,6 +261,97 @@ class SegyReader:
         self.close()
 
 
+def copy_input(like: SegyReader, dest: Path, name: str | None = None) -> None:
+    """Copy the input to ``dest``: every header byte and the sample format kept; only samples change later.
+
+    Raises:
+        OutputError: The copy fails (no room, no permission); ``name`` names the output in it.
+    """
+    try:
+        shutil.copyfile(like.path, dest)
+    except OSError as exc:
+        raise OutputError(f"cannot create {name or Path(dest).name}", received=str(exc).splitlines()[0],
+                          expected="a writable directory with room for a copy of the input",
+                          todo="free disk space or pass -o elsewhere") from exc
+
+
+class TraceWriter:
+    """Writes blocks of inlines into the traces of a copy of the input (:func:`copy_input`), nothing else.
+
+    Each canonical cell is written at its own trace index (absent cells are skipped) and dead traces get
+    zeros, so blocks of different inlines touch disjoint traces: the single-process writer and the tasks of
+    the distributed runner (each opening the shared copy itself) write the same bytes.
+
+    Args:
+        path: The copy.
+        like: The input's :class:`SegyReader` (its geometry and its dead traces, complete once every trace
+            was read or the mask was set with :meth:`SegyReader.mark_dead`).
+        dtype: The block dtype the caller writes (float32, or uint8 for the uint8 scale); the file keeps the
+            input's sample format either way, and integer formats get rounded, clipped values.
+
+    Raises:
+        OutputError: The file cannot be opened, or the values cannot fit its sample format.
+    """
+
+    def __init__(self, path: Path, like: SegyReader, dtype: np.dtype = np.dtype(np.float32)):
+        self.like, self.shape = like, like.shape
+        try:
+            # The reader already checked the grid, so no need for segyio to infer it again.
+            self._file = segyio.open(str(path), "r+", iline=like.iline_byte, xline=like.xline_byte,
+                                     ignore_geometry=True, endian=like.endian)
+        except (OSError, RuntimeError) as exc:
+            raise OutputError(f"cannot open {Path(path).name} for writing", received=str(exc).splitlines()[0],
+                              expected="a copy of the input on a filesystem this process sees",
+                              todo="free disk space or pass -o elsewhere") from exc
+        self.file_dtype = np.dtype(self._file.dtype)
+        if self.file_dtype.kind in "iu" and np.dtype(dtype).kind in "iu":
+            info = np.iinfo(self.file_dtype)
+            src = np.iinfo(np.dtype(dtype))
+            if src.min < info.min or src.max > info.max:
+                self.close()
+                raise OutputError("the output values do not fit the SEG-Y sample format",
+                                  received=f"{np.dtype(dtype)} values into {like.sample_format}",
+                                  expected=f"values in [{info.min}, {info.max}]",
+                                  todo="use --scale input for this file")
+
+    def _to_file_dtype(self, block: np.ndarray) -> np.ndarray:
+        if self.file_dtype.kind == "f":
+            return np.ascontiguousarray(block, dtype=self.file_dtype)
+        info = np.iinfo(self.file_dtype)
+        # Round rather than truncate, and clip: a cast alone would wrap out-of-range values around.
+        return np.ascontiguousarray(np.clip(np.rint(block), info.min, info.max).astype(self.file_dtype))
+
+    def write(self, inlines: slice, block: np.ndarray) -> range:
+        """Write ``block`` ``(n_inline, crossline, sample)`` at the inline positions ``inlines``; return them."""
+        rows = range(*inlines.indices(self.shape[0]))
+        want = (len(rows), *self.shape[1:])
+        if block.shape != want:
+            raise OutputError("block does not fit the SEG-Y output", received=block.shape, expected=want,
+                              todo="write whole inlines (all crosslines and samples)")
+        data = self._to_file_dtype(block)
+        trace = self._file.trace
+        index, dead = self.like.geometry.index, self.like.dead_mask
+        zeros = np.zeros(self.shape[2], dtype=data.dtype)
+        for k, i in enumerate(rows):
+            for x in range(self.shape[1]):
+                t = index[i, x]
+                if t >= 0:  # absent cells have no trace in the file: never written
+                    trace[int(t)] = zeros if dead[i, x] else data[k, x]
+        return rows
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._file is not None:
+            file, self._file = self._file, None
+            file.close()
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class SegyWriter(TempFileCommit):
     """A SEG-Y output with the input's headers and sample format, written by blocks of inlines.
 
@@ -273,52 +378,17 @@ class SegyWriter(TempFileCommit):
         self._file = None
         self._begin(path)  # the shared temp file and no-clobber commit (impeccable.core.atomic)
         try:
-            # A plain copy keeps every header byte and the sample format; only samples change below.
-            shutil.copyfile(like.path, self.tmp)
-            # The reader already checked the grid, so no need for segyio to infer it again.
-            self._file = segyio.open(self.tmp, "r+", iline=like.iline_byte, xline=like.xline_byte,
-                                     ignore_geometry=True, endian=like.endian)
-        except (OSError, RuntimeError) as exc:
+            copy_input(like, self.tmp, self.path.name)
+            self._file = TraceWriter(self.tmp, like, dtype)  # TempFileCommit closes it
+        except BaseException:
             self.abort()
-            raise OutputError(f"cannot create {self.path.name}", received=str(exc).splitlines()[0],
-                              expected="a writable directory with room for a copy of the input",
-                              todo="free disk space or pass -o elsewhere") from exc
-        self.file_dtype = np.dtype(self._file.dtype)
-        if self.file_dtype.kind in "iu" and np.dtype(dtype).kind in "iu":
-            info = np.iinfo(self.file_dtype)
-            src = np.iinfo(np.dtype(dtype))
-            if src.min < info.min or src.max > info.max:
-                self.abort()
-                raise OutputError("the output values do not fit the SEG-Y sample format",
-                                  received=f"{np.dtype(dtype)} values into {like.sample_format}",
-                                  expected=f"values in [{info.min}, {info.max}]",
-                                  todo="use --scale input for this file")
+            raise
+        self.file_dtype = self._file.file_dtype
         self._written = np.zeros(self.shape[0], dtype=bool)
-
-    def _to_file_dtype(self, block: np.ndarray) -> np.ndarray:
-        if self.file_dtype.kind == "f":
-            return np.ascontiguousarray(block, dtype=self.file_dtype)
-        info = np.iinfo(self.file_dtype)
-        # Round rather than truncate, and clip: a cast alone would wrap out-of-range values around.
-        return np.ascontiguousarray(np.clip(np.rint(block), info.min, info.max).astype(self.file_dtype))
 
     def write(self, inlines: slice, block: np.ndarray) -> None:
         """Write ``block`` ``(n_inline, crossline, sample)`` at the inline positions ``inlines``."""
-        rows = range(*inlines.indices(self.shape[0]))
-        want = (len(rows), *self.shape[1:])
-        if block.shape != want:
-            raise OutputError("block does not fit the SEG-Y output", received=block.shape, expected=want,
-                              todo="write whole inlines (all crosslines and samples)")
-        data = self._to_file_dtype(block)
-        trace = self._file.trace
-        index, dead = self.like.geometry.index, self.like.dead_mask
-        zeros = np.zeros(self.shape[2], dtype=data.dtype)
-        for k, i in enumerate(rows):
-            for x in range(self.shape[1]):
-                t = index[i, x]
-                if t >= 0:  # absent cells have no trace in the file: never written
-                    trace[int(t)] = zeros if dead[i, x] else data[k, x]
-            self._written[i] = True
+        self._written[np.asarray(self._file.write(inlines, block), dtype=np.int64)] = True
 
 
 def create_segy(path: Path | str, volume: np.ndarray, *, sorting: str = "inline", sample_format: int = 5,

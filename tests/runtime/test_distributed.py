@@ -285,7 +285,7 @@ def test_resume_with_another_model_is_refused(tmp_path, tiny_model_dir, volume, 
 
 
 @pytest.mark.parametrize("name, match", [("in.h5", "HDF5 cannot be written by many workers"),
-                                         ("in.sgy", "not supported with --cluster")])
+                                         ("in.raw", "not supported with --cluster")])
 def test_formats_refused(tmp_path, tiny_model_dir, name, match):
     (tmp_path / name).write_bytes(b"x")
     with pytest.raises(InputError, match=match):

@@ -37,11 +37,13 @@ def test_running_scheduler(tmp_path, source, tiny_model_dir):
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         result = CliRunner().invoke(main, [str(source), "-o", str(tmp_path / "out.npy"), "--views", "both",
                                            "--cluster", cluster.scheduler_address, "--slab-sections", "3",
-                                           "--report", str(tmp_path / "r.json"), *_args(tiny_model_dir)])
+                                           "--report", str(tmp_path / "r.json"), "--preview", str(tmp_path / "p.png"),
+                                           *_args(tiny_model_dir)])
     assert result.exit_code == 0, result.output
     assert "dashboard:" in result.output and "on 2 workers" in result.output and "retries 0" in result.output
     assert "slabs: 3 inline + 14 crossline" in result.output and "QC: amplitude fit" in result.output
     assert np.array_equal(np.load(tmp_path / "out.npy"), ref)
+    assert f"preview {tmp_path / 'p.png'}" in result.output and (tmp_path / "p.png").stat().st_size > 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["sections"] == 9 + 40 and report["resumed"] == 0 and len(report["workers"]) == 2
 
@@ -61,7 +63,7 @@ def test_local_cluster(tmp_path, source, tiny_model_dir):
     ("in.npy", ["--cluster", "tcp://127.0.0.1:9", "--slab-sections", "2"], "Error: cannot reach the Dask scheduler"),
 ])
 def test_refusals(tmp_path, source, tiny_model_dir, name, extra, message, monkeypatch):
-    monkeypatch.setattr("impeccable.runtime.distributed.CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("impeccable.runtime.distributed_cluster.CONNECT_TIMEOUT", "1s")
     path = source if name == "in.npy" else tmp_path / name
     path.touch()
     result = CliRunner().invoke(main, [str(path), "-o", str(tmp_path / f"out{path.suffix}"), *extra,
