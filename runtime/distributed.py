@@ -162,7 +162,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     """
     from tqdm import tqdm
 
-    from impeccable.runtime.pipeline import _check_output, _check_views, sections_per_batch
+    from impeccable.runtime.pipeline import _check_output, _check_views, bounded_batch, sections_per_batch
 
     t0 = time.perf_counter()
     input_path, output = Path(input_path), Path(output)
@@ -187,6 +187,13 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             announce(f"dashboard: {served}; scheduler {client.scheduler.address}")
         client.register_plugin(make_plugin(factory), name=PLUGIN_NAME)
         window = engine_window(client)
+        # The single process's bound (the volume's windows, this machine's memory): an absurd --batch-size must not
+        # exhaust the workers' memory either; a sane one is never bound, so resume identities stay stable.
+        batch, batch_note = bounded_batch(tuple(reader.shape), views, window, config.batch_size, config.tta)
+        if batch != config.batch_size:
+            config = replace(config, batch_size=batch)
+            if announce is not None and batch_note:
+                announce(batch_note)
         steps = {v: sections_per_batch(reader, v, window, config.batch_size) for v in views}
         chunk = 1
         if input_path.suffix.lower() in (".zarr", ".mdio"):  # .npy, SEG-Y: any inline boundary is one

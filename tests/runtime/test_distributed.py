@@ -80,6 +80,22 @@ def test_npy_matches_denoise_file(tmp_path, tiny_model_dir, volume, client, view
     assert not RunDir(tmp_path / "out.npy").path.exists()  # committed: the run's state is gone
 
 
+def test_batch_bounded_by_memory_as_in_one_process(tmp_path, tiny_model_dir, volume, client, monkeypatch):
+    """A --batch-size the memory cannot hold is cut to what fits, as denoise_file cuts it, and said once."""
+    import impeccable.runtime.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "memory_budget", lambda: 3 * 64 * 128 * pipeline.BYTES_PER_PIXEL * 2)
+    source = tmp_path / "in.npy"
+    np.save(source, volume)
+    config = _config(tiny_model_dir, views="inline")
+    config = DenoiseConfig(**{**config.__dict__, "batch_size": 100000})
+    _, ref = _reference(tmp_path, source, config)
+    lines = []
+    run_distributed(source, tmp_path / "out.npy", config, client=client, announce=lines.append)
+    assert np.array_equal(np.load(tmp_path / "out.npy"), ref)
+    assert [line for line in lines if "--batch-size 100000 reduced to 3" in line]
+
+
 def test_zarr_in_and_out(tmp_path, tiny_model_dir, volume, client):
     """A group with a named, time-first array whose chunks cut the sections: output chunks hold whole sections."""
     store = tmp_path / "in.zarr"
