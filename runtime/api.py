@@ -25,9 +25,8 @@ from impeccable.core.amplitude import VolumeStats, merge_stats
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError
 from impeccable.runtime.config import DenoiseConfig
+from impeccable.runtime.volumes.zarr import TIME_NAMES  # the names a Zarr array's time axis is found by, too
 
-#: Dimension names read as the time axis of a DataArray.
-TIME_DIMS = ("time", "depth", "sample", "samples", "twt", "z")
 #: Options of :func:`denoise` (the DenoiseConfig fields that apply to an in-memory volume).
 OPTIONS = ("tta", "views", "batch_size", "scale", "strength", "engine_options", "progress")
 
@@ -241,7 +240,7 @@ def _denoise_xarray(array, config: DenoiseConfig, factory):
     if array.ndim != 3:
         raise InputError("DataArray is not 3-D", received=str(array.dims), expected="(inline, crossline, time)",
                          todo="select a 3-D volume")
-    times = [d for d in array.dims if str(d).lower() in TIME_DIMS]
+    times = [d for d in array.dims if str(d).lower() in TIME_NAMES]
     time_dim = times[0] if len(times) == 1 else array.dims[-1]
     canonical = [d for d in array.dims if d != time_dim] + [time_dim]
     data = array.transpose(*canonical).data

@@ -79,3 +79,12 @@ def volume_file(tmp_path, noisy_volume):
         return path
 
     return write
+
+
+@pytest.fixture
+def client():
+    """A dask client on two in-process workers (one thread each; inproc transport: nothing listens), closed after."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        with distributed.Client(c) as cl:
+            yield cl

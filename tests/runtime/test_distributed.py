@@ -30,14 +30,6 @@ SHAPE = (13, 40, 150)  # 150 samples > the 128-sample window: tiled sections; 13
 
 
 @pytest.fixture
-def client():
-    """Two in-process workers (one thread each)."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
-        with distributed.Client(c) as cl:
-            yield cl
-
-
-@pytest.fixture
 def one_worker():
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
         with distributed.Client(c) as cl:

@@ -19,6 +19,7 @@ distributed = pytest.importorskip("distributed")
 segyio = pytest.importorskip("segyio")
 
 from fake_engines import MixingEngine  # noqa: E402
+from test_segy_irregular import write_lines, write_survey  # noqa: E402
 from impeccable.core.errors import InputError, OutputError  # noqa: E402
 from impeccable.runtime.config import DenoiseConfig  # noqa: E402
 from impeccable.runtime.distributed import run_distributed  # noqa: E402
@@ -26,7 +27,6 @@ from impeccable.runtime.distributed_plan import RunDir, check_trace_ownership  #
 from impeccable.runtime.pipeline import denoise_file  # noqa: E402
 from impeccable.runtime.volumes.segy import create_segy  # noqa: E402
 
-F = segyio.TraceField
 WINDOW = (8, 16)
 
 
@@ -56,13 +56,6 @@ class MixingFactory:
 
 
 @pytest.fixture
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
-        with distributed.Client(c) as cl:
-            yield cl
-
-
-@pytest.fixture
 def model(tmp_path) -> Path:
     """A model path for the run's identity (the stand-in engine reads nothing)."""
     path = tmp_path / "fake.onnx"
@@ -78,34 +71,13 @@ def _cube(shape=(7, 11, 40), seed=0) -> np.ndarray:
 def _survey(path: Path, cube: np.ndarray, present: np.ndarray, *, dead=None, sorting="inline", fmt=5,
             iline=189, xline=193) -> Path:
     """A 3-D survey with traces at the ``present`` cells only (identification code 2 where ``dead``)."""
-    n_il, n_xl, n_s = cube.shape
-    dead = np.zeros(present.shape, bool) if dead is None else dead
-    cells = [(i, x) for i in range(n_il) for x in range(n_xl) if present[i, x]]
-    if sorting == "crossline":
-        cells.sort(key=lambda c: (c[1], c[0]))
-    spec = segyio.spec()
-    spec.format, spec.samples, spec.tracecount = fmt, list(range(n_s)), len(cells)
-    with segyio.create(str(path), spec) as f:
-        for t, (i, x) in enumerate(cells):
-            f.header[t] = {F.TRACE_SEQUENCE_FILE: t + 1, F.CDP_X: 25 * x, F.CDP_Y: 25 * i, iline: 10 + i,
-                           xline: 100 + 2 * x, F.TRACE_SAMPLE_COUNT: n_s, F.TRACE_SAMPLE_INTERVAL: 4000,
-                           F.TraceIdentificationCode: 2 if dead[i, x] else 1}
-            f.trace[t] = cube[i, x]
-        f.bin.update(hdt=4000, hns=n_s)
+    write_survey(path, cube, present, dead=dead, sorting=sorting, fmt=fmt, iline=iline, xline=xline)
     return path
 
 
 def _lines(path: Path, lines: list[np.ndarray], key: int = 189) -> Path:
     """2-D lines one after the other, told apart by byte ``key``, ordered by CDP (byte 21)."""
-    n_s = lines[0].shape[1]
-    order = [(k, j) for k, line in enumerate(lines) for j in range(len(line))]
-    spec = segyio.spec()
-    spec.format, spec.samples, spec.tracecount = 5, list(range(n_s)), len(order)
-    with segyio.create(str(path), spec) as f:
-        for t, (k, j) in enumerate(order):
-            f.header[t] = {key: k + 1, 21: 1000 * k + j, F.CDP_X: 125 * j, F.CDP_Y: 50000 * k,
-                           F.TRACE_SEQUENCE_FILE: t + 1, F.TRACE_SAMPLE_COUNT: n_s, F.TRACE_SAMPLE_INTERVAL: 2000}
-            f.trace[t] = lines[k][j]
+    write_lines(path, lines, key=key)
     return path
 
 
