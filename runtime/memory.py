@@ -16,10 +16,10 @@ from impeccable.runtime.engines import ENGINES
 
 #: Share of the memory available at the start that a run's peak (engine, model and batch) may take.
 MEMORY_SHARE = 0.25
-#: On a CPU a run's peak may also not exceed this multiple of the default ``--batch-size``'s: past a few images
-#: per call a CPU engine computes no faster (benchmarks/results/*-memory-cpu.md: seconds per image flat from 1 to
-#: 16 images per call), so a larger batch only buys memory. GPUs do gain from larger batches: there the budget
-#: alone bounds it.
+#: On a CPU a run's peak may also not exceed this multiple of the default ``--batch-size``'s: a CPU engine shows no
+#: consistent gain per image past a few images per call (benchmarks/results/2026-12-06-memory-cpu.md: ONNX Runtime
+#: and OpenVINO bf16 no faster per image at 8 or 16 images than at 4; OpenVINO fp32 within the shared machine's
+#: noise), so a larger batch mostly buys memory. GPUs do gain from larger batches: there the budget alone bounds it.
 CPU_CEILING = 1.5
 #: The image size the registry's per-image figures were measured at (the shipped model's window); a model with
 #: another window scales ``per_image`` by its pixel count.
