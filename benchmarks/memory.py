@@ -137,7 +137,8 @@ def _versions() -> dict:
 
 def _markdown(result: dict) -> str:
     lines = [f"# Peak resident memory per engine ({result['date']}, {result['cpu']}, model {result['model']})", "",
-             "| engine | precision | variant | images per call | peak MB | after create MB | s first call | s last call |",
+             "| engine | precision | variant | images per call | peak MB | after create MB | s first call "
+             "| s last call |",
              "|---|---|---|---|---|---|---|---|"]
     for p in result["points"]:
         lines.append(f"| {p['engine']} | {p['precision']} | {p['variant'] or '-'} | {p['images']} | "

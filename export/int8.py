@@ -57,12 +57,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from impeccable.core.card import ONNX_INT8_NAME, sha256_file, window_of
+from impeccable.core.card import ONNX_INT8_NAME, sha256_file
 from impeccable.core.errors import ExportError, InputError
 from impeccable.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_graph, metadata, save_checked, set_metadata
 
 if TYPE_CHECKING:
     import onnx
+
+    from impeccable.core.model_io import ModelIO
 
 AUDIT_FORMAT = 2
 DEFAULT_MAX_LOSS = 0.002
@@ -166,26 +168,35 @@ def read_audit(int8_onnx: str | Path) -> dict[str, Any] | None:
 
 # ---- calibration data ------------------------------------------------------------------------------------------
 
-def _cut(volume: np.ndarray, window: tuple[int, int], count: int) -> np.ndarray:
+def _cut(volume: np.ndarray, window: tuple[int, int], count: int, pad_value: float = 0.0) -> np.ndarray:
     """``count`` evenly spaced inline sections of a normalized ``(inline, crossline, sample)`` float32 volume,
     each cut to the window's top-left corner (the runtime's first tile) and zero-padded to it:
     ``float32[count, 1, rows, cols]``."""
     from impeccable.core.geometry import pad_sections
 
     picks = np.unique(np.linspace(0, volume.shape[0] - 1, count).round().astype(int))
-    return pad_sections(np.ascontiguousarray(volume[picks, :window[0], :window[1]]), window)
+    return pad_sections(np.ascontiguousarray(volume[picks, :window[0], :window[1]]), window, pad_value)
 
 
-def _normalized(volume: np.ndarray) -> np.ndarray:
-    from impeccable.core.amplitude import normalize, volume_stats
+def _io(window: tuple[int, int], io: ModelIO | None) -> ModelIO:
+    """The model's input contract [default: the seed's min-max scaling and zero padding, for ``window``]."""
+    from impeccable.core.amplitude import Scaling
+    from impeccable.core.model_io import ModelIO
+
+    return io if io is not None else ModelIO(tuple(window), Scaling())
+
+
+def _normalized(volume: np.ndarray, io: ModelIO) -> np.ndarray:
+    """A volume in the model's units, as the runtime feeds it (the card's scaling over the whole volume)."""
+    from impeccable.core.amplitude import volume_stats
 
     stats = volume_stats(volume)
     stats.check_not_constant()
-    return normalize(volume, stats)
+    return io.normalize(volume, stats)
 
 
 def synthetic_calibration(window: tuple[int, int], count: int, seed: int = CALIBRATION_SEED,
-                          per_volume: int = 4) -> np.ndarray:
+                          per_volume: int = 4, io: ModelIO | None = None) -> np.ndarray:
     """Normalized synthetic noisy sections padded to the window, ``per_volume`` from each of several volumes.
 
     Volume ``i`` is family ``a`` for even ``i``, ``b`` for odd ``i`` (:mod:`impeccable.data.families`: the
@@ -197,16 +208,18 @@ def synthetic_calibration(window: tuple[int, int], count: int, seed: int = CALIB
     """
     from impeccable.data.families import synthesize_family_pair
 
+    io = _io(window, io)
     shape = (8, max(8, min(window[0], CHALLENGE_SECTION[0])), max(32, min(window[1], CHALLENGE_SECTION[1])))
     out, volume = [], 0
     while sum(len(o) for o in out) < count:
         _, noisy = synthesize_family_pair("mix", volume, seed + volume, shape)
-        out.append(_cut(_normalized(noisy), window, per_volume))
+        out.append(_cut(_normalized(noisy, io), window, per_volume, io.pad_value))
         volume += 1
     return np.concatenate(out)[:count]
 
 
-def folder_calibration(folder: Path, window: tuple[int, int], count: int) -> np.ndarray:
+def folder_calibration(folder: Path, window: tuple[int, int], count: int,
+                       io: ModelIO | None = None) -> np.ndarray:
     """Normalized sections from the ``.npy`` volumes in ``folder``, spread over the files.
 
     Each volume is read memory-mapped (``allow_pickle=False``), its time axis found as the unique longest one
@@ -225,6 +238,7 @@ def folder_calibration(folder: Path, window: tuple[int, int], count: int) -> np.
         raise InputError("no calibration volumes", received=str(folder), expected="a folder of .npy volumes",
                          todo="pass --calibration DIR with your own volumes, or leave it out (synthetic sections)")
     per_file = -(-count // len(files))
+    io = _io(window, io)
     out = []
     for path in files:
         try:
@@ -233,7 +247,7 @@ def folder_calibration(folder: Path, window: tuple[int, int], count: int) -> np.
             raise InputError("calibration volume is unreadable", received=f"{path}: {exc}".splitlines()[0],
                              expected="a .npy array", todo="check the file") from exc
         volume = to_canonical(stored, resolve_time_axis(stored.shape))
-        out.append(_cut(_normalized(np.asarray(volume, dtype=np.float32)), window, per_file))
+        out.append(_cut(_normalized(np.asarray(volume, dtype=np.float32), io), window, per_file, io.pad_value))
     return np.concatenate(out)[:count]
 
 
@@ -366,22 +380,24 @@ class ScoredVolume:
     sections: np.ndarray
 
 
-def scoring_volumes(first_seed: int, count: int, shape: tuple[int, int, int]) -> list[ScoredVolume]:
+def scoring_volumes(first_seed: int, count: int, shape: tuple[int, int, int],
+                    io: ModelIO | None = None) -> list[ScoredVolume]:
     """``count`` synthetic ``(inline, crossline, sample)`` volumes from ``first_seed``: families alternate a / b,
     levels alternate moderate / strong (by pairs, so both families meet both levels); normalized per volume."""
-    from impeccable.core.amplitude import normalize, volume_stats
+    from impeccable.core.amplitude import volume_stats
     from impeccable.data.families import synthesize_family_pair
 
+    io = _io(shape[1:], io)
     out = []
     for i in range(count):
         family, level = "ab"[i % 2], HELD_OUT_LEVELS[(i // 2) % len(HELD_OUT_LEVELS)]
         clean, noisy = synthesize_family_pair(family, 0, first_seed + i, shape, level)
-        out.append(ScoredVolume(first_seed + i, family, level, clean, normalize(noisy, volume_stats(noisy))))
+        out.append(ScoredVolume(first_seed + i, family, level, clean, io.normalize(noisy, volume_stats(noisy))))
     return out
 
 
-def pipeline_scores(path: Path, volumes: list[ScoredVolume], window: tuple[int, int],
-                    batch: int) -> tuple[list[float], float]:
+def pipeline_scores(path: Path, volumes: list[ScoredVolume], window: tuple[int, int], batch: int,
+                    pad_value: float = 0.0) -> tuple[list[float], float]:
     """Challenge score of the graph at ``path`` on each volume, denoised as the runtime does (tiles, flip TTA,
     :func:`impeccable.core.tiling.predict_sections`, ONNX Runtime CPU), and the seconds spent in the graph."""
     from impeccable.core.tiling import predict_sections
@@ -397,7 +413,8 @@ def pipeline_scores(path: Path, volumes: list[ScoredVolume], window: tuple[int, 
         spent[0] += time.perf_counter() - t0
         return out
 
-    scores = [score_volumes(v.clean, predict_sections(v.sections, run, window, tta=True, batch=2 * batch))
+    scores = [score_volumes(v.clean, predict_sections(v.sections, run, window, tta=True, batch=2 * batch,
+                                                                  pad_value=pad_value))
               for v in volumes]
     return scores, spent[0]
 
@@ -510,7 +527,10 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
     if "card" not in props:
         raise ExportError("not a graph written by impeccable-export", received=str(onnx_path),
                           expected="metadata with the model card", todo="re-export it: impeccable-export MODEL_DIR")
-    window = window_of(json.loads(props["card"]))
+    from impeccable.core.model_io import ModelIO
+
+    io = ModelIO.from_card(json.loads(props["card"]))  # fed as the runtime feeds it: the card's scaling, padding
+    window = io.window
     check_graph(graph, window)
     extent = (min(window[0], CHALLENGE_SECTION[0]), min(window[1], CHALLENGE_SECTION[1]))
     groups = node_groups(graph)
@@ -518,9 +538,9 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
     if calibration is not None:
         calib, source = np.asarray(calibration, dtype=np.float32), "given sections"
     elif config.calibration is not None:
-        calib, source = folder_calibration(config.calibration, window, config.sections), str(config.calibration)
+        calib, source = folder_calibration(config.calibration, window, config.sections, io), str(config.calibration)
     else:
-        calib, source = (synthetic_calibration(window, config.sections),
+        calib, source = (synthetic_calibration(window, config.sections, io=io),
                          f"synthetic families a+b, seeds {CALIBRATION_SEED}+")
     if len(calib) < 1:
         raise InputError("too few calibration sections", received=len(calib), expected=">= 1",
@@ -558,14 +578,15 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
                               expected="a float32 graph written by impeccable-export",
                               todo="re-export it: impeccable-export MODEL_DIR --force") from exc
 
-        search = scoring_volumes(SEARCH_SEED, config.search, search_shape)
-        reference, _ = pipeline_scores(onnx_path, search, window, config.batch)
+        search = scoring_volumes(SEARCH_SEED, config.search, search_shape, io)
+        reference, _ = pipeline_scores(onnx_path, search, window, config.batch, io.pad_value)
         echo(f"search volumes (fp32): {', '.join(f'{x:.4f}' for x in reference)}")
 
         def loss_with(method: str) -> Callable[[list[str]], float]:
             def loss_of(floated: list[str]) -> float:
                 quantize(pre, candidate, work / f"{method}.json", float_nodes_of(floated), method=method)
-                return worst_loss(reference, pipeline_scores(candidate, search, window, config.batch)[0])
+                scores, _ = pipeline_scores(candidate, search, window, config.batch, io.pad_value)
+                return worst_loss(reference, scores)
             return loss_of
 
         # Better ranges where they pay: each calibration's all-INT8 graph on the search volumes, the better kept.
@@ -576,14 +597,14 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
         echo(f"sensitivity search: {len(names)} node groups, challenge score on {len(search)} search volume(s) ...")
         floated, sensitivity = search_float_groups(names, loss_of, SEARCH_MARGIN * config.max_loss, echo)
 
-        held_out = scoring_volumes(HELD_OUT_SEED, config.held_out, held_shape)
-        fp32_scores, fp32_s = pipeline_scores(onnx_path, held_out, window, config.batch)
+        held_out = scoring_volumes(HELD_OUT_SEED, config.held_out, held_shape, io)
+        fp32_scores, fp32_s = pipeline_scores(onnx_path, held_out, window, config.batch, io.pad_value)
         timing: dict[str, float] = {"fp32_s": fp32_s}
 
         def gate(floated: list[str]) -> list[dict[str, Any]]:
             echo(f"gate: challenge score on {len(held_out)} held-out volume(s), float {floated or 'none'} ...")
             quantize(pre, candidate, work / f"{method}.json", float_nodes_of(floated), method=method)
-            scores, timing["int8_s"] = pipeline_scores(candidate, held_out, window, config.batch)
+            scores, timing["int8_s"] = pipeline_scores(candidate, held_out, window, config.batch, io.pad_value)
             rows = [{"seed": v.seed, "family": v.family, "level": v.level, "fp32": f, "int8": q, "loss": f - q}
                     for v, f, q in zip(held_out, fp32_scores, scores)]
             for r in rows:
@@ -611,7 +632,8 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
             "calibration": {"source": source, "sections": int(len(calib)), "window": list(window), "method": method,
                             "percentile": PERCENTILE if method == "percentile" else None,
                             "search_losses": calibrations,
-                            "normalization": "min-max per volume, inline sections cut and zero-padded to the window"},
+                            "normalization": f"{io.scaling.kind} per volume (the card's), inline sections cut and "
+                                             f"padded with {io.pad_value:g} to the window"},
             "settings": config.settings(),
             "sensitivity": sensitivity,
             "float_nodes": sorted(float_nodes),
@@ -645,5 +667,6 @@ def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
     return {"quantizer": audit.get("quantizer"), "calibration": audit.get("calibration"),
             "float_groups": sens.get("float_groups"), "float_nodes": len(audit.get("float_nodes", [])),
             "search_loss": (sens.get("steps") or [{}])[-1].get("loss"), "gate_attempts": sens.get("gate_attempts"),
-            "held_out": audit.get("held_out"), "flops": audit.get("flops"), "speed": audit.get("speed"), "settings": audit.get("settings"),
+            "held_out": audit.get("held_out"), "flops": audit.get("flops"), "speed": audit.get("speed"),
+            "settings": audit.get("settings"),
             "source_onnx_sha256": audit.get("source_onnx_sha256")}

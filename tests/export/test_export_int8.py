@@ -96,8 +96,8 @@ def _worse_int8(monkeypatch, by: float) -> None:
 
     real = int8.pipeline_scores
 
-    def worse(path, volumes, window, batch):
-        scores, seconds = real(path, volumes, window, batch)
+    def worse(path, volumes, window, batch, *args):
+        scores, seconds = real(path, volumes, window, batch, *args)
         return ([x if path.name == "model.onnx" else x - by for x in scores], seconds)
 
     monkeypatch.setattr(int8, "pipeline_scores", worse)
