@@ -5,18 +5,31 @@ Every path runs the pipeline's own passes (statistics, :func:`~impeccable.runtim
 their per-slab parts), so a numpy volume gives what :func:`~impeccable.runtime.pipeline.denoise_file` writes
 for the same volume saved as ``.npy``, bit for bit, and a dask array gives the same values lazily.
 
-- numpy ``(inline, crossline, sample)``: returns a numpy array of the same shape (float32, uint8 for ``uint8``).
-- ``xarray.DataArray``: the time dimension is found by name (``time``, ``depth``, ``sample``...; else the last),
-  the other two are inline and crossline in their order; returns a DataArray with the input's dims, coords and
-  attrs (lazy when the input is dask-backed).
-- dask array ``(inline, crossline, sample)``: returns a lazy dask array: one task per slab of whole sections
-  and pass (statistics, predictions per view, fit sums, output); nothing runs until it is computed. The
-  engine is built once per process (per worker on a distributed cluster) from the model's path.
+- numpy: ``(inline, crossline, sample)`` or time first ``(sample, inline, crossline)``, told apart by
+  ``time_axis`` as the CLI's ``--time-axis`` (``auto``: the unique longest axis, an ambiguous shape refused);
+  returns a numpy array in the input's orientation (float32, uint8 for ``uint8``).
+- ``xarray.DataArray``: the time dimension is found by name (``time``, ``depth``, ``sample``..., or
+  ``time_axis`` naming it); without one, the unique longest dimension, as the Zarr reader does (an ambiguous
+  shape is refused: never the last dimension by position); the other two are inline and crossline in their
+  order; returns a DataArray with the input's dims, coords and attrs (lazy when the input is dask-backed).
+- dask array: as numpy, returning a lazy dask array: one task per slab of whole sections and pass
+  (statistics, predictions per view, fit sums, output); nothing runs until it is computed.
+
+Samples must be real numbers (float or integer), as the CLI's readers require. The batch is bounded by the
+volume and by the memory budget, as the CLI's (:func:`~impeccable.runtime.pipeline.bounded_batch`).
+
+Engines: built once per process (per worker on a distributed cluster) from the model's path, and kept in a
+small cache (:data:`ENGINE_CACHE`, one engine by default): opening another model or engine closes the idle
+one, and :func:`close_engines` closes them all. Every engine runs one call at a time, so the threads of a
+dask scheduler may share it.
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
+from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -24,6 +37,7 @@ import numpy as np
 from impeccable.core.amplitude import VolumeStats, merge_stats
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError
+from impeccable.core.geometry import resolve_time_axis
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.volumes.zarr import TIME_NAMES  # the names a Zarr array's time axis is found by, too
 
@@ -71,26 +85,111 @@ def _config(model, engine, options: dict) -> DenoiseConfig:
     return config
 
 
-_ENGINES: dict = {}
-_LOCK = threading.Lock()
+class EngineCache:
+    """Engines the API opened, one per recipe, at most ``limit`` of them open; an idle one is closed to make room.
+
+    A recipe (:class:`~impeccable.runtime.distributed_worker.EngineFactory`) names engine, model and options, so
+    every call and task of a process with the same recipe shares one engine (its calls are serialized by the
+    engine itself). Engines in use are never closed; the cache may then hold more than ``limit`` for a while.
+    """
+
+    def __init__(self, limit: int = 1):
+        self.limit = limit
+        self.engines: OrderedDict = OrderedDict()
+        self.users: dict = {}
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def use(self, factory):
+        """The engine of ``factory``, opened on first use, held open for the ``with`` block."""
+        with self.lock:
+            engine = self.engines.get(factory)
+            if engine is None:
+                engine = self.engines[factory] = factory()
+            self.engines.move_to_end(factory)
+            self.users[factory] = self.users.get(factory, 0) + 1
+        try:
+            yield engine
+        finally:
+            with self.lock:
+                self.users[factory] -= 1
+                self._evict()
+
+    def _evict(self) -> None:
+        for factory in list(self.engines):
+            if len(self.engines) <= self.limit:
+                return
+            if not self.users.get(factory):
+                self.engines.pop(factory).close()
+                self.users.pop(factory, None)
+
+    def close(self) -> None:
+        """Close every engine not in use now."""
+        with self.lock:
+            for factory in [f for f in self.engines if not self.users.get(f)]:
+                self.engines.pop(factory).close()
+                self.users.pop(factory, None)
 
 
+#: The API's engines in this process.
+ENGINE_CACHE = EngineCache()
+atexit.register(ENGINE_CACHE.close)
+
+
+def close_engines() -> None:
+    """Close the engines :func:`denoise` keeps open in this process (the next call opens its engine again)."""
+    ENGINE_CACHE.close()
+
+
+class SerializedEngine:
+    """A caller's engine that is not one of ours, one call at a time (as :class:`~impeccable.runtime.engines.base.EngineBase`)."""
+
+    def __init__(self, engine):
+        self.engine, self.lock = engine, threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return self.engine(batch)
+
+
+@contextmanager
 def _engine(factory):
-    """One engine per process for a factory (the threads of a process share it; ORT sessions allow that)."""
+    """The engine to run: a caller's open engine, or the cached one of a recipe."""
     if not isinstance(factory, tuple) or factory[0] != "factory":
-        return factory  # an open engine the caller passed
-    with _LOCK:
-        if factory not in _ENGINES:
-            _ENGINES[factory] = factory[1]()
-        return _ENGINES[factory]
+        yield factory  # an open engine the caller passed
+        return
+    with ENGINE_CACHE.use(factory[1]) as engine:
+        yield engine
 
 
 def _factory(config: DenoiseConfig, engine):
     if engine is not None and not isinstance(engine, str):
-        return engine
+        from impeccable.runtime.engines.base import EngineBase
+
+        return engine if isinstance(engine, EngineBase) else SerializedEngine(engine)
     from impeccable.runtime.distributed_worker import EngineFactory
 
     return ("factory", EngineFactory.from_config(config))
+
+
+def _check_volume(volume) -> None:
+    """Refuse what the CLI's readers refuse: not 3-D, empty, or samples that are not real numbers."""
+    kind = np.dtype(volume.dtype).kind
+    if volume.ndim != 3 or min(volume.shape) < 1 or kind not in "fiu":
+        raise InputError("not a 3-D numeric volume", received=f"{volume.ndim}-D {volume.dtype} {volume.shape}",
+                         expected="(inline, crossline, sample) float or integer samples",
+                         todo="pass a 3-D array of real numbers (complex: take .real or abs() first)")
+
+
+def _bounded(config: DenoiseConfig, shape: tuple[int, int, int], window: tuple[int, int]) -> DenoiseConfig:
+    """The config with the CLI's batch bound (the volume's windows, the memory budget)."""
+    from impeccable.runtime.pipeline import bounded_batch
+
+    batch, _ = bounded_batch(shape, config.view_list, window, config.batch_size, config.tta)
+    return config if batch == config.batch_size else replace(config, batch_size=batch)
 
 
 def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarray:
@@ -98,15 +197,13 @@ def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarr
     from impeccable.runtime.calibrate import fit_amplitudes, write_output
     from impeccable.runtime.pipeline import block_inlines, predict_volume, reader_stats
 
-    if volume.ndim != 3 or min(volume.shape) < 1 or volume.dtype.kind not in "fiu":
-        raise InputError("not a 3-D numeric volume", received=f"{volume.ndim}-D {volume.dtype} {volume.shape}",
-                         expected="(inline, crossline, sample) floats", todo="pass a 3-D array")
+    _check_volume(volume)
     reader = ArrayReader(volume)
     stats = reader_stats(reader)
     stats.check_not_constant()
-    views = ("inline", "crossline") if config.views == "both" else (config.views,)
-    store = ArrayStore(reader.shape, views)
-    predict_volume(reader, _engine(engine), store, config, stats)
+    store = ArrayStore(reader.shape, config.view_list)
+    with _engine(engine) as model:
+        predict_volume(reader, model, store, _bounded(config, reader.shape, tuple(model.window)), stats)
     step = block_inlines(reader.shape)
     fit, unit_range = fit_amplitudes(reader, lambda a, b: store.array[a:b], stats, config.strength, step)
     out = np.empty(reader.shape, dtype=np.uint8 if config.scale == "uint8" else np.float32)
@@ -124,7 +221,8 @@ def _predict_slab(block: np.ndarray, stats: VolumeStats, config: DenoiseConfig, 
     from impeccable.runtime.pipeline import predict_volume
 
     buffer = SlabBuffer(block.shape)
-    predict_volume(ArrayReader(block), _engine(engine), buffer, replace(config, views=view), stats)
+    with _engine(engine) as model:
+        predict_volume(ArrayReader(block), model, buffer, replace(config, views=view), stats)
     return buffer.array
 
 
@@ -167,11 +265,11 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
     from impeccable.runtime.distributed_plan import make_plan
     from impeccable.runtime.pipeline import sections_per_batch
 
-    if volume.ndim != 3:
-        raise InputError("not a 3-D volume", received=f"{volume.ndim}-D", expected="(inline, crossline, sample)",
-                         todo="pass a 3-D dask array")
-    views = ("inline", "crossline") if config.views == "both" else (config.views,)
-    window = tuple(_engine(engine).window)  # built once here too: the plan needs the model's window
+    _check_volume(volume)
+    views = config.view_list
+    with _engine(engine) as model:  # built here once too: the plan needs the model's window
+        window = tuple(model.window)
+    config = _bounded(config, tuple(volume.shape), window)
     probe = ArrayReader(np.empty((1, 1, 1), np.float32))
     probe.shape = tuple(volume.shape)
     steps = {v: sections_per_batch(probe, v, window, config.batch_size) for v in views}
@@ -207,20 +305,22 @@ def _is_dask(array) -> bool:
     return type(array).__module__.split(".")[0] == "dask"
 
 
-def denoise(volume, model=None, engine=None, **options):
+def denoise(volume, model=None, engine=None, time_axis: int | str = "auto", **options):
     """Denoise a volume held in memory or lazily: numpy, ``xarray.DataArray`` or dask array.
 
     Args:
-        volume: ``(inline, crossline, sample)`` numpy or dask array (any real dtype), or a 3-D DataArray
-            (time dimension by name, else the last).
+        volume: A 3-D numpy or dask array (float or integer samples), ``(inline, crossline, sample)`` or time
+            first, or a 3-D DataArray (time dimension by name, else the unique longest one).
         model: Model directory, ``.onnx`` or ``.plan`` [default: the shipped model].
         engine: Engine name [default: the fastest installed], or an open engine (numpy and threaded dask).
+        time_axis: The time axis of a numpy or dask array, ``0``, ``2`` or ``"auto"`` (the unique longest axis,
+            as ``--time-axis``); for a DataArray, ``"auto"`` or the time dimension's name.
         **options: ``tta``, ``views``, ``batch_size``, ``scale``, ``strength``, ``engine_options``,
             ``progress`` (as :class:`~impeccable.runtime.config.DenoiseConfig`).
 
     Returns:
-        The denoised volume, the same kind as ``volume`` (lazy for dask): float32 in the input's units by
-        default (``scale="unit"``: [0, 1]; ``"uint8"``: uint8).
+        The denoised volume, the same kind and orientation as ``volume`` (lazy for dask): float32 in the input's
+        units by default (``scale="unit"``: [0, 1]; ``"uint8"``: uint8).
 
     Raises:
         ImpeccableError: Bad volume, option, model or engine.
@@ -228,20 +328,53 @@ def denoise(volume, model=None, engine=None, **options):
     config = _config(model, engine, options)
     factory = _factory(config, engine)
     if type(volume).__name__ == "DataArray":
-        return _denoise_xarray(volume, config, factory)
-    if _is_dask(volume):
-        return denoise_dask(volume, config, factory)
-    return denoise_numpy(np.asarray(volume), config, factory)
+        return _denoise_xarray(volume, config, factory, time_axis)
+    dask = _is_dask(volume)
+    if not dask:
+        volume = np.asarray(volume)
+    _check_volume(volume)
+    if time_axis not in ("auto", 0, 2, "0", "2"):
+        raise InputError("time axis out of range", received=repr(time_axis), expected="0, 2 or 'auto'",
+                         todo="pass time_axis=0 (time first), 2 (time last) or 'auto'")
+    axis = resolve_time_axis(tuple(volume.shape), time_axis if time_axis == "auto" else int(time_axis))
+    if dask:
+        import dask.array as da
+
+        out = denoise_dask(da.moveaxis(volume, axis, -1), config, factory)
+        return out if axis == 2 else da.moveaxis(out, -1, axis)
+    out = denoise_numpy(np.moveaxis(volume, axis, -1), config, factory)
+    return out if axis == 2 else np.ascontiguousarray(np.moveaxis(out, -1, axis))
 
 
-def _denoise_xarray(array, config: DenoiseConfig, factory):
+def _time_dimension(array, time_axis: int | str) -> object:
+    """A DataArray's time dimension: ``time_axis`` naming it, else a time-like name, else the unique longest one.
+
+    Why the longest and not the last: the Zarr reader (``--time-axis auto``) falls back to it, and a wrongly named
+    last dimension would be denoised as time without a word.
+    """
+    if time_axis != "auto":
+        if time_axis not in array.dims:
+            raise InputError("time dimension not found", received=repr(time_axis), expected=str(array.dims),
+                             todo="pass time_axis with one of the DataArray's dimension names, or 'auto'")
+        return time_axis
+    times = [d for d in array.dims if str(d).lower() in TIME_NAMES]
+    if len(times) == 1:
+        return times[0]
+    try:
+        return array.dims[resolve_time_axis(tuple(array.shape), "auto")]
+    except InputError as exc:
+        raise InputError("cannot tell the DataArray's time dimension", received=f"dims {array.dims}, shape "
+                         f"{tuple(array.shape)}", expected=f"one dimension named {'/'.join(TIME_NAMES)}, or one "
+                         "longer than the other two", todo="pass time_axis='<its name>' or rename it") from exc
+
+
+def _denoise_xarray(array, config: DenoiseConfig, factory, time_axis: int | str = "auto"):
     import xarray as xr
 
     if array.ndim != 3:
         raise InputError("DataArray is not 3-D", received=str(array.dims), expected="(inline, crossline, time)",
                          todo="select a 3-D volume")
-    times = [d for d in array.dims if str(d).lower() in TIME_NAMES]
-    time_dim = times[0] if len(times) == 1 else array.dims[-1]
+    time_dim = _time_dimension(array, time_axis)
     canonical = [d for d in array.dims if d != time_dim] + [time_dim]
     data = array.transpose(*canonical).data
     out = denoise_dask(data, config, factory) if _is_dask(data) else denoise_numpy(np.asarray(data), config,
@@ -250,4 +383,4 @@ def _denoise_xarray(array, config: DenoiseConfig, factory):
     return result.transpose(*array.dims)
 
 
-__all__ = ["OPTIONS", "denoise", "denoise_dask", "denoise_numpy"]
+__all__ = ["ENGINE_CACHE", "OPTIONS", "EngineCache", "close_engines", "denoise", "denoise_dask", "denoise_numpy"]

@@ -76,6 +76,11 @@ class DenoiseConfig:
             raise InputError("strength out of range", received=self.strength, expected="0..1 (1: the full denoising)",
                              todo="pass --strength 0.5, say")
 
+    @property
+    def view_list(self) -> tuple[str, ...]:
+        """The section directions of the run, in the order they are predicted: ``views`` spelled out."""
+        return ("inline", "crossline") if self.views == "both" else (self.views,)
+
     def segy_options(self) -> dict:
         """The SEG-Y reader's header-byte arguments."""
         return {"iline": self.iline_byte, "xline": self.xline_byte, "line_key": self.line_key, "cdp": self.cdp_byte}
