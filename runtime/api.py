@@ -1,9 +1,9 @@
 """``impeccable.denoise``: the pipeline on in-memory volumes, for notebooks (numpy, xarray, dask).
 
-Every path runs the pipeline's own passes (statistics, :func:`~impeccable.runtime.pipeline.predict_volume`,
-:func:`~impeccable.runtime.calibrate.fit_amplitudes` / :func:`~impeccable.runtime.calibrate.write_output` or
-their per-slab parts), so a numpy volume gives what :func:`~impeccable.runtime.pipeline.denoise_file` writes
-for the same volume saved as ``.npy``, bit for bit, and a dask array gives the same values lazily.
+Every path runs the run's own passes (:mod:`impeccable.runtime.passes`, :mod:`impeccable.runtime.predict`):
+numpy in a loop as one process does, dask as a graph of per-slab parts and their reducers; so a numpy volume
+gives what :func:`~impeccable.runtime.pipeline.denoise_file` writes for the same volume saved as ``.npy``, bit
+for bit, and a dask array gives the same values lazily.
 
 - numpy: ``(inline, crossline, sample)`` or time first ``(sample, inline, crossline)``, told apart by
   ``time_axis`` as the CLI's ``--time-axis`` (``auto``: the unique longest axis, an ambiguous shape refused);
@@ -16,63 +16,37 @@ for the same volume saved as ``.npy``, bit for bit, and a dask array gives the s
   (statistics, predictions per view, fit sums, output); nothing runs until it is computed.
 
 Samples must be real numbers (float or integer), as the CLI's readers require. The batch is bounded by the
-volume and by the memory budget, as the CLI's (:func:`~impeccable.runtime.pipeline.bounded_batch`).
+volume and by the memory budget, as the CLI's (:func:`~impeccable.runtime.batching.bounded_batch`).
 
 Engines: built once per process (per worker on a distributed cluster) from the model's path, and kept in a
-small cache (:data:`ENGINE_CACHE`, one engine by default): opening another model or engine closes the idle
-one, and :func:`close_engines` closes them all. Every engine runs one call at a time, so the threads of a
+small cache (:data:`~impeccable.runtime.engine_cache.ENGINE_CACHE`, one engine by default): opening another
+model or engine closes the idle one, and :func:`close_engines` closes them all. Every engine runs one call at a time, so the threads of a
 dask scheduler may share it.
 """
 
 from __future__ import annotations
 
-import atexit
-import threading
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats, merge_stats
-from impeccable.core.calibration import AmplitudeFit
+from impeccable.core.amplitude import VolumeStats
 from impeccable.core.errors import InputError
 from impeccable.core.geometry import resolve_time_axis
+from impeccable.runtime.batching import block_inlines, bounded_batch, sections_per_batch
+from impeccable.runtime.calibrate import output_block
 from impeccable.runtime.config import DenoiseConfig
+from impeccable.runtime.engine_cache import ENGINE_CACHE, EngineCache, EngineFactory, SerializedEngine, close_engines
+from impeccable.runtime.passes import (fit_amplitudes, fit_part, reduce_fit, reduce_stats, stats_part,
+                                       write_output)
+from impeccable.runtime.predict import predict_volume
+from impeccable.runtime.stores import array_store, average_views
+from impeccable.runtime.volumes.slabs import ArrayReader
 from impeccable.runtime.volumes.zarr import TIME_NAMES  # the names a Zarr array's time axis is found by, too
 
 #: Options of :func:`denoise` (the DenoiseConfig fields that apply to an in-memory volume).
-OPTIONS = ("tta", "views", "batch_size", "scale", "strength", "engine_options", "progress")
-
-
-class ArrayReader:
-    """An in-memory ``(inline, crossline, sample)`` volume behind the reader protocol (every trace live)."""
-
-    def __init__(self, volume: np.ndarray):
-        self.volume, self.shape, self.dtype, self.path = volume, tuple(volume.shape), volume.dtype, None
-
-    def read(self, inlines: slice = slice(None), crosslines: slice = slice(None)) -> np.ndarray:
-        return np.array(self.volume[inlines, crosslines], dtype=np.float32)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class ArrayStore:
-    """Unit predictions in memory, stored as the pipeline's scratch stores them (two views averaged)."""
-
-    def __init__(self, shape: tuple[int, int, int], views: tuple[str, ...]):
-        self.array, self.views = np.zeros(shape, dtype=np.float32), views
-
-    def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
-        if view == "inline":
-            target = (slice(start, stop), slice(None))
-        else:
-            target, pred = (slice(None), slice(start, stop)), pred.transpose(1, 0, 2)
-        if len(self.views) == 2 and view == "crossline":
-            pred = np.add(self.array[target], pred)
-            pred *= np.float32(0.5)
-        self.array[target] = pred
+OPTIONS = ("tta", "views", "batch_size", "scale", "strength", "engine_options", "progress", "sample_interval")
 
 
 def _config(model, engine, options: dict) -> DenoiseConfig:
@@ -80,88 +54,17 @@ def _config(model, engine, options: dict) -> DenoiseConfig:
     if unknown:
         raise InputError("unknown option", received=", ".join(unknown), expected=", ".join(OPTIONS),
                          todo="pass one of these")
-    config = DenoiseConfig(model=model, engine=engine if isinstance(engine, str) else None,
-                           **{"progress": False, **options})  # validated when built
-    return config
-
-
-class EngineCache:
-    """Engines the API opened, one per recipe, at most ``limit`` of them open; an idle one is closed to make room.
-
-    A recipe (:class:`~impeccable.runtime.distributed_worker.EngineFactory`) names engine, model and options, so
-    every call and task of a process with the same recipe shares one engine (its calls are serialized by the
-    engine itself). Engines in use are never closed; the cache may then hold more than ``limit`` for a while.
-    """
-
-    def __init__(self, limit: int = 1):
-        self.limit = limit
-        self.engines: OrderedDict = OrderedDict()
-        self.users: dict = {}
-        self.lock = threading.Lock()
-
-    @contextmanager
-    def use(self, factory):
-        """The engine of ``factory``, opened on first use, held open for the ``with`` block."""
-        with self.lock:
-            engine = self.engines.get(factory)
-            if engine is None:
-                engine = self.engines[factory] = factory()
-            self.engines.move_to_end(factory)
-            self.users[factory] = self.users.get(factory, 0) + 1
-        try:
-            yield engine
-        finally:
-            with self.lock:
-                self.users[factory] -= 1
-                self._evict()
-
-    def _evict(self) -> None:
-        for factory in list(self.engines):
-            if len(self.engines) <= self.limit:
-                return
-            if not self.users.get(factory):
-                self.engines.pop(factory).close()
-                self.users.pop(factory, None)
-
-    def close(self) -> None:
-        """Close every engine not in use now."""
-        with self.lock:
-            for factory in [f for f in self.engines if not self.users.get(f)]:
-                self.engines.pop(factory).close()
-                self.users.pop(factory, None)
-
-
-#: The API's engines in this process.
-ENGINE_CACHE = EngineCache()
-atexit.register(ENGINE_CACHE.close)
-
-
-def close_engines() -> None:
-    """Close the engines :func:`denoise` keeps open in this process (the next call opens its engine again)."""
-    ENGINE_CACHE.close()
-
-
-class SerializedEngine:
-    """A caller's engine that is not one of ours, one call at a time (as :class:`~impeccable.runtime.engines.base.EngineBase`)."""
-
-    def __init__(self, engine):
-        self.engine, self.lock = engine, threading.Lock()
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with self.lock:
-            return self.engine(batch)
+    return DenoiseConfig(model=model, engine=engine if isinstance(engine, str) else None,
+                         **{"progress": False, **options})  # validated when built
 
 
 @contextmanager
 def _engine(factory):
     """The engine to run: a caller's open engine, or the cached one of a recipe."""
-    if not isinstance(factory, tuple) or factory[0] != "factory":
+    if not isinstance(factory, EngineFactory):
         yield factory  # an open engine the caller passed
         return
-    with ENGINE_CACHE.use(factory[1]) as engine:
+    with ENGINE_CACHE.use(factory) as engine:
         yield engine
 
 
@@ -170,9 +73,7 @@ def _factory(config: DenoiseConfig, engine):
         from impeccable.runtime.engines.base import EngineBase
 
         return engine if isinstance(engine, EngineBase) else SerializedEngine(engine)
-    from impeccable.runtime.distributed_worker import EngineFactory
-
-    return ("factory", EngineFactory.from_config(config))
+    return EngineFactory.from_config(config)
 
 
 def _check_volume(volume) -> None:
@@ -186,72 +87,45 @@ def _check_volume(volume) -> None:
 
 def _bounded(config: DenoiseConfig, shape: tuple[int, int, int], window: tuple[int, int]) -> DenoiseConfig:
     """The config with the CLI's batch bound (the volume's windows, the memory budget)."""
-    from impeccable.runtime.pipeline import bounded_batch
-
     batch, _ = bounded_batch(shape, config.view_list, window, config.batch_size, config.tta)
     return config if batch == config.batch_size else replace(config, batch_size=batch)
 
 
 def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarray:
     """Denoise an in-memory ``(inline, crossline, sample)`` volume; float32 (uint8 for the ``uint8`` scale)."""
-    from impeccable.runtime.calibrate import fit_amplitudes, write_output
-    from impeccable.runtime.pipeline import block_inlines, predict_volume, reader_stats
-
     _check_volume(volume)
     reader = ArrayReader(volume)
-    stats = reader_stats(reader)
-    stats.check_not_constant()
-    store = ArrayStore(reader.shape, config.view_list)
+    stats = reduce_stats([stats_part(reader)])
+    store = array_store(reader.shape, config.view_list)
     with _engine(engine) as model:
         predict_volume(reader, model, store, _bounded(config, reader.shape, tuple(model.window)), stats)
     step = block_inlines(reader.shape)
-    fit, unit_range = fit_amplitudes(reader, lambda a, b: store.array[a:b], stats, config.strength, step)
+    fit, unit_range = fit_amplitudes(reader, store.inlines, stats, config.strength, step)
     out = np.empty(reader.shape, dtype=np.uint8 if config.scale == "uint8" else np.float32)
 
     def write(a: int, b: int, block: np.ndarray) -> None:
         out[a:b] = block
 
-    write_output(reader, lambda a, b: store.array[a:b], write, fit, stats, config.scale, config.strength,
-                 unit_range, step)
+    write_output(reader, store.inlines, write, fit, stats, config.scale, config.strength, unit_range, step)
     return out
 
 
 def _predict_slab(block: np.ndarray, stats: VolumeStats, config: DenoiseConfig, view: str, engine) -> np.ndarray:
-    from impeccable.runtime.distributed_worker import SlabBuffer
-    from impeccable.runtime.pipeline import predict_volume
-
-    buffer = SlabBuffer(block.shape)
+    store = array_store(block.shape, (view,))
     with _engine(engine) as model:
-        predict_volume(ArrayReader(block), model, buffer, replace(config, views=view), stats)
-    return buffer.array
+        predict_volume(ArrayReader(block), model, store, replace(config, views=view), stats)
+    return store.target.array
 
 
 def _stats_slab(block: np.ndarray) -> dict:
-    from impeccable.runtime.pipeline import reader_stats_part
-
-    return reader_stats_part(ArrayReader(block))
+    return stats_part(ArrayReader(block))
 
 
-def _reduce_stats(parts: list[dict]) -> VolumeStats:
-    stats = merge_stats(parts)  # exact per-slice sums: the fill is the one process's, bit for bit
-    stats.check_not_constant()
-    return stats
-
-
-def _fit(parts: list, stats: VolumeStats) -> tuple[AmplitudeFit, tuple[float, float]]:
-    fit = AmplitudeFit.from_sums(np.concatenate([p[0] for p in parts]), stats)
-    return fit, (min(p[1] for p in parts), max(p[2] for p in parts))
-
-
-def _fit_slab(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float):
-    from impeccable.runtime.calibrate import block_sums
-
-    return block_sums(np.asarray(inputs, dtype=np.float32), unit, stats, strength, None)
+def _fit_slab(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float) -> dict:
+    return fit_part(ArrayReader(inputs), lambda a, b: unit[a:b], stats, strength, 0, inputs.shape[0])
 
 
 def _output_slab(inputs: np.ndarray, unit: np.ndarray, fitted, stats: VolumeStats, config: DenoiseConfig):
-    from impeccable.runtime.calibrate import output_block
-
     fit, unit_range = fitted
     return output_block(np.asarray(inputs, dtype=np.float32), unit, fit, stats, config.scale, config.strength,
                         unit_range, None)[0]
@@ -263,7 +137,6 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
     import dask.array as da
 
     from impeccable.runtime.distributed_plan import make_plan
-    from impeccable.runtime.pipeline import sections_per_batch
 
     _check_volume(volume)
     views = config.view_list
@@ -271,13 +144,13 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
         window = tuple(model.window)
     config = _bounded(config, tuple(volume.shape), window)
     probe = ArrayReader(np.empty((1, 1, 1), np.float32))
-    probe.shape = tuple(volume.shape)
+    probe.shape = tuple(volume.shape)  # the batching rules read the shape only
     steps = {v: sections_per_batch(probe, v, window, config.batch_size) for v in views}
     plan = make_plan(tuple(volume.shape), views, steps, 1)
     il_sizes = tuple(b - a for a, b in plan.inline)
     by_inline = volume.rechunk((il_sizes, -1, -1))
     slabs = by_inline.to_delayed().ravel()
-    stats = dask.delayed(_reduce_stats)([dask.delayed(_stats_slab)(s) for s in slabs])
+    stats = dask.delayed(reduce_stats)([dask.delayed(_stats_slab)(s) for s in slabs])
     shape = tuple(volume.shape)
     units = []
     for view in views:
@@ -291,9 +164,10 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
             pieces = [da.from_delayed(dask.delayed(_predict_slab)(s, stats, config, view, engine),
                                       (shape[0], n, shape[2]), dtype=np.float32) for s, n in zip(xl, xl_sizes)]
             units.append(da.concatenate(pieces, axis=1).rechunk((il_sizes, -1, -1)))
-    unit = units[0] if len(units) == 1 else (units[0] + units[1]) * np.float32(0.5)
+    unit = units[0] if len(units) == 1 else da.map_blocks(average_views, units[0], units[1],
+                                                          dtype=np.float32)
     unit_slabs = unit.to_delayed().ravel()
-    fitted = dask.delayed(_fit)([dask.delayed(_fit_slab)(s, u, stats, config.strength)
+    fitted = dask.delayed(reduce_fit)([dask.delayed(_fit_slab)(s, u, stats, config.strength)
                                  for s, u in zip(slabs, unit_slabs)], stats)
     dtype = np.uint8 if config.scale == "uint8" else np.float32
     out = [da.from_delayed(dask.delayed(_output_slab)(s, u, fitted, stats, config), (n, shape[1], shape[2]),

@@ -141,23 +141,6 @@ def check_trace_ownership(slabs: tuple[tuple[int, int], ...], index, traces: int
                           todo="report this as a bug")
 
 
-def input_identity(path: Path) -> dict:
-    """What tells the input apart between two attempts: size and mtime of a file, metadata of a Zarr store.
-
-    A Zarr store is judged by its metadata documents (hash, mtime): rewriting chunk files in place without
-    touching them is not detected (listing every chunk of a survey on object storage costs too much).
-    """
-    path = Path(path).resolve()
-    if path.is_file():
-        st = path.stat()
-        return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    digest, mtimes = hashlib.sha256(), []
-    for meta in sorted(path.rglob("zarr.json")) + sorted(path.rglob(".zarray")) + sorted(path.rglob(".zattrs")):
-        digest.update(str(meta.relative_to(path)).encode() + meta.read_bytes())
-        mtimes.append(meta.stat().st_mtime_ns)
-    return {"path": str(path), "metadata_sha256": digest.hexdigest(), "metadata_mtime_ns": max(mtimes, default=0)}
-
-
 def model_identity(model: Path) -> dict:
     """The model's card hash (a directory: the card names the weights' hash) or the file's hash."""
     model = Path(model)

@@ -134,7 +134,7 @@ def check_batch(batch: np.ndarray, window: tuple[int, int], max_batch: int | Non
                          todo="pass a numpy array")
     if batch.ndim != 4 or batch.shape[0] < 1 or batch.shape[1] != 1 or tuple(batch.shape[2:]) != (rows, cols):
         raise InputError("engine input has the wrong shape", received=list(batch.shape), expected=expected,
-                         todo="pad sections to the model window (impeccable.runtime.tiling) and add the channel axis")
+                         todo="pad sections to the model window (impeccable.core.tiling) and add the channel axis")
     if batch.dtype != np.float32:
         raise InputError("engine input has the wrong dtype", received=batch.dtype, expected=expected,
                          todo="normalize to float32 first (impeccable.core.amplitude.normalize)")

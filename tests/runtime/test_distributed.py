@@ -74,9 +74,9 @@ def test_npy_matches_denoise_file(tmp_path, tiny_model_dir, volume, client, view
 
 def test_batch_bounded_by_memory_as_in_one_process(tmp_path, tiny_model_dir, volume, client, monkeypatch):
     """A --batch-size the memory cannot hold is cut to what fits, as denoise_file cuts it, and said once."""
-    import impeccable.runtime.pipeline as pipeline
+    import impeccable.runtime.batching as batching
 
-    monkeypatch.setattr(pipeline, "memory_budget", lambda: 3 * 64 * 128 * pipeline.BYTES_PER_PIXEL * 2)
+    monkeypatch.setattr(batching, "memory_budget", lambda: 3 * 64 * 128 * batching.BYTES_PER_PIXEL * 2)
     source = tmp_path / "in.npy"
     np.save(source, volume)
     config = _config(tiny_model_dir, views="inline")
