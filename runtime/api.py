@@ -40,8 +40,9 @@ from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.engine_cache import ENGINE_CACHE, EngineCache, EngineFactory, SerializedEngine, close_engines
 from impeccable.runtime.passes import (fit_amplitudes, fit_part, reduce_fit, reduce_stats, stats_part,
                                        write_output)
-from impeccable.runtime.predict import predict_volume
+from impeccable.runtime.predict import Sampling, model_io, predict_volume
 from impeccable.runtime.stores import array_store, average_views
+from impeccable.runtime.volumes.sampling import DEPTH_NAMES, interval_from_coordinate
 from impeccable.runtime.volumes.slabs import ArrayReader
 from impeccable.runtime.volumes.zarr import TIME_NAMES  # the names a Zarr array's time axis is found by, too
 
@@ -85,9 +86,16 @@ def _check_volume(volume) -> None:
                          todo="pass a 3-D array of real numbers (complex: take .real or abs() first)")
 
 
-def _bounded(config: DenoiseConfig, shape: tuple[int, int, int], window: tuple[int, int]) -> DenoiseConfig:
+def _contract(config: DenoiseConfig, factory, window: tuple[int, int]):
+    """The model's input contract and the data's sampling, as the CLI takes them (a caller's engine: defaults)."""
+    io = model_io(factory.model if isinstance(factory, EngineFactory) else config.model, window)
+    return io, Sampling.of(config.sample_interval, None, io)
+
+
+def _bounded(config: DenoiseConfig, shape: tuple[int, int, int], window: tuple[int, int],
+             resampling=None) -> DenoiseConfig:
     """The config with the CLI's batch bound (the volume's windows, the memory budget)."""
-    batch, _ = bounded_batch(shape, config.view_list, window, config.batch_size, config.tta)
+    batch, _ = bounded_batch(shape, config.view_list, window, config.batch_size, config.tta, resampling=resampling)
     return config if batch == config.batch_size else replace(config, batch_size=batch)
 
 
@@ -98,22 +106,26 @@ def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarr
     stats = reduce_stats([stats_part(reader)])
     store = array_store(reader.shape, config.view_list)
     with _engine(engine) as model:
-        predict_volume(reader, model, store, _bounded(config, reader.shape, tuple(model.window)), stats)
+        io, sampling = _contract(config, engine, tuple(model.window))
+        predict_volume(reader, model, store, _bounded(config, reader.shape, io.window, sampling.resampling), stats,
+                       io, sampling.resampling)
     step = block_inlines(reader.shape)
-    fit, unit_range = fit_amplitudes(reader, store.inlines, stats, config.strength, step)
+    fit, unit_range = fit_amplitudes(reader, store.inlines, stats, config.strength, step, io.scaling)
     out = np.empty(reader.shape, dtype=np.uint8 if config.scale == "uint8" else np.float32)
 
     def write(a: int, b: int, block: np.ndarray) -> None:
         out[a:b] = block
 
-    write_output(reader, store.inlines, write, fit, stats, config.scale, config.strength, unit_range, step)
+    write_output(reader, store.inlines, write, fit, stats, config.scale, config.strength, unit_range, step,
+                 io.scaling)
     return out
 
 
-def _predict_slab(block: np.ndarray, stats: VolumeStats, config: DenoiseConfig, view: str, engine) -> np.ndarray:
+def _predict_slab(block: np.ndarray, stats: VolumeStats, config: DenoiseConfig, view: str, engine, io,
+                  resampling) -> np.ndarray:
     store = array_store(block.shape, (view,))
     with _engine(engine) as model:
-        predict_volume(ArrayReader(block), model, store, replace(config, views=view), stats)
+        predict_volume(ArrayReader(block), model, store, replace(config, views=view), stats, io, resampling)
     return store.target.array
 
 
@@ -121,14 +133,14 @@ def _stats_slab(block: np.ndarray) -> dict:
     return stats_part(ArrayReader(block))
 
 
-def _fit_slab(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float) -> dict:
-    return fit_part(ArrayReader(inputs), lambda a, b: unit[a:b], stats, strength, 0, inputs.shape[0])
+def _fit_slab(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float, scaling) -> dict:
+    return fit_part(ArrayReader(inputs), lambda a, b: unit[a:b], stats, strength, 0, inputs.shape[0], scaling)
 
 
-def _output_slab(inputs: np.ndarray, unit: np.ndarray, fitted, stats: VolumeStats, config: DenoiseConfig):
+def _output_slab(inputs: np.ndarray, unit: np.ndarray, fitted, stats: VolumeStats, config: DenoiseConfig, scaling):
     fit, unit_range = fitted
     return output_block(np.asarray(inputs, dtype=np.float32), unit, fit, stats, config.scale, config.strength,
-                        unit_range, None)[0]
+                        unit_range, None, scaling)[0]
 
 
 def denoise_dask(volume, config: DenoiseConfig, engine):
@@ -142,10 +154,12 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
     views = config.view_list
     with _engine(engine) as model:  # built here once too: the plan needs the model's window
         window = tuple(model.window)
-    config = _bounded(config, tuple(volume.shape), window)
+    io, sampling = _contract(config, engine, window)
+    resampling = sampling.resampling
+    config = _bounded(config, tuple(volume.shape), window, resampling)
     probe = ArrayReader(np.empty((1, 1, 1), np.float32))
     probe.shape = tuple(volume.shape)  # the batching rules read the shape only
-    steps = {v: sections_per_batch(probe, v, window, config.batch_size) for v in views}
+    steps = {v: sections_per_batch(probe, v, window, config.batch_size, resampling) for v in views}
     plan = make_plan(tuple(volume.shape), views, steps, 1)
     il_sizes = tuple(b - a for a, b in plan.inline)
     by_inline = volume.rechunk((il_sizes, -1, -1))
@@ -155,23 +169,23 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
     units = []
     for view in views:
         if view == "inline":
-            pieces = [da.from_delayed(dask.delayed(_predict_slab)(s, stats, config, view, engine),
+            pieces = [da.from_delayed(dask.delayed(_predict_slab)(s, stats, config, view, engine, io, resampling),
                                       (n, shape[1], shape[2]), dtype=np.float32) for s, n in zip(slabs, il_sizes)]
             units.append(da.concatenate(pieces, axis=0))
         else:
             xl_sizes = tuple(b - a for a, b in plan.crossline)
             xl = volume.rechunk((-1, xl_sizes, -1)).to_delayed().ravel()
-            pieces = [da.from_delayed(dask.delayed(_predict_slab)(s, stats, config, view, engine),
+            pieces = [da.from_delayed(dask.delayed(_predict_slab)(s, stats, config, view, engine, io, resampling),
                                       (shape[0], n, shape[2]), dtype=np.float32) for s, n in zip(xl, xl_sizes)]
             units.append(da.concatenate(pieces, axis=1).rechunk((il_sizes, -1, -1)))
     unit = units[0] if len(units) == 1 else da.map_blocks(average_views, units[0], units[1],
                                                           dtype=np.float32)
     unit_slabs = unit.to_delayed().ravel()
-    fitted = dask.delayed(reduce_fit)([dask.delayed(_fit_slab)(s, u, stats, config.strength)
+    fitted = dask.delayed(reduce_fit)([dask.delayed(_fit_slab)(s, u, stats, config.strength, io.scaling)
                                  for s, u in zip(slabs, unit_slabs)], stats)
     dtype = np.uint8 if config.scale == "uint8" else np.float32
-    out = [da.from_delayed(dask.delayed(_output_slab)(s, u, fitted, stats, config), (n, shape[1], shape[2]),
-                           dtype=dtype) for s, u, n in zip(slabs, unit_slabs, il_sizes)]
+    out = [da.from_delayed(dask.delayed(_output_slab)(s, u, fitted, stats, config, io.scaling),
+                           (n, shape[1], shape[2]), dtype=dtype) for s, u, n in zip(slabs, unit_slabs, il_sizes)]
     return da.concatenate(out, axis=0)
 
 
@@ -190,7 +204,8 @@ def denoise(volume, model=None, engine=None, time_axis: int | str = "auto", **op
         time_axis: The time axis of a numpy or dask array, ``0``, ``2`` or ``"auto"`` (the unique longest axis,
             as ``--time-axis``); for a DataArray, ``"auto"`` or the time dimension's name.
         **options: ``tta``, ``views``, ``batch_size``, ``scale``, ``strength``, ``engine_options``,
-            ``progress`` (as :class:`~impeccable.runtime.config.DenoiseConfig`).
+            ``progress``, ``sample_interval`` (ms; a DataArray's regular time coordinate gives it too; unknown:
+            the model's) (as :class:`~impeccable.runtime.config.DenoiseConfig`).
 
     Returns:
         The denoised volume, the same kind and orientation as ``volume`` (lazy for dask): float32 in the input's
@@ -242,6 +257,11 @@ def _time_dimension(array, time_axis: int | str) -> object:
                          "longer than the other two", todo="pass time_axis='<its name>' or rename it") from exc
 
 
+def _coordinate_step(values) -> float | None:
+    values = np.asarray(values)
+    return interval_from_coordinate(values) if values.dtype.kind in "fiu" else None
+
+
 def _denoise_xarray(array, config: DenoiseConfig, factory, time_axis: int | str = "auto"):
     import xarray as xr
 
@@ -249,6 +269,10 @@ def _denoise_xarray(array, config: DenoiseConfig, factory, time_axis: int | str 
         raise InputError("DataArray is not 3-D", received=str(array.dims), expected="(inline, crossline, time)",
                          todo="select a 3-D volume")
     time_dim = _time_dimension(array, time_axis)
+    if config.sample_interval is None and time_dim in array.coords and str(time_dim).lower() not in DEPTH_NAMES:
+        step = _coordinate_step(array.coords[time_dim].values)
+        if step is not None:  # the time coordinate's spacing, as MDIO's is read
+            config = replace(config, sample_interval=step)
     canonical = [d for d in array.dims if d != time_dim] + [time_dim]
     data = array.transpose(*canonical).data
     out = denoise_dask(data, config, factory) if _is_dask(data) else denoise_numpy(np.asarray(data), config,

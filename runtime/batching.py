@@ -37,13 +37,21 @@ def section_count(shape: tuple[int, int, int], view: str) -> int:
     return shape[0] if view == "inline" else shape[1]
 
 
-def sections_per_batch(reader, view: str, window: tuple[int, int], batch_size: int) -> int:
+def model_samples(samples: int, resampling=None) -> int:
+    """Samples of a section once at the model's interval (``resampling``: a
+    :class:`~impeccable.core.resample.Resampling`, or None)."""
+    return samples if resampling is None else resampling.model_length(samples)
+
+
+def sections_per_batch(reader, view: str, window: tuple[int, int], batch_size: int, resampling=None) -> int:
     """Sections per engine batch: ``batch_size`` windows' worth, a tiled section counting as its tiles (>= 1).
 
     Args:
         reader: Anything with a canonical ``shape``.
+        resampling: The run's resampling to the model's interval (sections are tiled at that interval).
     """
-    tiles = tiling.plan_tiles((1, section_traces(reader.shape, view), reader.shape[2]), window).tiles_per_section
+    samples = model_samples(reader.shape[2], resampling)
+    tiles = tiling.plan_tiles((1, section_traces(reader.shape, view), samples), window).tiles_per_section
     return max(1, batch_size // tiles)
 
 
@@ -78,7 +86,7 @@ def memory_budget() -> int:
 
 
 def bounded_batch(shape: tuple[int, int, int], views: tuple[str, ...], window: tuple[int, int], requested: int,
-                  tta: bool, budget: int | None = None) -> tuple[int, str]:
+                  tta: bool, budget: int | None = None, resampling=None) -> tuple[int, str]:
     """The batch (model windows per engine call before TTA) a run uses, and why it is not ``requested``.
 
     Bounded by the windows the volume has in its largest view (a bigger batch only costs memory) and by a
@@ -91,11 +99,13 @@ def bounded_batch(shape: tuple[int, int, int], views: tuple[str, ...], window: t
         requested: ``--batch-size``.
         tta: Flip TTA (two images per window).
         budget: Bytes [default: :func:`memory_budget`].
+        resampling: The run's resampling to the model's interval (sections are tiled at that interval).
 
     Returns:
         ``(batch, note)``; ``note`` says why when the memory budget bound it ("" otherwise).
     """
-    has = max(section_count(shape, v) * tiling.plan_tiles((1, section_traces(shape, v), shape[2]),
+    samples = model_samples(shape[2], resampling)
+    has = max(section_count(shape, v) * tiling.plan_tiles((1, section_traces(shape, v), samples),
                                                           window).tiles_per_section for v in views)
     budget = memory_budget() if budget is None else budget
     per_window = window[0] * window[1] * BYTES_PER_PIXEL * (2 if tta else 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats, normalize, to_uint8
+from impeccable.core.amplitude import MINMAX, Scaling, VolumeStats, to_uint8
 from impeccable.core.calibration import AmplitudeFit, inline_sums
 from impeccable.runtime.volumes import live_mask
 
@@ -22,18 +22,19 @@ def live_rows(reader, start: int, stop: int) -> np.ndarray | None:
     return None if live is None else np.asarray(live[start:stop], dtype=bool)
 
 
-def unit_field(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float) -> np.ndarray:
-    """The ``unit``-scale output: the prediction blended with the normalized input by ``strength`` (float32)."""
+def unit_field(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float,
+               scaling: Scaling = MINMAX) -> np.ndarray:
+    """The ``unit``-scale output: the prediction blended with the input in the model's units by ``strength``."""
     if strength == 1.0:
         return unit
-    x = normalize(inputs, stats)
+    x = scaling.normalize(inputs, stats)
     return (x - np.float32(strength) * (x - unit)).astype(np.float32)
 
 
 def block_sums(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float,
-               live: np.ndarray | None) -> tuple[np.ndarray, float, float]:
+               live: np.ndarray | None, scaling: Scaling = MINMAX) -> tuple[np.ndarray, float, float]:
     """One block's share of pass 1: per-inline fit sums, and the min/max of its ``unit``-scale output field."""
-    field = unit_field(inputs, unit, stats, strength)
+    field = unit_field(inputs, unit, stats, strength, scaling)
     if live is not None:  # the range of the traces that will be written
         field = field[live]
     if not field.size:
@@ -42,8 +43,8 @@ def block_sums(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strengt
 
 
 def output_block(inputs: np.ndarray, unit: np.ndarray, fit: AmplitudeFit, stats: VolumeStats, scale: str,
-                 strength: float, unit_range: tuple[float, float], live: np.ndarray | None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 strength: float, unit_range: tuple[float, float], live: np.ndarray | None,
+                 scaling: Scaling = MINMAX) -> tuple[np.ndarray, np.ndarray]:
     """A block of the output in its scale, and the same block in the input's units (for the QC and preview).
 
     Dead or absent traces (``live`` False) are zero in every scale but ``uint8`` (where the writer decides).
@@ -55,9 +56,9 @@ def output_block(inputs: np.ndarray, unit: np.ndarray, fit: AmplitudeFit, stats:
     if scale == "input":
         written = in_units
     elif scale == "unit":
-        written = unit_field(inputs, unit, stats, strength)
+        written = unit_field(inputs, unit, stats, strength, scaling)
     else:
-        written = to_uint8(unit_field(inputs, unit, stats, strength), *unit_range)
+        written = to_uint8(unit_field(inputs, unit, stats, strength, scaling), *unit_range)
     if live is not None and not live.all():
         in_units = np.where(live[:, :, None], in_units, np.float32(0))
         if scale != "uint8":

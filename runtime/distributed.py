@@ -62,6 +62,7 @@ from impeccable.runtime.distributed_worker import (PLUGIN_NAME, EngineFactory, J
                                                    task_fit, task_predict, task_stats, task_write, unit_predictions)
 from impeccable.runtime.output import check_format, check_output, check_views, finish_output
 from impeccable.runtime.passes import output_inline, reduce_fit, reduce_qc, reduce_stats
+from impeccable.runtime.predict import Sampling, model_io
 from impeccable.runtime.report import ClusterRun, RunReport
 from impeccable.runtime.volumes import CLUSTER_FORMATS, cluster_sink, format_of, open_reader
 from impeccable.runtime.volumes.files import input_identity
@@ -73,12 +74,13 @@ __all__ = ["CLUSTER_FORMATS", "CONNECT_TIMEOUT", "PLUGIN_NAME", "THREADED_ENGINE
 DistributedReport = RunReport
 
 
-def _identity(input_path: Path, config: DenoiseConfig, factory, plan: Plan) -> dict:
+def _identity(input_path: Path, config: DenoiseConfig, factory, plan: Plan, sampling: Sampling) -> dict:
     settings = {"engine": getattr(factory, "name", type(factory).__name__), "tta": config.tta,
                 "views": config.views, "batch_size": config.batch_size, "scale": config.scale,
                 "strength": config.strength, "time_axis": config.time_axis, "dataset": config.dataset,
                 "segy": config.segy_options() if format_of(input_path).header_options else None,
-                "engine_options": {k: str(v) for k, v in sorted(config.engine_options.items())}}
+                "engine_options": {k: str(v) for k, v in sorted(config.engine_options.items())},
+                "sampling": sampling.as_dict()}
     return {"input": input_identity(input_path), "model": model_identity(config.resolved_model()),
             "settings": settings, "plan": plan.as_dict()}
 
@@ -131,19 +133,24 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             announce(f"dashboard: {served}; scheduler {client.scheduler.address}")
         client.register_plugin(make_plugin(factory), name=PLUGIN_NAME)
         window, engine_name = engine_info(client)
+        # The workers' engines are built from the model's path: its card is the run's contract, as in one process
+        # (a stand-in factory with no model path: a bare engine's defaults).
+        io = model_io(config.resolved_model() if engine_factory is None or config.model is not None else None, window)
+        sampling = Sampling.of(config.sample_interval, reader, io)
         # The single process's bound (the volume's windows, this machine's memory): an absurd --batch-size must not
         # exhaust the workers' memory either; a sane one is never bound, so resume identities stay stable.
-        batch, batch_note = bounded_batch(tuple(reader.shape), views, window, config.batch_size, config.tta)
+        batch, batch_note = bounded_batch(tuple(reader.shape), views, window, config.batch_size, config.tta,
+                                          resampling=sampling.resampling)
         if batch != config.batch_size:
             config = replace(config, batch_size=batch)
             if announce is not None and batch_note:
                 announce(batch_note)
-        steps = {v: sections_per_batch(reader, v, window, config.batch_size) for v in views}
+        steps = {v: sections_per_batch(reader, v, window, config.batch_size, sampling.resampling) for v in views}
         chunk = sink_format.inline_chunk(reader)
         plan = make_plan(tuple(reader.shape), views, steps, chunk, slab_sections)
         if getattr(reader, "geometry", None) is not None:  # one output file whose traces the tasks share
             check_trace_ownership(plan.inline, reader.geometry.index, reader.tracecount)
-        identity = _identity(input_path, config, factory, plan)
+        identity = _identity(input_path, config, factory, plan, sampling)
         resumed_run = run.open(identity, resume, config.overwrite)
         opened = True
         dtype = np.dtype(np.uint8 if config.scale == "uint8" else np.float32)
@@ -154,7 +161,8 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                   replace(config, progress=False, preview=None), str(run.path), views, str(sink),
                   tuple(reader.shape),
                   segy=tuple(sorted(config.segy_options().items())) if format_of(input_path).header_options else (),
-                  stamp=tuple(sorted(identity["input"].items())), geometry=geometry_digest(reader))
+                  stamp=tuple(sorted(identity["input"].items())), geometry=geometry_digest(reader), io=io,
+                  resampling=sampling.resampling)
         total = len(plan.inline) * 4 + len(plan.crossline)
         with tqdm(total=total, unit="slab", disable=not config.progress, leave=False) as bar:
             passes = Passes(client, run, retries, bar)
@@ -175,7 +183,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             qc = reduce_qc(passes.pass_("write", plan.inline, task_write, (job,)), fit, reader.shape[0])
         finish_output(reader, identity["input"], output, config,
                       lambda mid: output_inline(reader, functools.partial(unit_predictions, job), fit, stats,
-                                                config.scale, config.strength, unit_range, mid),
+                                                config.scale, config.strength, unit_range, mid, io.scaling),
                       # the module's name, looked up at the call: tests stand a commit in for it
                       lambda: globals()["commit_output"](run, sink, output, config.overwrite))
         committed = True
@@ -217,4 +225,4 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                      sum(p.get("images", 0) for p in done_predictions),
                      sum(p.get("engine_s", 0.0) for p in done_predictions), time.perf_counter() - t0, stats.nonfinite,
                      stats, engine_name, 0.0, config.batch_size, batch_note, fit=fit.as_dict(stats), qc=qc,
-                     strength=config.strength, cluster=cluster)
+                     strength=config.strength, cluster=cluster, sampling=sampling.as_dict())

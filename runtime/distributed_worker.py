@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats
+from impeccable.core.amplitude import MINMAX, Scaling, VolumeStats
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError, OutputError
+from impeccable.core.model_io import ModelIO
+from impeccable.core.resample import Resampling
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_plan import RunDir
 from impeccable.runtime.engine_cache import EngineFactory  # noqa: F401 (what the plugin builds from)
@@ -97,7 +99,8 @@ class Job:
     """What every task needs, picklable: paths, settings, and the results of the earlier passes.
 
     ``segy``: the SEG-Y header bytes; ``stamp``: the input's identity; ``geometry``: the digest of the client's
-    SEG-Y grid (:func:`geometry_digest`); ``dead``: the run's merged dead-trace mask (a ``.npy`` path).
+    SEG-Y grid (:func:`geometry_digest`); ``dead``: the run's merged dead-trace mask (a ``.npy`` path); ``io``
+    and ``resampling``: the model's input contract and the data's resampling to its interval (the client's).
     """
 
     input: str
@@ -115,6 +118,12 @@ class Job:
     stats: VolumeStats | None = None
     fit: AmplitudeFit | None = None
     unit_range: tuple[float, float] = (0.0, 1.0)
+    io: ModelIO | None = None
+    resampling: Resampling | None = None
+
+    @property
+    def scaling(self) -> Scaling:
+        return self.io.scaling if self.io is not None else MINMAX
 
 
 def scratch_path(run: str, view: str) -> str:
@@ -178,7 +187,7 @@ def task_predict(job: Job, view: str, start: int, stop: int) -> dict:
     sub = SubVolume(reader, inlines=(start, stop)) if view == "inline" else SubVolume(reader, crosslines=(start, stop))
     store = array_store(sub.shape, (view,))
     config = replace(job.config, views=view, progress=False)
-    sections, images, engine_s = predict_volume(sub, plugin.engine, store, config, job.stats)
+    sections, images, engine_s = predict_volume(sub, plugin.engine, store, config, job.stats, job.io, job.resampling)
     scratch = open_for_region_writes(scratch_path(job.run, view), None)
     if view == "inline":
         scratch[start:stop] = store.target.array
@@ -192,7 +201,7 @@ def task_fit(job: Job, start: int, stop: int) -> dict:
     """Pass 3: the amplitude fit's part of inlines ``start:stop``."""
     _, plugin = worker_plugin()
     return fit_part(plugin.reader(job), lambda a, b: unit_predictions(job, a, b), job.stats, job.config.strength,
-                    start, stop)
+                    start, stop, job.scaling)
 
 
 def task_write(job: Job, start: int, stop: int) -> dict:
@@ -202,7 +211,7 @@ def task_write(job: Job, start: int, stop: int) -> dict:
     sink = cluster_sink(job.sink)
     return write_part(reader, lambda a, b: unit_predictions(job, a, b),
                       lambda a, b, block: sink.write(Path(job.sink), reader, a, b, block), job.fit, job.stats,
-                      job.config.scale, job.config.strength, job.unit_range, start, stop)
+                      job.config.scale, job.config.strength, job.unit_range, start, stop, job.scaling)
 
 
 def run_task(run_path: str, kind: str, index: int, call, *args) -> dict:

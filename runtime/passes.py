@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats, merge_stats, stats_part as block_stats
+from impeccable.core.amplitude import MINMAX, Scaling, VolumeStats, merge_stats, stats_part as block_stats
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.qc import QualityControl, leakage_inlines
 from impeccable.runtime.batching import block_inlines
@@ -72,10 +72,13 @@ def reader_stats(reader: VolumeReader, chunk: int | None = None) -> VolumeStats:
 
 
 def fit_part(reader: VolumeReader, predictions: PredictionBlocks, stats: VolumeStats, strength: float,
-             start: int, stop: int) -> dict:
-    """Inlines ``start:stop``'s share of the amplitude fit: per-inline sums and the unit field's min/max."""
+             start: int, stop: int, scaling: Scaling = MINMAX) -> dict:
+    """Inlines ``start:stop``'s share of the amplitude fit: per-inline sums and the unit field's min/max.
+
+    ``scaling``: the model's (its card's), in whose units the predictions are.
+    """
     sums, lo, hi = block_sums(reader.read(inlines=slice(start, stop)), predictions(start, stop), stats, strength,
-                              live_rows(reader, start, stop))
+                              live_rows(reader, start, stop), scaling)
     return {"sums": sums.tolist(), "lo": lo, "hi": hi}
 
 
@@ -86,15 +89,15 @@ def reduce_fit(parts: list[dict], stats: VolumeStats) -> tuple[AmplitudeFit, tup
 
 
 def fit_amplitudes(reader: VolumeReader, predictions: PredictionBlocks, stats: VolumeStats, strength: float,
-                   step: int) -> tuple[AmplitudeFit, tuple[float, float]]:
+                   step: int, scaling: Scaling = MINMAX) -> tuple[AmplitudeFit, tuple[float, float]]:
     """The fit pass over a whole volume by blocks of ``step`` inlines (:func:`fit_part`, :func:`reduce_fit`)."""
-    return reduce_fit([fit_part(reader, predictions, stats, strength, a, b)
+    return reduce_fit([fit_part(reader, predictions, stats, strength, a, b, scaling)
                        for a, b in blocks(reader.shape[0], step)], stats)
 
 
 def write_part(reader: VolumeReader, predictions: PredictionBlocks, write: Callable[[int, int, np.ndarray], None],
                fit: AmplitudeFit, stats: VolumeStats, scale: str, strength: float,
-               unit_range: tuple[float, float], start: int, stop: int) -> dict:
+               unit_range: tuple[float, float], start: int, stop: int, scaling: Scaling = MINMAX) -> dict:
     """Inlines ``start:stop`` of the output: scaled, handed to ``write(start, stop, block)``, measured for the QC.
 
     Args:
@@ -106,13 +109,15 @@ def write_part(reader: VolumeReader, predictions: PredictionBlocks, write: Calla
         scale: ``input``, ``unit`` or ``uint8``.
         strength: 0..1.
         unit_range: The final unit field's (min, max) (``uint8``).
+        scaling: The model's scaling (its card's), in whose units the predictions are.
 
     Returns:
         The QC part (:func:`reduce_qc`): per-inline rows and the local similarity of the sampled inlines.
     """
     inputs = reader.read(inlines=slice(start, stop))
     live = live_rows(reader, start, stop)
-    written, in_units = output_block(inputs, predictions(start, stop), fit, stats, scale, strength, unit_range, live)
+    written, in_units = output_block(inputs, predictions(start, stop), fit, stats, scale, strength, unit_range, live,
+                                     scaling)
     write(start, stop, written)
     qc = QualityControl(mean=fit.mean, sampled=leakage_inlines(reader.shape[0]))
     qc.add(start, inputs, in_units, live)
@@ -130,15 +135,16 @@ def reduce_qc(parts: list[dict], fit: AmplitudeFit, inlines: int) -> dict:
 
 def write_output(reader: VolumeReader, predictions: PredictionBlocks, write: Callable[[int, int, np.ndarray], None],
                  fit: AmplitudeFit, stats: VolumeStats, scale: str, strength: float,
-                 unit_range: tuple[float, float], step: int) -> dict:
+                 unit_range: tuple[float, float], step: int, scaling: Scaling = MINMAX) -> dict:
     """The output pass over a whole volume by blocks of ``step`` inlines; returns the QC figures."""
-    parts = [write_part(reader, predictions, write, fit, stats, scale, strength, unit_range, a, b)
+    parts = [write_part(reader, predictions, write, fit, stats, scale, strength, unit_range, a, b, scaling)
              for a, b in blocks(reader.shape[0], step)]
     return reduce_qc(parts, fit, reader.shape[0])
 
 
 def output_inline(reader: VolumeReader, predictions: PredictionBlocks, fit: AmplitudeFit, stats: VolumeStats,
-                  scale: str, strength: float, unit_range: tuple[float, float], inline: int) -> np.ndarray:
+                  scale: str, strength: float, unit_range: tuple[float, float], inline: int,
+                  scaling: Scaling = MINMAX) -> np.ndarray:
     """One inline of the output in the input's units, ``(1, crossline, sample)`` float32 (the preview's).
 
     Recomputed from the input and the predictions with the output pass's own function, rather than read back
@@ -147,5 +153,5 @@ def output_inline(reader: VolumeReader, predictions: PredictionBlocks, fit: Ampl
     """
     inputs = reader.read(inlines=slice(inline, inline + 1))
     _, in_units = output_block(inputs, predictions(inline, inline + 1), fit, stats, scale, strength, unit_range,
-                               live_rows(reader, inline, inline + 1))
+                               live_rows(reader, inline, inline + 1), scaling)
     return np.array(in_units)

@@ -29,13 +29,12 @@ import numpy as np
 
 from impeccable.core.atomic import remove_stale_temps
 from impeccable.core.errors import InputError, OutputError
-from impeccable.core.geometry import WINDOW
 from impeccable.runtime.batching import block_inlines, bounded_batch
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.engines.base import Engine
 from impeccable.runtime.output import check_format, check_output, check_views, finish_output
 from impeccable.runtime.passes import fit_amplitudes, output_inline, reduce_stats, stats_part, write_output
-from impeccable.runtime.predict import predict_volume
+from impeccable.runtime.predict import Sampling, model_io, predict_volume
 from impeccable.runtime.report import RunReport
 from impeccable.runtime.stores import ScratchStore
 from impeccable.runtime.threads import engine_busy
@@ -78,8 +77,10 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
                              expected="at least one sample on every axis", todo="check the file")
         check_output(output, config.overwrite, input_path)
         stale = tuple(remove_stale_temps(output.parent))
-        batch, batch_note = bounded_batch(tuple(reader.shape), config.view_list, _window(config, engine),
-                                          config.batch_size, config.tta)
+        io = _model_io(config, engine)
+        sampling = Sampling.of(config.sample_interval, reader, io)
+        batch, batch_note = bounded_batch(tuple(reader.shape), config.view_list, io.window, config.batch_size,
+                                          config.tta, resampling=sampling.resampling)
         if batch != config.batch_size:
             config = dataclasses.replace(config, batch_size=batch)
         load_s = 0.0
@@ -92,8 +93,8 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
             load_s = time.perf_counter() - t_load
         stats = reduce_stats([stats_part(reader)])
         store = ScratchStore(output, tuple(reader.shape), config.view_list)
-        sections, images, engine_s = predict_volume(reader, engine, store, config, stats)
-        fit, qc = _write(reader, identity, store, output, config, stats)
+        sections, images, engine_s = predict_volume(reader, engine, store, config, stats, io, sampling.resampling)
+        fit, qc = _write(reader, identity, store, output, config, stats, io.scaling)
         name = f"{engine.name} {engine.precision}"
     except OSError as exc:  # disk full, file vanished... as one line (temp files are removed below)
         raise OutputError("I/O failed while denoising", received=f"{exc.strerror or exc}: {exc.filename or ''}",
@@ -106,35 +107,30 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
             engine.close()
         reader.close()
     return RunReport(output, sections, images, engine_s, time.perf_counter() - t0, stats.nonfinite, stats, name,
-                     load_s, batch, batch_note, stale, fit=fit.as_dict(stats), qc=qc, strength=config.strength)
+                     load_s, batch, batch_note, stale, fit=fit.as_dict(stats), qc=qc, strength=config.strength,
+                     sampling=sampling.as_dict())
 
 
-def _write(reader, identity: dict, store: ScratchStore, output: Path, config: DenoiseConfig, stats):
+def _write(reader, identity: dict, store: ScratchStore, output: Path, config: DenoiseConfig, stats, scaling):
     """The fit and output passes into the format's writer, then the commit; returns the fit and the QC figures."""
     step = block_inlines(tuple(reader.shape))
-    fit, unit_range = fit_amplitudes(reader, store.inlines, stats, config.strength, step)
+    fit, unit_range = fit_amplitudes(reader, store.inlines, stats, config.strength, step, scaling)
     writer = open_writer(output, like=reader, dtype=np.uint8 if config.scale == "uint8" else np.float32,
                          overwrite=config.overwrite)
     try:
         qc = write_output(reader, store.inlines, lambda start, stop, block: writer.write(slice(start, stop), block),
-                          fit, stats, config.scale, config.strength, unit_range, step)
+                          fit, stats, config.scale, config.strength, unit_range, step, scaling)
         finish_output(reader, identity, output, config,
                       lambda mid: output_inline(reader, store.inlines, fit, stats, config.scale, config.strength,
-                                                unit_range, mid), writer.commit)
+                                                unit_range, mid, scaling), writer.commit)
     except BaseException:
         writer.abort()
         raise
     return fit, qc
 
 
-def _window(config: DenoiseConfig, engine: Engine | None) -> tuple[int, int]:
-    """The model window before the engine exists (it is created for the bounded batch): the card's, else 320 x 1280."""
-    if engine is not None:
-        return tuple(engine.window)
-    from impeccable.core.card import read_card, window_of
-
-    model = config.resolved_model()
-    try:
-        return tuple(window_of(read_card(model if model.is_dir() else model.parent)))
-    except Exception:  # noqa: BLE001 - no card (a bare .onnx/.plan): the engine reports model errors itself
-        return WINDOW
+def _model_io(config: DenoiseConfig, engine: Engine | None):
+    """The model's input contract: its card's (a caller's engine with no model named: a bare engine's defaults)."""
+    if engine is not None and config.model is None:
+        return model_io(None, tuple(engine.window))
+    return model_io(config.resolved_model(), None if engine is None else tuple(engine.window))

@@ -24,11 +24,79 @@ import numpy as np
 from tqdm import tqdm
 
 from impeccable.core import tiling
-from impeccable.core.amplitude import VolumeStats, normalize
+from impeccable.core.amplitude import MINMAX, VolumeStats
+from impeccable.core.model_io import ModelIO
+from impeccable.core.resample import Resampling
 from impeccable.runtime.batching import images_per_call, section_count, sections_per_batch, sections_per_slab
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.threads import EngineThread, Worker, background
 from impeccable.runtime.volumes import VolumeReader, fill_absent, live_mask
+
+
+def default_io(window: tuple[int, int]) -> ModelIO:
+    """The contract of a model without a card (a bare engine): min-max scaling, zero padding, the default interval."""
+    return ModelIO(tuple(window), MINMAX)
+
+
+def model_io(model, window: tuple[int, int] | None = None) -> ModelIO:
+    """A model's input contract from its card (:meth:`~impeccable.core.model_io.ModelIO.from_card`).
+
+    Args:
+        model: Model directory, ``.onnx`` or ``.plan`` (its directory's card), or None (no card).
+        window: The engine's window, which wins over the card's [default: the card's, else 320 x 1280].
+    """
+    from impeccable.core.card import read_card
+    from impeccable.core.geometry import WINDOW
+
+    io = None
+    if model is not None:
+        from pathlib import Path
+
+        model = Path(model)
+        try:
+            io = ModelIO.from_card(read_card(model if model.is_dir() else model.parent))
+        except Exception:  # noqa: BLE001 - no card (a bare .onnx/.plan): the engine reports model errors itself
+            io = None
+    if io is None:
+        return default_io(window or WINDOW)
+    return io if window is None else ModelIO(tuple(window), io.scaling, io.interval_ms)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The data's sample interval in a run, where it came from, and the model's.
+
+    Attributes:
+        data_ms: Milliseconds between the data's samples (metres for depth), None when unknown.
+        model_ms: The model's interval (its card).
+        source: ``option`` (``--sample-interval``), ``file`` (headers, attributes, coordinates), ``unknown``, or
+            ``depth`` (a depth volume's interval in metres, not compared with a model trained in time).
+    """
+
+    data_ms: float | None
+    model_ms: float
+    source: str
+
+    @classmethod
+    def of(cls, option: float | None, reader, io: ModelIO) -> Sampling:
+        """``--sample-interval`` if given, else what the reader found (a depth volume's is not used)."""
+        if option is not None:
+            return cls(float(option), io.interval_ms, "option")
+        found = getattr(reader, "sample_interval", None)
+        if found is None:
+            return cls(None, io.interval_ms, "unknown")
+        if getattr(reader, "depth", False):
+            return cls(None, io.interval_ms, "depth")
+        return cls(float(found), io.interval_ms, "file")
+
+    @property
+    def resampling(self) -> Resampling | None:
+        """From the data's interval to the model's; None when unknown or the same."""
+        return Resampling.between(self.data_ms, self.model_ms)
+
+    def as_dict(self) -> dict:
+        return {"data_ms": self.data_ms, "model_ms": self.model_ms, "source": self.source,
+                "resampled": self.resampling is not None}
 
 
 @dataclass(frozen=True)
@@ -36,21 +104,29 @@ class ModelTiles:
     """How sections become the model's input and its output sections again: the one place of that math.
 
     Attributes:
-        stats: The input volume's statistics (normalization).
-        window: The model window ``(rows, cols)``.
+        io: The model's input contract (window, scaling, padding, interval).
+        stats: The input volume's statistics (scaling).
         tta: Flip TTA: mirrored copies ride with the plain tiles and are averaged back.
+        resampling: From the data's sample interval to the model's (None: none needed or unknown).
     """
 
+    io: ModelIO
     stats: VolumeStats
-    window: tuple[int, int]
     tta: bool
+    resampling: Resampling | None = None
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return self.io.window
 
     def encode(self, sections: np.ndarray) -> tuple[np.ndarray, tiling.TilePlan]:
         """Model tiles ``(k, 1, rows, cols)`` float32 of ``(n, traces, samples)`` sections in the input's units."""
-        return tiling.split(normalize(sections, self.stats), self.window, mirror=self.tta)
+        return tiling.split(self.io.normalize(sections, self.stats), self.io.window, mirror=self.tta,
+                            pad_value=self.io.pad_value, resampling=self.resampling)
 
     def decode(self, predictions: np.ndarray, plan: tiling.TilePlan) -> np.ndarray:
-        """Unit-scale ``(n, traces, samples)`` float32 sections from the predictions of :meth:`encode`'s tiles."""
+        """``(n, traces, samples)`` float32 sections in the model's units, at the data's interval, from the
+        predictions of :meth:`encode`'s tiles."""
         return tiling.blend(predictions, plan, self.tta)
 
 
@@ -71,7 +147,7 @@ def _prepare(reader: VolumeReader, view: str, tiles: ModelTiles, batch: int
              ) -> Iterator[tuple[int, int, np.ndarray, tiling.TilePlan]]:
     """Yield ``(start, stop, images, plan)`` per batch of sections: their model tiles, then the mirrored copies."""
     count = section_count(reader.shape, view)
-    step = sections_per_batch(reader, view, tiles.window, batch)
+    step = sections_per_batch(reader, view, tiles.window, batch, tiles.resampling)
     slab = step * -(-sections_per_slab(reader, view) // step)  # whole batches per slab: no partial ones inside
     for slab_start in range(0, count, slab):
         raw = read_sections(reader, view, slab_start, min(slab_start + slab, count))
@@ -109,8 +185,8 @@ class _Bands:
             self.store.put(self.view, self.start, self.stop, pred)
 
 
-def predict_volume(reader: VolumeReader, engine, store, config: DenoiseConfig,
-                   stats: VolumeStats) -> tuple[int, int, float]:
+def predict_volume(reader: VolumeReader, engine, store, config: DenoiseConfig, stats: VolumeStats,
+                   io: ModelIO | None = None, resampling: Resampling | None = None) -> tuple[int, int, float]:
     """Predict every section of the requested views and hand them, by slabs, to ``store.put``.
 
     Three stages overlap (:mod:`impeccable.runtime.threads`): a thread prepares batches (read, encode), this
@@ -123,13 +199,16 @@ def predict_volume(reader: VolumeReader, engine, store, config: DenoiseConfig,
         store: Receives ``put(view, start, stop, sections)``: unit-scale ``(n, traces, samples)`` float32
             predictions of sections ``start:stop`` of ``view``, in order (:mod:`impeccable.runtime.stores`).
         config: Views, TTA, batch size, progress bar.
-        stats: The input's statistics (normalization).
+        stats: The input's statistics (scaling).
+        io: The model's input contract [default: :func:`default_io`]; the engine's window wins.
+        resampling: From the data's sample interval to the model's (:attr:`Sampling.resampling`), or None.
 
     Returns:
         ``(sections, images, engine_seconds)``.
     """
     views = config.view_list
-    tiles = ModelTiles(stats, tuple(engine.window), config.tta)
+    io = default_io(engine.window) if io is None else ModelIO(tuple(engine.window), io.scaling, io.interval_ms)
+    tiles = ModelTiles(io, stats, config.tta, resampling)
     per_call = images_per_call(engine, config.batch_size, config.tta)
     total = sum(section_count(reader.shape, v) for v in views)
     sections = images = 0

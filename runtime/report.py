@@ -59,6 +59,7 @@ class RunReport:
         qc: The QC figures (:meth:`impeccable.core.qc.QualityControl.report`).
         strength: The ``--strength`` used.
         cluster: What a ``--cluster`` run adds (None in one process).
+        sampling: The data's and the model's sample intervals (:meth:`~impeccable.runtime.predict.Sampling.as_dict`).
     """
 
     output: Path
@@ -77,6 +78,7 @@ class RunReport:
     qc: dict = field(default_factory=dict)
     strength: float = 1.0
     cluster: ClusterRun | None = None
+    sampling: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The report as JSON-ready data (``--report FILE``)."""
@@ -84,7 +86,7 @@ class RunReport:
                "total_s": self.total_s, "engine_s": self.engine_s, "load_s": self.load_s,
                "sections_per_s": self.sections_per_s, "batch_size": self.batch_size,
                "input": {"min": self.stats.vmin, "max": self.stats.vmax, "nonfinite": self.nonfinite},
-               "strength": self.strength, "amplitude_fit": self.fit, "qc": self.qc}
+               "strength": self.strength, "sampling": self.sampling, "amplitude_fit": self.fit, "qc": self.qc}
         if self.cluster is not None:
             out.update(self.cluster.as_dict())
         return out
@@ -129,8 +131,24 @@ def summary_lines(report: RunReport, preview: Path | None = None) -> list[str]:
              + (f", preview {preview}" if preview is not None else "")]
     if report.cluster is not None:
         lines.append(cluster_line(report.cluster))
+    if report.sampling:
+        lines.append(sampling_line(report.sampling))
     lines.append(qc_line(report))
     return lines
+
+
+def sampling_line(sampling: dict) -> str:
+    """The sample interval the run took and where from, said once."""
+    model = f"the model's {sampling['model_ms']:g} ms"
+    if sampling["source"] == "unknown":
+        return f"sample interval unknown: run at {model} (pass --sample-interval MS if the data differ)"
+    if sampling["source"] == "depth":
+        return (f"depth volume: its sample interval is not compared with a model trained in time; run at {model} "
+                "(pass --sample-interval to resample)")
+    given = "--sample-interval" if sampling["source"] == "option" else "the file"
+    if sampling["resampled"]:
+        return f"sample interval {sampling['data_ms']:g} ms ({given}): resampled to {model} and back"
+    return f"sample interval {sampling['data_ms']:g} ms ({given}): {model}, no resampling"
 
 
 def notes(report: RunReport) -> list[str]:
