@@ -207,6 +207,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     finally:
         if opened and not committed and not any(run.flags.glob("predict-*")):
             run.remove()  # nothing costly was done (a constant volume, a failing engine): leave no state
+        run.release()
         reader.close()
         if own_client and client is not None:
             cluster = client.cluster

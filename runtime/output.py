@@ -32,6 +32,10 @@ def check_output(output: Path, overwrite: bool, input_path: Path) -> None:
     if output.resolve() == input_path.resolve():
         raise OutputError("output would overwrite the input", received=str(output), expected="another path",
                           todo="pass -o with a new file name")
+    if input_path.is_dir() and input_path.resolve() in output.resolve().parents:
+        # Its temporaries (and a cluster's run directory) would change the input while it is read.
+        raise OutputError("output inside the input store", received=str(output), expected="a path outside "
+                          f"{input_path}", todo=f"pass -o {input_path.parent / (input_path.stem + '.denoised' + input_path.suffix)}")
     if output.is_dir() and output.suffix.lower() not in DIRECTORY_FORMATS:  # a .zarr output is a directory
         raise OutputError("output is a directory", received=str(output), expected="a file path",
                           todo=f"pass -o {output / (input_path.stem + '.denoised' + input_path.suffix)}")

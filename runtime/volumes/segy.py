@@ -438,7 +438,9 @@ def create_segy(path: Path | str, volume: np.ndarray, *, sorting: str = "inline"
     with segyio.create(str(path), spec) as f:
         dtype = np.dtype(f.dtype)
         for i in range(n_il):
-            block = np.asarray(volume[i])
+            # A copy: segyio converts a float32 trace to IBM float in the buffer it is given (format 1), which
+            # would change the caller's volume in place.
+            block = np.array(volume[i], copy=True)
             if dtype.kind != "f":
                 block = np.rint(block)
             block = np.ascontiguousarray(block, dtype=dtype)

@@ -13,7 +13,6 @@ one chunk (partial, concurrent writes of one chunk lose data: xarray#8371).
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -213,11 +212,13 @@ class ZarrWriter:
     """
 
     def __init__(self, path: Path, like, dtype: np.dtype = np.dtype(np.float32)):
+        from impeccable.core.atomic import temp_path
+
         self.path = Path(path)
         self.time_axis = getattr(like, "time_axis", 2)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp.zarr", dir=self.path.parent))
+        # The shared temp name (pid and host in it): a dead run's store is found and removed by the next run.
+        self.tmp = temp_path(self.path, tag="store")
         try:
-            shutil.rmtree(self.tmp)
             self.array = create_like(self.tmp, like, np.dtype(dtype))
         except OSError as exc:
             self.abort()
@@ -229,12 +230,23 @@ class ZarrWriter:
         self.array[stored_index(self.time_axis, inlines, slice(None))] = (
             np.moveaxis(block, -1, 0) if self.time_axis == 0 else block)
 
-    def commit(self) -> None:
-        """Move the temp store into place."""
-        from impeccable.runtime.volumes.files import replace_dir
+    #: Replace an existing output at commit (set by :func:`~impeccable.runtime.volumes.open_writer`).
+    overwrite = False
 
-        replace_dir(self.tmp, self.path)
-        self.tmp = None
+    def commit(self) -> None:
+        """Move the temp store into place, never over an existing output without ``overwrite``.
+
+        Raises:
+            TargetAppeared: An output appeared during the run: left alone, the result kept beside it.
+        """
+        from impeccable.core.atomic import TargetAppeared, keep_aside
+        from impeccable.runtime.volumes.files import commit_path
+
+        tmp, self.tmp = self.tmp, None
+        try:
+            commit_path(tmp, self.path, self.overwrite)
+        except FileExistsError:
+            raise TargetAppeared(self.path, keep_aside(tmp, self.path)) from None
 
     def abort(self) -> None:
         """Remove the temp store; the final path is untouched."""
