@@ -16,7 +16,7 @@ for bit, and a dask array gives the same values lazily.
   (statistics, predictions per view, fit sums, output); nothing runs until it is computed.
 
 Samples must be real numbers (float or integer), as the CLI's readers require. The batch is bounded by the
-volume and by the memory budget, as the CLI's (:func:`~impeccable.runtime.batching.bounded_batch`).
+volume and by the memory budget, as the CLI's (:func:`~impeccable.runtime.memory.run_batch`).
 
 Engines: built once per process (per worker on a distributed cluster) from the model's path, and kept in a
 small cache (:data:`~impeccable.runtime.engine_cache.ENGINE_CACHE`, one engine by default): opening another
@@ -34,7 +34,7 @@ import numpy as np
 from impeccable.core.amplitude import VolumeStats
 from impeccable.core.errors import InputError
 from impeccable.core.geometry import resolve_time_axis
-from impeccable.runtime.batching import block_inlines, bounded_batch, sections_per_batch
+from impeccable.runtime.batching import block_inlines, model_shape, sections_per_batch
 from impeccable.runtime.calibrate import output_block
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.engine_cache import ENGINE_CACHE, EngineCache, EngineFactory, SerializedEngine, close_engines
@@ -92,10 +92,13 @@ def _contract(config: DenoiseConfig, factory, window: tuple[int, int]):
     return io, Sampling.of(config.sample_interval, None, io)
 
 
-def _bounded(config: DenoiseConfig, shape: tuple[int, int, int], window: tuple[int, int],
-             resampling=None) -> DenoiseConfig:
-    """The config with the CLI's batch bound (the volume's windows, the memory budget)."""
-    batch, _ = bounded_batch(shape, config.view_list, window, config.batch_size, config.tta, resampling=resampling)
+def _bounded(config: DenoiseConfig, shape: tuple[int, int, int], engine, resampling=None) -> DenoiseConfig:
+    """The config with its batch bounded as every run's is (:func:`impeccable.runtime.memory.run_batch`)."""
+    from impeccable.runtime.memory import run_batch
+
+    batch, _ = run_batch(config, model_shape(shape, resampling), tuple(engine.window),
+                         getattr(engine, "name", "external"),
+                         getattr(engine, "precision", None), device=getattr(engine, "device", None))
     return config if batch == config.batch_size else replace(config, batch_size=batch)
 
 
@@ -107,7 +110,7 @@ def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarr
     store = array_store(reader.shape, config.view_list)
     with _engine(engine) as model:
         io, sampling = _contract(config, engine, tuple(model.window))
-        predict_volume(reader, model, store, _bounded(config, reader.shape, io.window, sampling.resampling), stats,
+        predict_volume(reader, model, store, _bounded(config, reader.shape, model, sampling.resampling), stats,
                        io, sampling.resampling)
     step = block_inlines(reader.shape)
     fit, unit_range = fit_amplitudes(reader, store.inlines, stats, config.strength, step, io.scaling)
@@ -154,9 +157,9 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
     views = config.view_list
     with _engine(engine) as model:  # built here once too: the plan needs the model's window
         window = tuple(model.window)
-    io, sampling = _contract(config, engine, window)
-    resampling = sampling.resampling
-    config = _bounded(config, tuple(volume.shape), window, resampling)
+        io, sampling = _contract(config, engine, window)
+        resampling = sampling.resampling
+        config = _bounded(config, tuple(volume.shape), model, resampling)
     probe = ArrayReader(np.empty((1, 1, 1), np.float32))
     probe.shape = tuple(volume.shape)  # the batching rules read the shape only
     steps = {v: sections_per_batch(probe, v, window, config.batch_size, resampling) for v in views}

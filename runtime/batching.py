@@ -1,5 +1,6 @@
 """How much one step of a run holds: inlines per block, sections per engine batch and per file access, images
-per engine call, and the batch a memory budget allows (every driver sizes its work with these)."""
+per engine call (every driver sizes its work with these; the batch a memory budget allows is
+:mod:`impeccable.runtime.memory`'s)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,6 @@ from impeccable.core import tiling
 BLOCK_BYTES = 32 << 20
 #: Most sections per read or write of a view (see :func:`sections_per_slab`).
 SLAB_SECTIONS = 8
-#: Peak bytes per pixel of one model image in an engine call, measured with the shipped EfficientNetV2-S
-#: UNet++ on a CPU (issue 20: batch 32 images 9.4 GB against 8 images 2.7 GB, ~0.28 GB per 320 x 1280 image).
-BYTES_PER_PIXEL = 700
-#: Share of the memory available at the start that the engine's batch may take.
-MEMORY_SHARE = 0.25
 
 
 def block_inlines(shape: tuple[int, int, int], budget: int | None = None) -> int:
@@ -35,6 +31,11 @@ def section_traces(shape: tuple[int, int, int], view: str) -> int:
 def section_count(shape: tuple[int, int, int], view: str) -> int:
     """Sections of ``view`` in an ``(inline, crossline, sample)`` volume."""
     return shape[0] if view == "inline" else shape[1]
+
+
+def model_shape(shape: tuple[int, int, int], resampling=None) -> tuple[int, int, int]:
+    """An ``(inline, crossline, sample)`` shape with its samples at the model's interval (what is tiled)."""
+    return (shape[0], shape[1], model_samples(shape[2], resampling))
 
 
 def model_samples(samples: int, resampling=None) -> int:
@@ -71,47 +72,3 @@ def images_per_call(engine, batch_size: int, tta: bool) -> int:
     images = batch_size * (2 if tta else 1)
     limit = getattr(engine, "max_batch", None)
     return max(1, min(images, limit) if limit else images)
-
-
-def memory_budget() -> int:
-    """Bytes an engine batch may take: :data:`MEMORY_SHARE` of the memory available now (Linux), else 4 GB."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(int(line.split()[1]) * 1024 * MEMORY_SHARE)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 4 << 30
-
-
-def bounded_batch(shape: tuple[int, int, int], views: tuple[str, ...], window: tuple[int, int], requested: int,
-                  tta: bool, budget: int | None = None, resampling=None) -> tuple[int, str]:
-    """The batch (model windows per engine call before TTA) a run uses, and why it is not ``requested``.
-
-    Bounded by the windows the volume has in its largest view (a bigger batch only costs memory) and by a
-    memory budget (:func:`memory_budget`) at :data:`BYTES_PER_PIXEL` per pixel of every image of a call.
-
-    Args:
-        shape: Canonical ``(inline, crossline, sample)`` shape.
-        views: The views of the run.
-        window: The model window ``(rows, cols)``.
-        requested: ``--batch-size``.
-        tta: Flip TTA (two images per window).
-        budget: Bytes [default: :func:`memory_budget`].
-        resampling: The run's resampling to the model's interval (sections are tiled at that interval).
-
-    Returns:
-        ``(batch, note)``; ``note`` says why when the memory budget bound it ("" otherwise).
-    """
-    samples = model_samples(shape[2], resampling)
-    has = max(section_count(shape, v) * tiling.plan_tiles((1, section_traces(shape, v), samples),
-                                                          window).tiles_per_section for v in views)
-    budget = memory_budget() if budget is None else budget
-    per_window = window[0] * window[1] * BYTES_PER_PIXEL * (2 if tta else 1)
-    fits = max(1, budget // per_window)
-    batch = max(1, min(int(requested), has, fits))
-    if fits >= min(int(requested), has):
-        return batch, ""  # bounded by the volume alone: the same calls, nothing to tell
-    return batch, (f"--batch-size {requested} reduced to {batch}: memory budget {budget / 1e9:.1f} GB "
-                   f"({MEMORY_SHARE:.0%} of the available memory) at ~{per_window / 1e9:.2f} GB per window")

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from impeccable.core.errors import ImpeccableError, OutputError
-from impeccable.runtime.batching import bounded_batch, sections_per_batch
+from impeccable.runtime.batching import model_shape, sections_per_batch
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_cluster import (CONNECT_TIMEOUT, THREADED_ENGINES, Passes, dashboard_link,
                                                     engine_info, share_cores, start_client)
@@ -137,10 +137,15 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         # (a stand-in factory with no model path: a bare engine's defaults).
         io = model_io(config.resolved_model() if engine_factory is None or config.model is not None else None, window)
         sampling = Sampling.of(config.sample_interval, reader, io)
-        # The single process's bound (the volume's windows, this machine's memory): an absurd --batch-size must not
-        # exhaust the workers' memory either; a sane one is never bound, so resume identities stay stable.
-        batch, batch_note = bounded_batch(tuple(reader.shape), views, window, config.batch_size, config.tta,
-                                          resampling=sampling.resampling)
+        # The single process's bound (the volume's windows, the engine's measured memory) against each worker's
+        # memory: an absurd --batch-size must not exhaust the workers either; a sane one is never bound, so resume
+        # identities stay stable.
+        from impeccable.runtime.memory import run_batch, worker_budget
+
+        limits = [w.get("memory_limit") for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+        batch, batch_note = run_batch(config, model_shape(tuple(reader.shape), sampling.resampling), window,
+                                      getattr(factory, "name", None),
+                                      dict(getattr(factory, "options", ())).get("precision"), worker_budget(limits))
         if batch != config.batch_size:
             config = replace(config, batch_size=batch)
             if announce is not None and batch_note:

@@ -29,9 +29,11 @@ import numpy as np
 
 from impeccable.core.atomic import remove_stale_temps
 from impeccable.core.errors import InputError, OutputError
-from impeccable.runtime.batching import block_inlines, bounded_batch
+from impeccable.runtime.batching import block_inlines, model_shape
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.engines.base import Engine
+# The bound lives in runtime.memory (one function for every driver); its names stay importable from here.
+from impeccable.runtime.memory import MEMORY_SHARE, bounded_batch, memory_budget, run_batch  # noqa: F401
 from impeccable.runtime.output import check_format, check_output, check_views, finish_output
 from impeccable.runtime.passes import fit_amplitudes, output_inline, reduce_stats, stats_part, write_output
 from impeccable.runtime.predict import Sampling, model_io, predict_volume
@@ -79,8 +81,9 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
         stale = tuple(remove_stale_temps(output.parent))
         io = _model_io(config, engine)
         sampling = Sampling.of(config.sample_interval, reader, io)
-        batch, batch_note = bounded_batch(tuple(reader.shape), config.view_list, io.window, config.batch_size,
-                                          config.tta, resampling=sampling.resampling)
+        batch, batch_note = run_batch(config, model_shape(tuple(reader.shape), sampling.resampling), io.window,
+                                      None if engine is None else getattr(engine, "name", "external"),
+                                      getattr(engine, "precision", None), device=getattr(engine, "device", None))
         if batch != config.batch_size:
             config = dataclasses.replace(config, batch_size=batch)
         load_s = 0.0

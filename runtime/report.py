@@ -52,7 +52,7 @@ class RunReport:
         engine: Engine name and precision.
         load_s: Seconds spent creating the engine (0 when one was passed in, or on a cluster), part of ``total_s``.
         batch_size: The batch the run used (``--batch-size`` bounded,
-            :func:`~impeccable.runtime.batching.bounded_batch`).
+            :func:`~impeccable.runtime.memory.run_batch`).
         batch_note: Why it differs from the one asked for ("" when it does not).
         stale_removed: Temp files of dead runs removed beside the output.
         fit: The amplitude fit (:meth:`~impeccable.core.calibration.AmplitudeFit.as_dict`).

@@ -89,13 +89,13 @@ def test_dataarray_with_no_time_name_and_no_longest_dimension_is_refused(tiny_mo
 
 
 def test_the_batch_is_bounded_as_the_cli_and_engines_are_cached_and_closed(tiny_model_dir, tiny_volume, monkeypatch):
-    import impeccable.runtime.batching as batching
+    import impeccable.runtime.memory as memory
 
     seen = []
     real = api.predict_volume
     monkeypatch.setattr(api, "predict_volume", lambda r, e, s, config, st: seen.append(config.batch_size)
                         or real(r, e, s, config, st))
-    monkeypatch.setattr(batching, "memory_budget", lambda: 1)  # room for one window per call
+    monkeypatch.setattr(memory, "memory_budget", lambda: 1)  # room for one window per call
     vol = tiny_volume(SHAPE, seed=24)
     api.close_engines()
     impeccable.denoise(vol, model=tiny_model_dir, engine="onnxruntime", batch_size=64)
