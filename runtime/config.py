@@ -39,6 +39,9 @@ class DenoiseConfig:
         cluster: ``local`` (a new Dask cluster on this machine) or ``tcp://HOST:PORT`` (a running scheduler);
             None: one process (:mod:`impeccable.runtime.distributed`).
         workers: Workers of a ``local`` cluster [default: one per GPU, else half the cores].
+        sample_interval: Milliseconds between samples (metres for depth) [default: what the file records; a
+            ``.npy`` records nothing]. Sections are resampled to the model's interval and back when they differ;
+            unknown, the data are taken to be at the model's interval (the run says so).
     """
 
     model: Path | None = None
@@ -60,6 +63,7 @@ class DenoiseConfig:
     cdp_byte: int = 21
     cluster: str | None = None
     workers: int | None = None
+    sample_interval: float | None = None
 
     def __post_init__(self) -> None:
         """Refuse a setting no run can use, when the config is built (each message names the flag)."""
@@ -72,9 +76,17 @@ class DenoiseConfig:
         if int(self.batch_size) < 1:
             raise InputError("batch size must be positive", received=self.batch_size, expected=">= 1",
                              todo="pass --batch-size 4")
+        if self.sample_interval is not None and not float(self.sample_interval) > 0:
+            raise InputError("sample interval must be positive", received=self.sample_interval,
+                             expected="milliseconds between samples, e.g. 2 or 4", todo="pass --sample-interval 4")
         if not 0.0 <= float(self.strength) <= 1.0:
             raise InputError("strength out of range", received=self.strength, expected="0..1 (1: the full denoising)",
                              todo="pass --strength 0.5, say")
+
+    @property
+    def view_list(self) -> tuple[str, ...]:
+        """The section directions of the run, in the order they are predicted: ``views`` spelled out."""
+        return ("inline", "crossline") if self.views == "both" else (self.views,)
 
     def segy_options(self) -> dict:
         """The SEG-Y reader's header-byte arguments."""
