@@ -154,6 +154,7 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
     from impeccable.runtime.distributed_plan import make_plan
 
     _check_volume(volume)
+    config = config.for_shape(tuple(volume.shape))
     views = config.view_list
     with _engine(engine) as model:  # built here once too: the plan needs the model's window
         window = tuple(model.window)

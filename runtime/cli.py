@@ -34,8 +34,11 @@ def _time_axis(value: str) -> int | str:
                    "one that passes the parity tests].")
 @click.option("--tta/--no-tta", default=True, show_default=True,
               help="Flip test-time augmentation: also denoise the trace-mirrored section and average (2x the work).")
-@click.option("--views", type=click.Choice(VIEWS), default="inline", show_default=True,
-              help="Section direction(s) fed to the model; 'both' averages inline and crossline predictions (2x).")
+@click.option("--views", type=click.Choice(VIEWS), default="auto", show_default=True,
+              help="Section direction(s) fed to the model. auto: inline sections, or crossline ones when the inline "
+                   "sections would be narrower than 32 traces and the crossline ones wider (one crossline of a "
+                   "3-D survey); both: inline and crossline predictions averaged (n_inline + n_crossline "
+                   "sections instead of n_inline).")
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Sections per engine call (a section tiled into k windows counts k); with TTA a call carries "
                    "twice as many images, the mirrored copies. Bounded by the volume's sections and by a memory "

@@ -117,6 +117,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     check_output(output, config.overwrite, input_path)
     factory = engine_factory or EngineFactory.from_config(config)
     reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset, segy=config.segy_options())
+    config = config.for_shape(tuple(reader.shape))
     views = config.view_list
     own_client = client is None
     client = None if own_client else client

@@ -69,6 +69,7 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
         check_output(output, config.overwrite, input_path)
     check_format(input_path, output)
     reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset, segy=config.segy_options())
+    config = config.for_shape(tuple(reader.shape))
     identity = input_identity(input_path)
     own_engine = engine is None
     store = None
