@@ -178,8 +178,11 @@ def reader_stats_part(reader: VolumeReader, chunk: int | None = None) -> dict:
             "sums": [x for p in parts for x in p["sums"]]}
 
 
-def _sections(reader: VolumeReader, view: str, start: int, stop: int) -> np.ndarray:
-    """Sections ``start:stop`` of a view as ``(n, traces, samples)`` float32, non-live traces filled."""
+def read_sections(reader: VolumeReader, view: str, start: int, stop: int) -> np.ndarray:
+    """Sections ``start:stop`` of a view as ``(n, traces, samples)`` float32, non-live traces filled.
+
+    What the network is fed before normalization (also what ``impeccable-train --adapt`` trains on).
+    """
     if view == "inline":
         raw = reader.read(inlines=slice(start, stop))
     else:
@@ -216,7 +219,7 @@ def _prepare(reader: VolumeReader, view: str, stats: VolumeStats, window: tuple[
     step = sections_per_batch(reader, view, window, batch)
     slab = step * -(-sections_per_slab(reader, view) // step)  # whole batches per slab: no partial ones inside
     for slab_start in range(0, count, slab):
-        raw = _sections(reader, view, slab_start, min(slab_start + slab, count))
+        raw = read_sections(reader, view, slab_start, min(slab_start + slab, count))
         for start in range(slab_start, slab_start + raw.shape[0], step):
             stop = min(start + step, slab_start + raw.shape[0])
             unit = normalize(raw[start - slab_start:stop - slab_start], stats)
