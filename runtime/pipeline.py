@@ -175,7 +175,10 @@ def reader_stats_part(reader: VolumeReader, chunk: int | None = None) -> dict:
     return {"vmin": min((p["vmin"] for p in parts), default=np.inf),
             "vmax": max((p["vmax"] for p in parts), default=-np.inf),
             "nonfinite": sum(p["nonfinite"] for p in parts), "count": sum(p["count"] for p in parts),
-            "sums": [x for p in parts for x in p["sums"]]}
+            "sums": [x for p in parts for x in p["sums"]],
+            # the robust scaling's per-slice figures (core.amplitude.merge_stats takes their medians)
+            "medians": [x for p in parts for x in p.get("medians", ())],
+            "spreads": [x for p in parts for x in p.get("spreads", ())]}
 
 
 def read_sections(reader: VolumeReader, view: str, start: int, stop: int) -> np.ndarray:

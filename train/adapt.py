@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from impeccable.core.card import read_card, window_of
+from impeccable.core.card import read_card
 from impeccable.core.errors import InputError
 from impeccable.models import DEFAULT_MODEL_DIR
 from impeccable.train import dataset as ds
@@ -46,9 +46,6 @@ from impeccable.train.state import STATE_JSON, last_dir, load_last
 from impeccable.train.survey import Survey, SurveyFeed
 
 QC_NAME = "adapt_qc.json"
-#: Card fields that describe how the model is fed (the runtime's contract): the adapted model keeps the start
-#: model's, since it is trained on sections fed that way.
-_RUN_FIELDS = {"training", "metrics", "data", "name", "weights_sha256", "weights_dtype", "smp", "input_size"}
 
 
 @dataclass(frozen=True)
@@ -193,11 +190,13 @@ class AdaptDataset(Dataset):
     def survey_image(self, number: int, aug_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(masked input, target, weights)`` of one survey image, each ``(rows, cols)`` float32."""
         cfg = self.cfg
-        unit = self.feed.unit(self.survey.piece(self.survey.pieces[number]), self.survey.stats)
+        unit = self.feed.training_unit(self.survey.piece(self.survey.pieces[number]), self.survey.stats)
         rng = np.random.default_rng(aug_seed)
-        # The data's extent rides through the placement as a second image of ones (0 where the padding is).
-        image, valid = ds.place_in_window(unit, np.ones_like(unit), self.feed.window, rng, flip=True, crop=self.crop)
-        image, valid = image[0], valid[0] > 0
+        # Placed with NaN padding, so the data's extent is known; the padding then takes the card's value.
+        image, _ = ds.place_in_window(unit, unit, self.feed.window, rng, flip=True, crop=self.crop,
+                                      pad_value=np.nan)
+        image = image[0]
+        valid = np.isfinite(image)
         image[~valid] = self.feed.pad_value
         extent = (int(valid[:, 0].sum()), int(valid[0].sum()))  # the data sit at the top-left corner
         masked, weights, _ = apply_mask(image, extent, cfg.mask, cfg.mask_share, cfg.mask_radius,
@@ -292,13 +291,9 @@ def adapt(config: AdaptConfig, explicit: set[str] | None = None) -> AdaptResult:
 
     run = loop._setup(config, explicit)
     cfg: AdaptConfig = run.cfg
-    feed = SurveyFeed(init_card)
-    for key, value in init_card.items():
-        if key not in _RUN_FIELDS:
-            run.card[key] = value
-    if window_of(run.card) != feed.window:
-        raise InputError("--window differs from the start model's", received=window_of(run.card),
-                         expected=feed.window, todo="drop --window: the runtime feeds the model its own window")
+    # The adapted model is trained on sections fed as its own card says the runtime will feed them (the
+    # trainer made that card: --scaling, the start model's window).
+    feed = SurveyFeed(run.card, survey.interval_ms)
     described = survey.describe()
     run.data_desc["survey"] = described
     run.card["data"] = run.data_desc
@@ -336,8 +331,9 @@ def adapt(config: AdaptConfig, explicit: set[str] | None = None) -> AdaptResult:
 
             start_model, _ = load_model(effective.init_from, device=run.device)
             adapted, _ = load_model(run.run_dir, device=run.device)
-            qc = before_after(survey, feed, start_model, adapted, cfg.qc_sections, run.device, run.autocast_dtype,
-                              cfg.batch_size, str(effective.init_from))
+            qc = before_after(survey, {"start": (start_model, SurveyFeed(init_card, survey.interval_ms)),
+                                       "adapted": (adapted, feed)},
+                              cfg.qc_sections, run.device, run.autocast_dtype, cfg.batch_size, str(effective.init_from))
             write_qc(qc, run.run_dir / QC_NAME)
             print_qc(qc, file=sys.stderr)
     survey.close()

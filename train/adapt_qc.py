@@ -1,10 +1,9 @@
 """Before/after QC of an adaptation on the survey's held-out sections (never trained on).
 
 The held-out sections are denoised by the start model and by the adapted one exactly as ``impeccable-denoise``
-does (:class:`~impeccable.train.survey.SurveyFeed`: normalization, padding or tiling, flip TTA; then the
-runtime's least-squares amplitude fit, :class:`~impeccable.core.calibration.AmplitudeFit`, over the held-out
-sections), and each run's removed part ``r = input - output`` is described by a few field QC figures
-(:func:`field_figures`):
+does, each model fed as its own card says (:class:`~impeccable.train.survey.SurveyFeed`: scaling, resampling,
+padding or tiling, flip TTA, and the way back to the survey's units), and each run's removed part
+``r = input - output`` is described by a few field QC figures (:func:`field_figures`):
 
 - ``removed_energy``: ``sum r^2 / sum (x - mean x)^2``, the share of the input's energy taken out.
 - ``low_frequency_ratio``: the output's energy below :data:`LOW_HZ` over the input's (a denoiser must not add
@@ -34,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from impeccable.core.amplitude import VolumeStats
 from impeccable.core.atomic import atomic_write
-from impeccable.core.calibration import AmplitudeFit, inline_sums
 from impeccable.core.qc import local_similarity
 from impeccable.train.survey import Survey, SurveyFeed
 from impeccable.train.validate import torch_runner
@@ -92,18 +91,27 @@ def field_figures(inputs: np.ndarray, output: np.ndarray, interval_ms: float) ->
     }
 
 
-def denoise(feed: SurveyFeed, model: nn.Module, raw: np.ndarray, survey: Survey, device: torch.device,
+def denoise(feed: SurveyFeed, model: nn.Module, raw: np.ndarray, stats: VolumeStats, device: torch.device,
             autocast_dtype: torch.dtype | None, batch: int) -> np.ndarray:
-    """Sections ``(n, traces, samples)`` denoised as ``impeccable-denoise`` does, in the survey's units (float32)."""
+    """Sections ``(n, traces, samples)`` denoised as ``impeccable-denoise`` does (the model's card's feeding,
+    flip TTA), back in the survey's units (float32)."""
     model.eval()
-    unit = feed.predict(torch_runner(model, device, autocast_dtype), raw, survey.stats, tta=True, batch=batch)
-    fit = AmplitudeFit.from_sums(inline_sums(raw, unit, survey.stats), survey.stats)
-    return fit.apply(raw, unit, survey.stats)
+    unit = feed.predict(torch_runner(model, device, autocast_dtype), raw, stats, tta=True, batch=batch)
+    return feed.to_units(raw, unit, stats)
 
 
-def before_after(survey: Survey, feed: SurveyFeed, start: nn.Module, adapted: nn.Module, max_sections: int,
+def before_after(survey: Survey, models: dict[str, tuple[nn.Module, SurveyFeed]], max_sections: int,
                  device: torch.device, autocast_dtype: torch.dtype | None, batch: int, start_name: str) -> dict:
     """QC figures of the start and adapted models on (up to ``max_sections`` evenly spaced) held-out pieces.
+
+    Args:
+        survey: The survey.
+        models: ``{"start": (network, its feed), "adapted": (network, its feed)}`` (each fed as its card says).
+        max_sections: Held-out pieces denoised, at most.
+        device: Where the networks run.
+        autocast_dtype: bf16 or None.
+        batch: Images per forward pass.
+        start_name: The start model (for the report).
 
     Returns:
         ``{"survey", "held_out", "interval_ms", "start", "adapted", "warnings"}`` (JSON-ready).
@@ -113,8 +121,8 @@ def before_after(survey: Survey, feed: SurveyFeed, start: nn.Module, adapted: nn
         pieces = [pieces[int(round(i))] for i in np.linspace(0, len(pieces) - 1, max_sections)]
     raw = np.stack([survey.piece(p) for p in pieces])
     interval = survey.interval_ms or DEFAULT_INTERVAL_MS
-    figures = {name: field_figures(raw, denoise(feed, model, raw, survey, device, autocast_dtype, batch), interval)
-               for name, model in (("start", start), ("adapted", adapted))}
+    figures = {name: field_figures(raw, denoise(feed, model, raw, survey.stats, device, autocast_dtype, batch),
+                                   interval) for name, (model, feed) in models.items()}
     warnings = []
     s, a = figures["start"], figures["adapted"]
     if a["coherent_removed_energy"] > s["coherent_removed_energy"] + COHERENT_WARN:

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats, normalize
-from impeccable.core.card import window_of
+from impeccable.core.amplitude import VolumeStats
 from impeccable.core.errors import DataError, ImpeccableError, InputError
 from impeccable.core.tiling import predict_sections
 
@@ -129,27 +128,51 @@ def content_sha256(path: Path, chunk: int = 1 << 22) -> str:
 
 
 class SurveyFeed:
-    """How a model sees a survey's sections: the runtime's normalization and padding, in one place.
+    """How a model sees a survey's sections, from its card (:class:`impeccable.core.model_io.ModelIO`): the
+    scaling, the padding, the window, the resampling to the model's sample interval. The one place where a
+    survey section is normalized and padded, for the training crops and for the QC alike.
 
     Args:
-        card: The model card (its window; the padding the runtime applies for it).
+        card: The model card.
+        interval_ms: The survey's sample interval (None: unknown, taken as the model's).
     """
 
-    def __init__(self, card: dict):
-        self.window = window_of(card)
-        # The runtime's tiling zero-pads every window (core.tiling); a card with another padding is the
-        # field-ready contract (issue 25), which this class follows once the core provides it.
-        self.pad_value = 0.0
+    def __init__(self, card: dict, interval_ms: float | None = None):
+        from impeccable.core.model_io import ModelIO
+
+        self.io = ModelIO.from_card(card)
+        self.window = self.io.window
+        self.pad_value = self.io.pad_value
+        self.resampling = self.io.resampling(interval_ms)
 
     def unit(self, raw: np.ndarray, stats: VolumeStats) -> np.ndarray:
-        """Sections ``(..., traces, samples)`` in the input's units -> the network's input scale (float32)."""
-        return normalize(raw, stats)
+        """Sections ``(..., traces, samples)`` in the survey's units -> the network's input scale (float32)."""
+        return self.io.normalize(raw, stats)
+
+    def training_unit(self, raw: np.ndarray, stats: VolumeStats) -> np.ndarray:
+        """A piece ``(traces, samples)`` as the network meets it at inference: normalized, and at the model's
+        sample interval (the runtime resamples before tiling)."""
+        unit = self.unit(raw, stats)
+        return unit if self.resampling is None else self.resampling.to_model(unit[None])[0]
 
     def predict(self, run_batch: Any, raw: np.ndarray, stats: VolumeStats, tta: bool = True,
                 batch: int = 4) -> np.ndarray:
-        """Denoise sections ``(n, traces, samples)`` as ``impeccable-denoise`` does: normalize, pad or tile,
-        run (with flip TTA), blend. Returns the network's ``(n, traces, samples)`` float32 output (unit scale)."""
-        return predict_sections(self.unit(raw, stats), run_batch, self.window, tta=tta, batch=batch)
+        """Denoise sections ``(n, traces, samples)`` as ``impeccable-denoise`` does: normalize, resample, pad or
+        tile, run (with flip TTA), blend. Returns the network's ``(n, traces, samples)`` float32 output in its
+        units, at the survey's interval."""
+        return predict_sections(self.unit(raw, stats), run_batch, self.window, tta=tta, batch=batch,
+                                pad_value=self.pad_value, resampling=self.resampling)
+
+    def to_units(self, raw: np.ndarray, unit: np.ndarray, stats: VolumeStats) -> np.ndarray:
+        """A prediction back in the survey's units: a min-max model's through the runtime's least-squares
+        amplitude fit (its target lived on another scale), a robust model's by the inverse scaling (its target
+        is in the input's units)."""
+        if self.io.scaling.kind == "minmax":
+            from impeccable.core.calibration import AmplitudeFit, inline_sums
+
+            fit = AmplitudeFit.from_sums(inline_sums(raw, unit, stats), stats)
+            return fit.apply(raw, unit, stats)
+        return self.io.scaling.denormalize(unit, stats)
 
 
 class Survey:

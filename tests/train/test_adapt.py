@@ -63,6 +63,22 @@ def test_the_held_out_block_is_in_no_training_piece(shape, views):
     assert max(widths) == max(b - a, shape[1 - axis] if shape[axis] > 1 else 0) or len(widths) == 1
 
 
+def test_the_survey_is_read_and_scaled_as_the_runtime_reads_it(survey):
+    from impeccable.core.model_io import ModelIO
+    from impeccable.runtime.pipeline import reader_stats
+    from impeccable.runtime.volumes import open_reader
+    from impeccable.train.survey import Survey, SurveyFeed
+
+    opened = Survey(survey)
+    reader = open_reader(survey)
+    assert opened.stats == reader_stats(reader) and opened.stats.spread > 0  # the robust figures too
+    card = new_card(scaling="robust")
+    io, feed = ModelIO.from_card(card), SurveyFeed(card)
+    section = reader.read(inlines=slice(3, 4))[0]
+    np.testing.assert_array_equal(feed.unit(opened.section(INLINE, 3), opened.stats), io.normalize(section, opened.stats))
+    assert feed.pad_value == io.pad_value == 0.5
+
+
 def test_a_survey_too_small_is_refused():
     with pytest.raises(InputError, match="too small"):
         split_survey((3, 4, 100), ("inline", "crossline"), holdout=0.1)
@@ -82,7 +98,8 @@ def test_adapt_writes_a_model_directory_with_its_lineage_and_the_qc(tmp_path, su
     assert entry["adapt"]["synthetic_images_per_batch"] == 1 and entry["steps"] == 3
     assert entry["init_from"] == str(start_model)
     assert card["data"]["survey"]["held_out_block"] == {"view_axis": "inline", "start": 13, "stop": 16}
-    assert card["normalization"] == new_card()["normalization"]  # the start model's feeding contract
+    # the trainer's --scaling (robust by default): a field-ready card, whatever the start model's
+    assert card["normalization"]["kind"] == "robust_per_volume" and card["output_activation"] == "identity"
     qc = json.loads((tmp_path / "run" / QC_NAME).read_text())
     assert len(qc["held_out"]["pieces"]) == 2
     for name in ("start", "adapted"):
