@@ -17,12 +17,14 @@ Cases are ``+``-joined kinds (``random``, ``random+erratic``, ``random+linear``)
 written as SEG-Y (the original's headers), the shipped model (``--init-from``) is adapted on it with
 ``--adapt`` for at most ``--minutes`` of training (``nice``, the machine's cores), never seeing the stack, and a
 quarter of the line (``--holdout``, the middle traces) is held out of training. The noisy line is then
-denoised end to end by ``impeccable-denoise``'s pipeline (torch engine, flip TTA, crossline sections: the
-file's only wide view) with the start model and the adapted one, and band-passed 5-60 Hz; on the held-out
-traces each is scored against the stack: SNR in dB (``10 log10(sum s^2 / sum (y - s)^2)``) and the challenge's
-SSIM (both blocks min-max scaled to uint8 on their own, skimage SSIM, ``impeccable.data.scoring``). Also:
-clean-in (the stack itself denoised by each model: SSIM against itself, energy removed) and, with
-``--forgetting N``, the challenge score of both models on ``N`` held-out synthetic volumes of families a and b.
+denoised by the start model and by the adapted one, each fed as its card says (:class:`impeccable.train.survey.
+SurveyFeed` over ``ModelIO``: the start model v5 min-max with the runtime's amplitude fit, the adapted one
+robust; torch fp32, flip TTA, crossline sections: the file's only wide view), and band-passed 5-60 Hz; on the
+held-out traces each is scored against the stack: SNR in dB (``10 log10(sum s^2 / sum (y - s)^2)``) and the
+challenge's SSIM (both blocks min-max scaled to uint8 on their own, skimage SSIM, ``impeccable.data.scoring``).
+Also: clean-in (the stack itself denoised by each model: SSIM against itself, energy removed) and, with
+``--forgetting N``, the challenge score of both models on ``N`` held-out synthetic volumes of families a and b
+(moderate noise, and clean-in).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import torch
 
 from impeccable.core.cli import one_line_errors
 from impeccable.core.errors import InputError
@@ -116,21 +119,22 @@ def write_segy(path: Path, volume: np.ndarray) -> None:
         reader.close()
 
 
-def denoise(path: Path, model: Path, out: Path, views: str = "crossline") -> np.ndarray:
-    """``path`` denoised by ``impeccable-denoise``'s pipeline (torch engine, flip TTA), canonical float32."""
-    from impeccable.runtime.config import DenoiseConfig
-    from impeccable.runtime.pipeline import denoise_file
-    from impeccable.runtime.volumes import open_reader
+def denoise(volume: np.ndarray, model_dir: Path, interval_ms: float = DT * 1000) -> np.ndarray:
+    """A canonical volume denoised as ``impeccable-denoise`` feeds the model its card names (scaling, padding,
+    resampling: :class:`impeccable.train.survey.SurveyFeed` over :class:`impeccable.core.model_io.ModelIO`),
+    flip TTA, torch fp32 on the CPU; sections along the axis with more traces. Returns the volume's units."""
+    from impeccable.core.amplitude import volume_stats
+    from impeccable.models.checkpoint import load_model
+    from impeccable.train.adapt_qc import denoise as denoise_sections
+    from impeccable.train.survey import SurveyFeed
 
-    config = DenoiseConfig(model=model, engine="torch", tta=True, views=views, batch_size=4, overwrite=True,
-                           progress=False, iline_byte=SEGY["iline"], xline_byte=SEGY["xline"])
-    denoise_file(path, out, config)
-    reader = open_reader(out, segy=SEGY) if out.suffix == ".sgy" else None
-    try:
-        return reader.read() if reader is not None else np.load(out)
-    finally:
-        if reader is not None:
-            reader.close()
+    model, card = load_model(model_dir)
+    feed = SurveyFeed(card, interval_ms)
+    stats = volume_stats(volume)  # per inline slice, as the runtime's reader statistics
+    crossline = volume.shape[0] > volume.shape[1]
+    sections = np.ascontiguousarray(volume.transpose(1, 0, 2)) if crossline else volume
+    out = denoise_sections(feed, model, sections, stats, torch.device("cpu"), None, 4)
+    return np.ascontiguousarray(out.transpose(1, 0, 2)) if crossline else out
 
 
 def forgetting(start: Path, adapted: Path, volumes: int, tmp: Path) -> dict:
@@ -143,10 +147,11 @@ def forgetting(start: Path, adapted: Path, volumes: int, tmp: Path) -> dict:
         rows = []
         for k in range(volumes):
             clean, noisy = synthesize_family_pair(family, k, 900001 + k, (8, 128, 1259), "moderate")
-            np.save(tmp / "syn.npy", noisy.astype(np.float32))
             row = {"seed": 900001 + k, "noisy": score_volumes(clean, noisy)}
             for name, model in (("start", start), ("adapted", adapted)):
-                row[name] = score_volumes(clean, denoise(tmp / "syn.npy", model, tmp / "syn.out.npy", "inline"))
+                row[name] = score_volumes(clean, denoise(noisy.astype(np.float32), model))
+            row["clean_in_start"] = score_volumes(clean, denoise(clean.astype(np.float32), start))
+            row["clean_in_adapted"] = score_volumes(clean, denoise(clean.astype(np.float32), adapted))
             rows.append(row)
         out[family] = rows
     return out
@@ -174,13 +179,13 @@ def run_case(case: str, args: dict, clean: np.ndarray, tmp: Path) -> dict:
         (0, slice(block["start"], block["stop"]))
     outputs = {"noisy": noisy, "bandpass 5-60 Hz": bandpass(noisy, 5.0, 60.0, dt=DT)}
     for name, model in (("start model", args["init_from"]), ("adapted model", run_dir)):
-        outputs[name] = denoise(noisy_path, model, tmp / f"out-{case}.sgy")
+        outputs[name] = denoise(noisy, model)
     truth = clean[held]
     scores = {name: {"snr_db": snr_db(truth, out[held]), "ssim": ssim(truth, out[held])}
               for name, out in outputs.items()}
     clean_in = {}
     for name, model in (("start model", args["init_from"]), ("adapted model", run_dir)):
-        out = denoise(FIELD, model, tmp / "clean-out.sgy")
+        out = denoise(clean, model)
         removed = float(np.sum((clean - out).astype(np.float64) ** 2) / np.sum(clean.astype(np.float64) ** 2))
         clean_in[name] = {"ssim_held_out": ssim(truth, out[held]), "ssim_line": ssim(clean[:, 0], out[:, 0]),
                           "removed_energy": removed}
@@ -204,8 +209,10 @@ def markdown(report: dict) -> str:
         lines += [f"| {name} | {c['ssim_held_out']:.4f} | {c['ssim_line']:.4f} | {c['removed_energy']:.4f} |"
                   for name, c in row["clean_in"].items()]
         if "forgetting" in row:
-            lines += ["", "| synthetic family | seed | noisy | start | adapted |", "|---|---|---|---|---|"]
-            lines += [f"| {fam} | {r['seed']} | {r['noisy']:.4f} | {r['start']:.4f} | {r['adapted']:.4f} |"
+            lines += ["", "| synthetic family | seed | noisy | start | adapted | clean-in start | clean-in adapted |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += [f"| {fam} | {r['seed']} | {r['noisy']:.4f} | {r['start']:.4f} | {r['adapted']:.4f} | "
+                      f"{r['clean_in_start']:.4f} | {r['clean_in_adapted']:.4f} |"
                       for fam, rows in row["forgetting"].items() for r in rows]
         lines.append("")
     return "\n".join(lines) + "\n"

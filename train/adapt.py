@@ -66,6 +66,8 @@ class AdaptConfig(TrainConfig):
             least one when above 0, at least one survey image always).
         holdout: Share of the survey held out for the before/after QC (a block in the middle of its longer
             horizontal axis, never trained on); 0: no QC.
+        scaling: As the trainer's, but ``auto`` (the default) keeps the start model's (its card's
+            normalization): adaptation does not change how the runtime feeds the model.
         qc_sections: At most this many held-out sections (or pieces) are denoised for the QC.
         dataset: HDF5 dataset / Zarr array of the survey.
         iline_byte, xline_byte, line_key, cdp_byte: SEG-Y geometry, as ``impeccable-denoise`` takes it.
@@ -94,6 +96,17 @@ class AdaptConfig(TrainConfig):
     lr: float = 1e-4
     clean_fraction: float = 0.3
     init_from: Path | None = DEFAULT_MODEL_DIR
+    #: ``auto``: the start model's contract (min-max for v5, robust for field-ready models), so adapting never
+    #: changes how the runtime feeds the model; ``robust`` / ``minmax`` as the trainer takes them.
+    scaling: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.scaling == "auto":
+            from impeccable.core.amplitude import Scaling
+
+            kind = Scaling.of(read_card(self.init_from)).kind if self.init_from is not None else "robust"
+            object.__setattr__(self, "scaling", kind)
+        super().__post_init__()
 
     def validate(self) -> None:
         super().validate()
@@ -285,8 +298,9 @@ def adapt(config: AdaptConfig, explicit: set[str] | None = None) -> AdaptResult:
     """
     effective, state = _effective(config, explicit)
     survey = effective.open_survey()
+    described = survey.describe()
     if state is not None and "survey" in state.get("data", {}):
-        survey.check_unchanged(state["data"]["survey"])
+        survey.check_unchanged(described, state["data"]["survey"])
     init_card = read_card(effective.init_from)
 
     run = loop._setup(config, explicit)
@@ -294,7 +308,6 @@ def adapt(config: AdaptConfig, explicit: set[str] | None = None) -> AdaptResult:
     # The adapted model is trained on sections fed as its own card says the runtime will feed them (the
     # trainer made that card: --scaling, the start model's window).
     feed = SurveyFeed(run.card, survey.interval_ms)
-    described = survey.describe()
     run.data_desc["survey"] = described
     run.card["data"] = run.data_desc
     n_syn = synthetic_count(cfg.batch_size, cfg.synthetic_share)

@@ -123,7 +123,8 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
                    "adapt_qc.json (start vs adapted on held-out sections). Its defaults differ: "
                    f"--steps {_ADAPT['steps_per_epoch']}, --lr {_ADAPT['lr']:g}, --crop "
                    f"{'x'.join(map(str, _ADAPT['crop']))}, --synthetic {_ADAPT['synthetic']} "
-                   f"(--synthetic-family {_ADAPT['synthetic_family']}), --clean-fraction {_ADAPT['clean_fraction']:g}. "
+                   f"(--synthetic-family {_ADAPT['synthetic_family']}), --clean-fraction {_ADAPT['clean_fraction']:g}, "
+                   "--scaling: the start model's. "
                    "See docs/adapt.md.")
 @click.option("--steps", "adapt_steps", type=int,
               help=f"--adapt: updates of the run [default: {_ADAPT['steps_per_epoch']}]; --max-minutes may stop it "

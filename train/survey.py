@@ -255,12 +255,13 @@ class Survey:
                 "train_pieces": len(self.pieces), "held_out_pieces": len(self.held_out),
                 "sample_interval_ms": self.interval_ms}
 
-    def check_unchanged(self, described: dict) -> None:
-        """Raise DataError unless the survey's content hash is the one a run recorded (for ``--resume``)."""
-        now = content_sha256(self.path)
-        if now != described.get("sha256"):
-            raise DataError("the survey changed since the run started", received=f"{self.path.name} sha256 {now[:12]}",
-                            expected=f"sha256 {str(described.get('sha256'))[:12]} as saved",
+    def check_unchanged(self, now: dict, saved: dict) -> None:
+        """Raise DataError unless the survey's content hash (``now``, :meth:`describe`) is the one a run recorded
+        (``saved``), for ``--resume``."""
+        if now["sha256"] != saved.get("sha256"):
+            raise DataError("the survey changed since the run started",
+                            received=f"{self.path.name} sha256 {now['sha256'][:12]}",
+                            expected=f"sha256 {str(saved.get('sha256'))[:12]} as saved",
                             todo="restore the survey, or start a new run in another --out")
 
     def close(self) -> None:

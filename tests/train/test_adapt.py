@@ -89,7 +89,8 @@ def test_synthetic_count():
 
 
 def test_adapt_writes_a_model_directory_with_its_lineage_and_the_qc(tmp_path, survey, start_model, fake_synth):
-    result = adapt(adapt_config(tmp_path / "run", survey, start_model))
+    assert adapt_config(tmp_path / "x", survey, start_model).scaling == "minmax"  # auto: the start model's
+    result = adapt(adapt_config(tmp_path / "run", survey, start_model, scaling="robust"))
     assert result.step == 3 and result.stopped is None
     model, card = load_model(tmp_path / "run")  # a model directory like any other
     entry = card["training"]["lineage"][-1]
@@ -98,7 +99,7 @@ def test_adapt_writes_a_model_directory_with_its_lineage_and_the_qc(tmp_path, su
     assert entry["adapt"]["synthetic_images_per_batch"] == 1 and entry["steps"] == 3
     assert entry["init_from"] == str(start_model)
     assert card["data"]["survey"]["held_out_block"] == {"view_axis": "inline", "start": 13, "stop": 16}
-    # the trainer's --scaling (robust by default): a field-ready card, whatever the start model's
+    # --scaling robust from a min-max start: a field-ready card (the trainer's linear twin of the sigmoid model)
     assert card["normalization"]["kind"] == "robust_per_volume" and card["output_activation"] == "identity"
     qc = json.loads((tmp_path / "run" / QC_NAME).read_text())
     assert len(qc["held_out"]["pieces"]) == 2
