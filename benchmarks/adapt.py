@@ -171,7 +171,8 @@ def run_case(case: str, args: dict, clean: np.ndarray, tmp: Path) -> dict:
                                xline_byte=SEGY["xline"], holdout=args["holdout"], max_minutes=args["minutes"],
                                steps_per_epoch=args["steps"], synthetic_share=args["synthetic_share"],
                                mask=args["mask"], synthetic_dir=tmp / "synthetic", progress=False,
-                               device=args["device"]))
+                               device=args["device"],
+                               **({"crop": tuple(int(v) for v in args["crop"].split("x"))} if args["crop"] else {})))
     adapt_s = time.perf_counter() - t0
     card = read_card(run_dir)
     block = card["data"]["survey"]["held_out_block"]
@@ -229,6 +230,7 @@ def markdown(report: dict) -> str:
 @click.option("--synthetic-share", type=float, default=0.25, show_default=True)
 @click.option("--mask", default="both", show_default=True)
 @click.option("--holdout", type=float, default=0.25, show_default=True, help="Share of the traces held out.")
+@click.option("--crop", default=None, help="--crop of the adaptation, RxC [default: its own].")
 @click.option("--init-from", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Start model [default: the shipped one].")
 @click.option("--forgetting", type=int, default=1, show_default=True,
