@@ -1,5 +1,9 @@
 """The stage graph of DESIGN §1, read from the code: core <- data <- models <- {train, export}, core <- runtime.
 
+One more edge: ``impeccable-train --adapt`` reads the user's survey with the runtime's readers (and its
+section reader and statistics), so that it trains on sections exactly as the runtime feeds them; only the
+adaptation's survey module imports the runtime (the runtime never imports train, so there is no loop).
+
 Every ``import impeccable.<stage>...`` / ``from impeccable.<stage>... import`` in every module (function-level
 imports included: a lazy import is still a dependency) is an edge between stages. The graph must have no loop,
 and each stage may only import the stages below it. The runtime reaches models only for the torch engine and
@@ -22,13 +26,15 @@ ALLOWED = {
     "core": set(),
     "data": {"core"},
     "models": {"core", "data"},
-    "train": {"core", "data", "models"},
+    "train": {"core", "data", "models", "runtime"},
     "export": {"core", "data", "models"},
     "runtime": {"core", "data", "models"},
     "benchmarks": {"core", "data", "models", "train", "export", "runtime"},
 }
 #: The only runtime modules that may import models (the torch engine; the default model directory).
 RUNTIME_TO_MODELS = {"runtime/engines/torch_engine.py", "runtime/config.py"}
+#: The only train module that may import the runtime (the survey reader of ``--adapt``).
+TRAIN_TO_RUNTIME = {"train/survey.py"}
 
 
 def imported_stages(path: Path) -> set[str]:
@@ -95,6 +101,11 @@ def test_each_stage_imports_only_the_stages_below_it():
 def test_runtime_reaches_models_only_for_the_torch_engine_and_the_default_model():
     modules = set(stage_edges().get(("runtime", "models"), []))
     assert modules <= RUNTIME_TO_MODELS, sorted(modules - RUNTIME_TO_MODELS)
+
+
+def test_train_reaches_the_runtime_only_to_read_a_survey():
+    modules = set(stage_edges().get(("train", "runtime"), []))
+    assert modules <= TRAIN_TO_RUNTIME, sorted(modules - TRAIN_TO_RUNTIME)
 
 
 @pytest.mark.parametrize(("code", "expected"), [

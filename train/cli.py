@@ -16,15 +16,24 @@ import click
 
 from impeccable.core.cli import one_line_errors, parse_shape
 from impeccable.core.errors import InputError
+from impeccable.train.adapt import AdaptConfig
 from impeccable.train.config import (DEVICES, LOSS_REDUCTIONS, PRECISIONS, SYNTHETIC_FAMILIES, TrainConfig,
                                      check_multiple_of_32)
 from impeccable.train.losses import LOSSES
+from impeccable.train.masks import MASKS, TRACE_FILLS
 
 #: TrainConfig's defaults: every flag's default is read from here, so the two cannot drift apart.
 _DEFAULT = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 # click parameter name -> TrainConfig field, where they differ.
 _FIELD_OF = {"data_dir": "data", "steps": "steps_per_epoch", "window_text": "window", "crop_text": "crop",
-             "shape_text": "synthetic_shape", "decoder_text": "decoder_channels"}
+             "shape_text": "synthetic_shape", "decoder_text": "decoder_channels", "adapt_survey": "adapt",
+             "adapt_steps": "steps_per_epoch"}
+#: AdaptConfig's defaults (``--adapt`` runs): the flags the two kinds of run share keep the trainer's
+#: defaults in the help, and an --adapt run takes these where a flag is left out.
+_ADAPT = {f.name: f.default for f in dataclasses.fields(AdaptConfig) if f.default is not dataclasses.MISSING}
+#: Flags that only an --adapt run takes (click parameter names).
+_ADAPT_ONLY = ("adapt_steps", "mask", "mask_share", "mask_radius", "unmasked_weight", "trace_fill", "synthetic_share",
+               "holdout", "qc_sections", "dataset", "iline_byte", "xline_byte", "line_key", "cdp_byte")
 
 
 def _size(text: str | None, flag: str) -> tuple[int, int] | None:
@@ -109,15 +118,60 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
 @click.option("--resume", is_flag=True, default=_DEFAULT["resume"],
               help="Continue the run in --out (recipe flags may be left out).")
 @click.option("--progress/--no-progress", default=_DEFAULT["progress"], show_default=True, help="Progress bars.")
+@click.option("--adapt", "adapt_survey", type=click.Path(path_type=Path),
+              help="Adapt a model to this noisy survey (SEG-Y, .npy, HDF5, Zarr/MDIO; no clean data needed): "
+                   "self-supervised fine-tuning with blind-spot/blind-trace masks, synthetic pairs mixed into every "
+                   "batch, starting from --init-from [default: the shipped model]. Writes a model directory and "
+                   "adapt_qc.json (start vs adapted on held-out sections). Its defaults differ: "
+                   f"--steps {_ADAPT['steps_per_epoch']}, --lr {_ADAPT['lr']:g}, --crop "
+                   f"{'x'.join(map(str, _ADAPT['crop']))}, --synthetic {_ADAPT['synthetic']} "
+                   f"(--synthetic-family {_ADAPT['synthetic_family']}), --clean-fraction {_ADAPT['clean_fraction']:g}, "
+                   "--scaling: the start model's. "
+                   "See docs/adapt.md.")
+@click.option("--steps", "adapt_steps", type=int,
+              help=f"--adapt: updates of the run [default: {_ADAPT['steps_per_epoch']}]; --max-minutes may stop it "
+                   "sooner (the model so far is written; --resume continues).")
+@click.option("--mask", type=click.Choice(MASKS),
+              help="--adapt: blind-spot (single samples hidden: random noise), blind-trace (whole traces hidden: "
+                   f"also trace-wise noise), or both (each image draws one) [default: {_ADAPT['mask']}].")
+@click.option("--mask-share", type=float,
+              help="--adapt: share of a crop's samples hidden (blind-spot: samples; blind-trace: traces) "
+                   f"[default: {_ADAPT['mask_share']:g}].")
+@click.option("--mask-radius", type=int,
+              help="--adapt: a hidden sample or trace takes the value of a random neighbour at most this many "
+                   f"traces/samples away [default: {_ADAPT['mask_radius']}].")
+@click.option("--unmasked-weight", type=float,
+              help="--adapt, blind-trace: weight of the error on the visible traces beside the hidden ones' "
+                   f"(semi-blind-trace, against signal leakage) [default: {_ADAPT['unmasked_weight']:g}].")
+@click.option("--trace-fill", type=click.Choice(TRACE_FILLS),
+              help=f"--adapt, blind-trace: what replaces a hidden trace [default: {_ADAPT['trace_fill']}].")
+@click.option("--synthetic-share", type=float,
+              help="--adapt: share of every batch that is supervised synthetic pairs, so the model keeps what it "
+                   f"knows [default: {_ADAPT['synthetic_share']:g}].")
+@click.option("--holdout", type=float,
+              help="--adapt: share of the survey held out (never trained on) for the before/after QC "
+                   f"[default: {_ADAPT['holdout']:g}].")
+@click.option("--qc-sections", type=int,
+              help=f"--adapt: held-out sections denoised for the QC, at most [default: {_ADAPT['qc_sections']}].")
+@click.option("--dataset", type=str, help="--adapt: HDF5 dataset / Zarr array of the survey [default: its only one].")
+@click.option("--iline-byte", type=int, help="--adapt, SEG-Y: trace-header byte of the inline number [default: 189].")
+@click.option("--xline-byte", type=int,
+              help="--adapt, SEG-Y: trace-header byte of the crossline number [default: 193].")
+@click.option("--line-key", type=int,
+              help="--adapt, SEG-Y 2-D lines: trace-header byte of the line number (as impeccable-denoise).")
+@click.option("--cdp-byte", type=int,
+              help="--adapt, SEG-Y 2-D lines: trace-header byte that orders the traces along a line [default: 21].")
 @click.pass_context
 @one_line_errors
 def main(ctx: click.Context, **opts: object) -> None:
     """Train the UNet++ / EfficientNetV2-S denoiser on noisy/clean pairs and write a model directory."""
     from impeccable.train.loop import train
 
-    explicit = {_FIELD_OF.get(name, name) for name in opts
-                if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+    given = {name for name in opts if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+    explicit = {_FIELD_OF.get(name, name) for name in given}
     values = dict(opts)
+    survey = values.pop("adapt_survey")
+    adapt_values = {name: values.pop(name) for name in _ADAPT_ONLY}
     values["synthetic_shape"] = parse_shape(values.pop("shape_text"), n=3, name="--synthetic-shape")
     values["window"] = _size(values.pop("window_text"), "--window")
     values["crop"] = _size(values.pop("crop_text"), "--crop")
@@ -128,10 +182,43 @@ def main(ctx: click.Context, **opts: object) -> None:
     if values["data"] is not None and not values["data"].exists():
         raise InputError("--data not found", received=str(values["data"]), expected="a folder or an .h5 cache",
                          todo="check the path")
+    if survey is not None or (values["resume"] and _is_adapt_run(values["out"])):
+        _adapt(values, adapt_values, survey, given, explicit)
+        return
+    if used := sorted(name for name in _ADAPT_ONLY if name in given):
+        flag = "--steps" if used[0] == "adapt_steps" else "--" + used[0].replace("_", "-")
+        raise InputError(f"{flag} is an option of --adapt", received=f"{flag} without --adapt",
+                         expected="--adapt SURVEY with it", todo="add --adapt SURVEY, or drop the flag")
     result = train(TrainConfig(**values), explicit=explicit)
     best = "n/a (no validation volumes)" if result.best_score is None else f"{result.best_score:.4f}"
     click.echo(f"{result.run_dir}: step {result.step}, {result.epochs_done} epoch(s), best validation score {best}"
                + (f", stopped ({result.stopped})" if result.stopped else ""))
+
+
+def _is_adapt_run(out: Path) -> bool:
+    from impeccable.train.adapt import is_adapt_run
+
+    return is_adapt_run(out)
+
+
+def _adapt(values: dict, adapt_values: dict, survey: Path | None, given: set[str], explicit: set[str]) -> None:
+    """Run ``--adapt``: the flags given explicitly over :class:`~impeccable.train.adapt.AdaptConfig`'s defaults."""
+    from impeccable.train.adapt import adapt
+
+    # ``values`` is keyed by TrainConfig field; ``adapt_values`` by click parameter.
+    kwargs = {name: value for name, value in values.items() if name in explicit}
+    kwargs.update({_FIELD_OF.get(name, name): value for name, value in adapt_values.items() if name in given})
+    kwargs.update(out=values["out"], resume=values["resume"], progress=values["progress"])
+    if survey is not None:
+        kwargs["adapt"] = survey
+    if "data" in explicit and "synthetic" not in explicit:
+        kwargs["synthetic"] = None  # challenge pairs instead of synthetic ones
+    result = adapt(AdaptConfig(**kwargs), explicit=explicit)
+    tail = f", stopped ({result.stopped}): continue with --resume" if result.stopped else ""
+    click.echo(f"{result.run_dir}: adapted model at step {result.step}{tail}"
+               + (f"; QC in {result.run_dir / 'adapt_qc.json'}" if result.qc else ""))
+    for warning in (result.qc or {}).get("warnings", []):
+        click.echo(f"Warning: {warning}")
 
 
 if __name__ == "__main__":

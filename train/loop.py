@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +172,9 @@ def lineage_entry(training: dict, metrics: dict, run: str | None) -> dict:
             "lr": training.get("optimizer", {}).get("lr"), "precision": training.get("precision"),
             "steps": training.get("steps_done"), "total_steps": training.get("total_steps"),
             "kept_step": metrics.get("step"), "val_score": metrics.get("val_score"),
-            "augmentation": training.get("augmentation"), "wall_time_s": training.get("wall_time_s")}
+            "augmentation": training.get("augmentation"), "wall_time_s": training.get("wall_time_s"),
+            # a self-supervised adaptation (``--adapt``): its survey (name, sha256), masks and synthetic share
+            **({"adapt": training["adapt"]} if "adapt" in training else {})}
 
 
 def parent_lineage(card: dict) -> list[dict]:
@@ -315,6 +317,19 @@ class _Run:
     progress: dict = field(default_factory=dict)
     stopped: str | None = None
     written: list[dict] = field(default_factory=list)
+    #: ``(run, epoch) -> keys`` of the epoch's images [default: :func:`supervised_keys`]; another kind of run
+    #: (``--adapt``) feeds other images through the same loop.
+    keys_fn: Callable[[_Run, int], list] | None = None
+    #: ``(run, batch) -> (loss, logged per-pixel loss)`` of one batch [default: :func:`supervised_loss`].
+    loss_fn: Callable[[_Run, Any], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def epoch_keys(self, epoch: int) -> list:
+        """Every key of one epoch (all processes'), a pure function of the seed and the epoch."""
+        return (self.keys_fn or supervised_keys)(self, epoch)
+
+    def batch_loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of one batch of the loader and the per-pixel loss logged for it."""
+        return (self.loss_fn or supervised_loss)(self, batch)
 
     def wall(self) -> float:
         """Seconds of training over every invocation of the run."""
@@ -347,6 +362,12 @@ def train(config: TrainConfig, explicit: set[str] | None = None) -> TrainResult:
         ImpeccableError: Bad data, flags, model files, or a run directory in the wrong state.
     """
     run = _setup(config, explicit)
+    run_epochs(run)
+    return TrainResult(run.run_dir, run.step, run.step // run.steps_per_epoch, run.best, run.stopped, run.written)
+
+
+def run_epochs(run: _Run) -> None:
+    """Train a set-up run to its last step or to a stop (``run.stopped``), checkpointing on the way."""
     with _stop_on_signals() as stop_request:
         while run.step < run.total_steps and run.stopped is None:
             epoch = run.step // run.steps_per_epoch
@@ -358,7 +379,6 @@ def train(config: TrainConfig, explicit: set[str] | None = None) -> TrainResult:
         _log(f"stopped ({run.stopped}) at step {run.step} of {run.total_steps}; "
              f"continue with: impeccable-train --out {run.run_dir} --resume")
     run.accelerator.wait_for_everyone()
-    return TrainResult(run.run_dir, run.step, run.step // run.steps_per_epoch, run.best, run.stopped, run.written)
 
 
 def _setup(config: TrainConfig, explicit: set[str] | None) -> _Run:
@@ -373,7 +393,7 @@ def _setup(config: TrainConfig, explicit: set[str] | None) -> _Run:
     resumed = None
     if config.resume:
         last, tensors, saved = load_last(run_dir)
-        config = TrainConfig.from_dict(saved["config"]).resumed_with(config, explicit)
+        config = type(config).from_dict(saved["config"]).resumed_with(config, explicit)
         resumed = (last, tensors, saved)
     elif (run_dir / "last").exists() or (run_dir / METRICS).exists():
         raise OutputError("run directory already holds a run", received=str(run_dir),
@@ -475,7 +495,7 @@ def _train_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
     cfg, accelerator, device, optimizer, scheduler = run.cfg, run.accelerator, run.device, run.optimizer, run.scheduler
     steps_per_epoch, world = run.steps_per_epoch, run.world
     start_in_epoch = run.step % steps_per_epoch
-    keys = ds.epoch_keys(len(run.refs), steps_per_epoch, cfg.batch_size * world, cfg.seed, epoch)
+    keys = run.epoch_keys(epoch)
     mine = ds.process_keys(keys, start_in_epoch, cfg.batch_size, accelerator.process_index, world)
     loader = DataLoader(run.dataset, batch_size=cfg.batch_size, sampler=mine, num_workers=cfg.workers,
                         pin_memory=device.type == "cuda")
@@ -499,12 +519,8 @@ def _train_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
             run.progress["loss_batches"] += len(pending)
             pending.clear()
 
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=run.autocast_dtype or torch.float32,
-                            enabled=run.autocast_dtype is not None):
-            pred = run.prepared_model(x)
-        loss, mse = training_loss(pred, y, cfg.loss, cfg.loss_reduction, cfg.ssim_weight)
+    for batch in loader:
+        loss, mse = run.batch_loss(batch)
         accelerator.backward(loss)
         run.prepared_optimizer.step()
         run.prepared_optimizer.zero_grad(set_to_none=True)
@@ -544,6 +560,26 @@ def _train_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
             tick += run.last_ckpt - now  # checkpoint time is not training time
     flush()
     bar.close()
+
+
+def supervised_keys(run: _Run, epoch: int) -> list[tuple[int, int]]:
+    """The ``(section, augmentation seed)`` keys of a supervised epoch (:func:`~impeccable.train.dataset.epoch_keys`)."""
+    return ds.epoch_keys(len(run.refs), run.steps_per_epoch, run.cfg.batch_size * run.world, run.cfg.seed, epoch)
+
+
+def forward(run: _Run, x: torch.Tensor) -> torch.Tensor:
+    """The network's prediction of a batch on the run's device, under the run's autocast (bf16 or none)."""
+    with torch.autocast(run.device.type, dtype=run.autocast_dtype or torch.float32,
+                        enabled=run.autocast_dtype is not None):
+        return run.prepared_model(x)
+
+
+def supervised_loss(run: _Run, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The configured loss (:func:`~impeccable.train.losses.training_loss`) of a batch of ``(noisy, clean)``."""
+    x, y = batch
+    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+    pred = forward(run, x)
+    return training_loss(pred, y, run.cfg.loss, run.cfg.loss_reduction, run.cfg.ssim_weight)
 
 
 def _end_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
@@ -659,4 +695,5 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
 
 
-__all__ = ["TrainResult", "lineage_entry", "load_encoder_weights", "parent_lineage", "read_metrics", "train"]
+__all__ = ["TrainResult", "forward", "lineage_entry", "load_encoder_weights", "parent_lineage", "read_metrics",
+           "run_epochs", "supervised_keys", "supervised_loss", "train"]

@@ -38,7 +38,11 @@ def training_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse", r
         return squared, mse
     if kind != "mse+ssim":
         raise ValueError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
+    return squared + ssim_weight * scale * (1.0 - ssim_index(pred, target)), mse
+
+
+def ssim_index(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of a batch, the scorer's formula on the [0, 1] scale (uniform 7x7, K1 0.01, K2 0.03)."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    ssim = structural_similarity_index_measure(pred, target, gaussian_kernel=False, kernel_size=7, data_range=1.0)
-    return squared + ssim_weight * scale * (1.0 - ssim), mse
+    return structural_similarity_index_measure(pred, target, gaussian_kernel=False, kernel_size=7, data_range=1.0)
