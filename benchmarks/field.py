@@ -239,10 +239,10 @@ def _family_noise(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarra
     """The challenge-like noise of synthetic family a, cut to a section's shape (unit std)."""
     from impeccable.data.families import synthesize_family_pair
 
-    traces, samples = shape
-    clean, noisy = synthesize_family_pair("a", 0, int(rng.integers(1 << 30)), (1, max(traces, 32), 1259))
     from impeccable.data.synth_field import in_input_units
 
+    traces, samples = shape
+    clean, noisy = synthesize_family_pair("a", 0, int(rng.integers(1 << 30)), (8, max(traces, 32), 1259))
     mapped, _ = in_input_units(noisy[0], clean[0])
     noise = (noisy[0] - mapped)[:traces]
     noise = np.concatenate([noise] * -(-samples // noise.shape[1]), axis=1)[:, :samples]
