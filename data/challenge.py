@@ -275,10 +275,13 @@ class SectionCache:
         group = self._file[volume_id]
         a = group.attrs
 
-        def stats(name: str) -> VolumeStats:  # caches written before the finite-mean fill have no *_fill
-            fill = a.get(f"{name}_fill")
+        def stats(name: str) -> VolumeStats:  # older caches lack *_fill, *_center, *_spread: None
+            def opt(key: str) -> float | None:
+                value = a.get(f"{name}_{key}")
+                return None if value is None else float(value)
+
             return VolumeStats(float(a[f"{name}_min"]), float(a[f"{name}_max"]), int(a[f"{name}_nonfinite"]),
-                               None if fill is None else float(fill))
+                               opt("fill"), opt("center"), opt("spread"))
 
         return CacheEntry(volume_id, group["noisy"], group["clean"], stats("noisy"), stats("clean"))
 
@@ -359,8 +362,9 @@ def _write_pair(f: h5py.File, pair: VolumePair, time_axis: int | str, chunks: tu
         group.attrs[f"{name}_min"] = stats.vmin
         group.attrs[f"{name}_max"] = stats.vmax
         group.attrs[f"{name}_nonfinite"] = stats.nonfinite
-        if stats.fill is not None:
-            group.attrs[f"{name}_fill"] = stats.fill
+        for key in ("fill", "center", "spread"):  # the robust scaling's figures too
+            if getattr(stats, key) is not None:
+                group.attrs[f"{name}_{key}"] = getattr(stats, key)
         chunk = tuple(min(c, n) for c, n in zip(chunks, volume.shape))
         ds = group.create_dataset(name, shape=volume.shape, dtype=np.float16, chunks=chunk, compression="lzf")
         step = chunk[0]  # whole chunk rows per write: no chunk is compressed twice
