@@ -23,29 +23,21 @@ import numpy as np
 from impeccable.core.cli import one_line_errors, parse_shape
 
 
-class _Memory:
-    """A store keeping the inline predictions (unit scale) in memory: ``(inline, crossline, sample)`` float32."""
-
-    def __init__(self, shape: tuple[int, int, int]):
-        self.out = np.zeros(shape, dtype=np.float32)
-
-    def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
-        self.out[start:stop] = pred
-
-
 def _denoised(path: Path, engine, fill: str, batch: int, stats=None) -> tuple[np.ndarray, object]:
     """The denoised cube in the input's units; ``stats`` overrides the file's own min/max (to isolate the fill)."""
     from impeccable.core.amplitude import denormalize
     from impeccable.runtime.config import DenoiseConfig
-    from impeccable.runtime.pipeline import predict_volume, reader_stats
+    from impeccable.runtime.passes import reader_stats
+    from impeccable.runtime.predict import predict_volume
+    from impeccable.runtime.stores import array_store
     from impeccable.runtime.volumes.segy import SegyReader
 
     with SegyReader(path) as reader:
         reader.fill = fill
         stats = reader_stats(reader) if stats is None else stats
-        store = _Memory(reader.shape)
+        store = array_store(reader.shape, ("inline",))
         predict_volume(reader, engine, store, DenoiseConfig(tta=True, batch_size=batch, progress=False), stats)
-    return denormalize(store.out, stats), stats
+    return denormalize(store.target.array, stats), stats
 
 
 def _tiny_model(root: Path) -> Path:

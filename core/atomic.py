@@ -26,6 +26,7 @@ import functools
 import os
 import re
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,7 +71,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temps(directory: str | Path) -> list[Path]:
-    """Remove the temporary files of dead processes of this machine in ``directory``; return what went.
+    """Remove the temporary files (and temporary directory stores) of dead processes of this machine in
+    ``directory``; return what went.
 
     Only names this module makes are considered, and only those whose owner (pid and host in the name) is
     not running: a live run's temp files, other machines' (a shared disk) and unrelated files stay.
@@ -89,6 +91,9 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
         try:
             if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            elif entry.is_dir(follow_symlinks=False):  # a Zarr store's temporary
+                shutil.rmtree(entry.path)
                 removed.append(Path(entry.path))
         except OSError:  # raced with another cleaner, or not ours to remove: leave it
             continue
@@ -171,8 +176,8 @@ def rename_noreplace(src: str | Path, dst: str | Path) -> None:
     os.unlink(src)
 
 
-def _keep_aside(tmp: Path, target: Path) -> Path:
-    """Move a finished temp file to the first free ``<stem>.<pid>[-n]<suffix>`` beside ``target``."""
+def keep_aside(tmp: Path, target: Path) -> Path:
+    """Move a finished temp file (or store) to the first free ``<stem>.<pid>[-n]<suffix>`` beside ``target``."""
     for n in range(1000):
         kept = target.with_name(f"{target.stem}.{os.getpid()}{f'-{n}' if n else ''}{target.suffix}")
         try:
@@ -266,7 +271,7 @@ class AtomicFile:
             else:
                 rename_noreplace(tmp, self.path)
         except FileExistsError:
-            raise TargetAppeared(self.path, _keep_aside(tmp, self.path)) from None
+            raise TargetAppeared(self.path, keep_aside(tmp, self.path)) from None
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

@@ -80,7 +80,7 @@ def pad_sections(sections: np.ndarray, window: tuple[int, int] = WINDOW, pad_val
     n, rows, cols = sections.shape
     if rows > window[0] or cols > window[1]:
         raise InputError("section larger than the model window", received=(rows, cols), expected=f"<= {window}",
-                         todo="tile the section (runtime.tiling) before padding")
+                         todo="tile the section (core.tiling) before padding")
     out = np.full((n, 1, window[0], window[1]), pad_value, dtype=np.float32)
     out[:, 0, :rows, :cols] = sections
     return out

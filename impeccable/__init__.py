@@ -10,8 +10,8 @@ from __future__ import annotations
 __all__ = ["denoise"]
 
 
-def denoise(volume, model=None, engine=None, **options):
+def denoise(volume, model=None, engine=None, time_axis="auto", **options):
     """Denoise a numpy, xarray or dask volume: see :func:`impeccable.runtime.api.denoise`."""
     from impeccable.runtime.api import denoise as _denoise
 
-    return _denoise(volume, model=model, engine=engine, **options)
+    return _denoise(volume, model=model, engine=engine, time_axis=time_axis, **options)

@@ -1,31 +1,19 @@
-"""The last two passes of a run: fit the amplitude map, then scale, QC and write the output (DESIGN §3).
+"""The block math of the last two passes (DESIGN §3): the amplitude fit's sums, the output in its scale.
 
-After every section was predicted (unit-scale predictions in a canonical scratch array), the run reads the
-input and the predictions again, a block of inlines at a time:
-
-1. :func:`fit_amplitudes`: the per-inline sums of the least-squares amplitude fit
-   (:mod:`impeccable.core.calibration`) and, for the ``uint8`` scale, the final field's min/max.
-2. :func:`write_output`: each block in the output's scale (``input``: the fitted prediction in the input's
-   units, blended with the input by ``strength``; ``unit``; ``uint8``), written, and fed to the QC
-   (:mod:`impeccable.core.qc`, always in the input's units).
-
-Both passes take only blocks of whole inlines and reduce per inline, so the distributed runner calls the
-same functions per slab and gets identical results. Memory: one block of inlines.
+After every section was predicted (unit-scale predictions), the fit pass takes per block of inlines the
+per-inline sums of the least-squares amplitude fit (:mod:`impeccable.core.calibration`) and, for the ``uint8``
+scale, the final field's min/max (:func:`block_sums`); the output pass scales each block (:func:`output_block`:
+``input``, the fitted prediction in the input's units blended with the input by ``strength``; ``unit``;
+``uint8``). The passes themselves, per slab and reduced, are in :mod:`impeccable.runtime.passes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats, normalize, to_uint8
+from impeccable.core.amplitude import MINMAX, Scaling, VolumeStats, to_uint8
 from impeccable.core.calibration import AmplitudeFit, inline_sums
-from impeccable.core.qc import QualityControl, leakage_inlines
 from impeccable.runtime.volumes import live_mask
-
-#: Reads inlines ``start:stop`` of the unit-scale prediction as ``(inline, crossline, sample)`` float32.
-PredictionBlocks = Callable[[int, int], np.ndarray]
 
 
 def live_rows(reader, start: int, stop: int) -> np.ndarray | None:
@@ -34,18 +22,19 @@ def live_rows(reader, start: int, stop: int) -> np.ndarray | None:
     return None if live is None else np.asarray(live[start:stop], dtype=bool)
 
 
-def unit_field(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float) -> np.ndarray:
-    """The ``unit``-scale output: the prediction blended with the normalized input by ``strength`` (float32)."""
+def unit_field(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float,
+               scaling: Scaling = MINMAX) -> np.ndarray:
+    """The ``unit``-scale output: the prediction blended with the input in the model's units by ``strength``."""
     if strength == 1.0:
         return unit
-    x = normalize(inputs, stats)
+    x = scaling.normalize(inputs, stats)
     return (x - np.float32(strength) * (x - unit)).astype(np.float32)
 
 
 def block_sums(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float,
-               live: np.ndarray | None) -> tuple[np.ndarray, float, float]:
+               live: np.ndarray | None, scaling: Scaling = MINMAX) -> tuple[np.ndarray, float, float]:
     """One block's share of pass 1: per-inline fit sums, and the min/max of its ``unit``-scale output field."""
-    field = unit_field(inputs, unit, stats, strength)
+    field = unit_field(inputs, unit, stats, strength, scaling)
     if live is not None:  # the range of the traces that will be written
         field = field[live]
     if not field.size:
@@ -53,30 +42,9 @@ def block_sums(inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strengt
     return inline_sums(inputs, unit, stats, live), float(field.min()), float(field.max())
 
 
-def fit_amplitudes(reader, predictions: PredictionBlocks, stats: VolumeStats, strength: float,
-                   step: int) -> tuple[AmplitudeFit, tuple[float, float]]:
-    """Pass 1 over the whole volume: the amplitude fit and the final unit field's (min, max).
-
-    Args:
-        reader: The input, canonical ``(inline, crossline, sample)``.
-        predictions: Unit-scale prediction blocks of whole inlines.
-        stats: The input's statistics.
-        strength: ``--strength``, 0..1.
-        step: Inlines per block.
-    """
-    rows, lo, hi = [], np.inf, -np.inf
-    for start in range(0, reader.shape[0], step):
-        stop = min(start + step, reader.shape[0])
-        sums, bmin, bmax = block_sums(reader.read(inlines=slice(start, stop)), predictions(start, stop), stats,
-                                      strength, live_rows(reader, start, stop))
-        rows.append(sums)
-        lo, hi = min(lo, bmin), max(hi, bmax)
-    return AmplitudeFit.from_sums(np.concatenate(rows), stats), (lo, hi)
-
-
 def output_block(inputs: np.ndarray, unit: np.ndarray, fit: AmplitudeFit, stats: VolumeStats, scale: str,
-                 strength: float, unit_range: tuple[float, float], live: np.ndarray | None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 strength: float, unit_range: tuple[float, float], live: np.ndarray | None,
+                 scaling: Scaling = MINMAX) -> tuple[np.ndarray, np.ndarray]:
     """A block of the output in its scale, and the same block in the input's units (for the QC and preview).
 
     Dead or absent traces (``live`` False) are zero in every scale but ``uint8`` (where the writer decides).
@@ -88,48 +56,11 @@ def output_block(inputs: np.ndarray, unit: np.ndarray, fit: AmplitudeFit, stats:
     if scale == "input":
         written = in_units
     elif scale == "unit":
-        written = unit_field(inputs, unit, stats, strength)
+        written = unit_field(inputs, unit, stats, strength, scaling)
     else:
-        written = to_uint8(unit_field(inputs, unit, stats, strength), *unit_range)
+        written = to_uint8(unit_field(inputs, unit, stats, strength, scaling), *unit_range)
     if live is not None and not live.all():
         in_units = np.where(live[:, :, None], in_units, np.float32(0))
         if scale != "uint8":
             written = np.where(live[:, :, None], written, np.zeros((), written.dtype))
     return written, in_units
-
-
-def write_output(reader, predictions: PredictionBlocks, write: Callable[[int, int, np.ndarray], None],
-                 fit: AmplitudeFit, stats: VolumeStats, scale: str, strength: float,
-                 unit_range: tuple[float, float], step: int, keep: int | None = None
-                 ) -> tuple[dict, np.ndarray | None]:
-    """Pass 2: scale each block, hand it to ``write(start, stop, block)``, and measure the QC figures.
-
-    Args:
-        reader: The input, canonical ``(inline, crossline, sample)``.
-        predictions: Unit-scale prediction blocks of whole inlines.
-        write: Stores output inlines ``start:stop``.
-        fit: From :func:`fit_amplitudes`.
-        stats: The input's statistics.
-        scale: ``input``, ``unit`` or ``uint8``.
-        strength: 0..1.
-        unit_range: The final unit field's (min, max) (``uint8``).
-        step: Inlines per block.
-        keep: An inline whose output, in the input's units, is returned (the preview's).
-
-    Returns:
-        ``(qc_report, kept)``: the QC figures (:meth:`QualityControl.report`) and inline ``keep`` as
-        ``(1, crossline, sample)`` float32 in the input's units, or None.
-    """
-    qc = QualityControl(mean=fit.mean, sampled=leakage_inlines(reader.shape[0]))
-    kept = None
-    for start in range(0, reader.shape[0], step):
-        stop = min(start + step, reader.shape[0])
-        inputs = reader.read(inlines=slice(start, stop))
-        live = live_rows(reader, start, stop)
-        written, in_units = output_block(inputs, predictions(start, stop), fit, stats, scale, strength,
-                                         unit_range, live)
-        write(start, stop, written)
-        qc.add(start, inputs, in_units, live)
-        if keep is not None and start <= keep < stop:
-            kept = np.array(in_units[keep - start:keep - start + 1])
-    return qc.report(), kept

@@ -34,14 +34,21 @@ def _time_axis(value: str) -> int | str:
                    "one that passes the parity tests].")
 @click.option("--tta/--no-tta", default=True, show_default=True,
               help="Flip test-time augmentation: also denoise the trace-mirrored section and average (2x the work).")
-@click.option("--views", type=click.Choice(VIEWS), default="inline", show_default=True,
-              help="Section direction(s) fed to the model; 'both' averages inline and crossline predictions (2x).")
+@click.option("--views", type=click.Choice(VIEWS), default="auto", show_default=True,
+              help="Section direction(s) fed to the model. auto: inline sections, or crossline ones when the inline "
+                   "sections would be narrower than 32 traces and the crossline ones wider (one crossline of a "
+                   "3-D survey); both: inline and crossline predictions averaged (n_inline + n_crossline "
+                   "sections instead of n_inline).")
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Sections per engine call (a section tiled into k windows counts k); with TTA a call carries "
                    "twice as many images, the mirrored copies. Bounded by the volume's sections and by a memory "
                    "budget (a quarter of the available memory), which the run states when it binds.")
 @click.option("--time-axis", type=click.Choice(["auto", "0", "2"]), default="auto", show_default=True,
               help="Stored time axis of .npy/.h5 input; auto = the unique longest axis.")
+@click.option("--sample-interval", type=float, default=None, metavar="MS",
+              help="Milliseconds between samples (metres for depth), for .npy input or to override the file's "
+                   "header or attributes; sections are resampled to the model's interval and back when they "
+                   "differ [default: what the file records, else the model's interval, said in the summary].")
 @click.option("--scale", type=click.Choice(SCALES), default="input", show_default=True,
               help="input: the volume's own units; unit: the model's [0, 1]; uint8: the challenge's 0..255.")
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
@@ -82,7 +89,8 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
          tta: bool, views: str, batch_size: int, time_axis: str, scale: str, strength: float,
          report_path: Path | None, dataset: str | None, preview: Path | None, iline_byte: int, xline_byte: int,
          line_key: int | None, cdp_byte: int, overwrite: bool, progress: bool, cluster: str | None,
-         workers: int | None, resume: bool, slab_sections: int | None, retries: int) -> None:
+         workers: int | None, resume: bool, slab_sections: int | None, retries: int,
+         sample_interval: float | None) -> None:
     """Denoise the seismic volume INPUT (.npy, .h5/.hdf5 or SEG-Y) and write it in the same format.
 
     Volumes are read lazily in (inline, crossline, sample) order, min-max normalized per volume, cut into
@@ -101,7 +109,7 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
                            time_axis=_time_axis(time_axis), scale=scale, strength=strength, overwrite=overwrite,
                            preview=preview, dataset=dataset, engine_options=options, progress=progress,
                            iline_byte=iline_byte, xline_byte=xline_byte, line_key=line_key, cdp_byte=cdp_byte,
-                           cluster=cluster, workers=workers)
+                           cluster=cluster, workers=workers, sample_interval=sample_interval)
     output = output or default_output(input_path)
     if cluster is not None:
         _run_cluster(input_path, output, config, resume, slab_sections, retries, report_path)
@@ -111,23 +119,19 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
 
         raise InputError("--resume and --workers need --cluster", received="no --cluster",
                          expected="--cluster local or tcp://HOST:PORT", todo="add --cluster local")
-    report = denoise_file(input_path, output, config)
-    if report.stale_removed:
-        click.echo(f"removed {len(report.stale_removed)} temporary file(s) of dead runs beside the output: "
-                   + ", ".join(p.name for p in report.stale_removed), err=True)
-    if report.batch_note:
-        click.echo(report.batch_note, err=True)
-    if report.nonfinite:
-        click.echo(f"filled {report.nonfinite} NaN/Inf samples with the volume's finite mean "
-                   f"({report.stats.fill_value:g}) before normalizing; the output holds the denoised value there",
-                   err=True)
-    click.echo(f"denoised {report.sections} sections with {report.engine} at batch {report.batch_size} "
-               f"in {report.total_s:.1f} s "
-               f"({report.sections_per_s:.2f} sections/s; engine {report.engine_s:.1f} s, loading "
-               f"{report.load_s:.1f} s, reading/tiling/writing {report.pipeline_s:.1f} s) -> {report.output}"
-               + (f", preview {preview}" if preview is not None else ""))
-    click.echo(summary_line(report))
-    for warning in report.qc.get("warnings", []):
+    _print(denoise_file(input_path, output, config), report_path, config.preview)
+
+
+def _print(report, report_path: Path | None, preview: Path | None, announced: tuple[str, ...] = ()) -> None:
+    """A run's notes and warnings (stderr), its summary (stdout) and ``--report`` JSON: the same from every driver."""
+    from impeccable.runtime.report import notes, summary_lines, warnings
+
+    for note in notes(report):
+        if note not in announced:
+            click.echo(note, err=True)
+    for line in summary_lines(report, preview):
+        click.echo(line)
+    for warning in warnings(report):
         click.echo(f"Warning: {warning}", err=True)
     if report_path is not None:
         write_json(report_path, report.as_dict())
@@ -147,9 +151,15 @@ def _run_cluster(input_path: Path, output: Path, config: DenoiseConfig, resume: 
 
     from impeccable.runtime.distributed import run_distributed
 
+    announced: list[str] = []
+
+    def announce(line: str) -> None:
+        announced.append(line)
+        click.echo(line, err=True)
+
     try:
         report = run_distributed(input_path, output, config, resume=resume, retries=retries,
-                                 slab_sections=slab_sections, announce=lambda line: click.echo(line, err=True))
+                                 slab_sections=slab_sections, announce=announce)
     except KeyboardInterrupt as exc:
         from impeccable.runtime.distributed_plan import RunDir
 
@@ -160,34 +170,7 @@ def _run_cluster(input_path: Path, output: Path, config: DenoiseConfig, resume: 
         click.echo(f"Error: interrupted by {signal.Signals(signum).name} | cluster closed, temporary files "
                    f"removed | {kept}", err=True)
         sys.exit(128 + signum)
-    if report.stats.nonfinite:
-        click.echo(f"replaced {report.stats.nonfinite} NaN/Inf samples before normalizing", err=True)
-    click.echo(distributed_summary(report) + (f", preview {config.preview}" if config.preview is not None else ""))
-    click.echo(summary_line(report))
-    for warning in report.qc.get("warnings", []):
-        click.echo(f"Warning: {warning}", err=True)
-    if report_path is not None:
-        write_json(report_path, report.as_dict())
-
-
-def distributed_summary(report) -> str:
-    """The run line of ``--cluster``: throughput overall and per worker, slabs, retries, resumed slabs."""
-    per_worker = ", ".join(f"{addr.rsplit('/', 1)[-1]} {w['sections']} sections {w['sections_per_s']:.2f}/s"
-                           for addr, w in sorted(report.workers.items()))
-    slabs = f"{report.slabs['inline']} inline" + (f" + {report.slabs['crossline']} crossline"
-                                                  if report.slabs["crossline"] else "")
-    return (f"denoised {report.sections} sections on {len(report.workers)} workers in {report.total_s:.1f} s "
-            f"({report.sections_per_s:.2f} sections/s; per worker: {per_worker or 'none'}); slabs: {slabs}; "
-            f"retries {report.retries}; slabs resumed {report.resumed} -> {report.output}")
-
-
-def summary_line(report) -> str:
-    """The QC line every run prints: the amplitude fit and what was removed."""
-    fit, qc = report.fit, report.qc
-    return (f"QC: amplitude fit gain {fit['gain']:.4f}, offset {fit['offset']:.4g} ({fit['offset_of_std']:+.3f} std); "
-            f"removed {qc['removed_energy']:.1%} of the input's energy, mean {qc['removed_mean_of_std']:+.4f} std; "
-            f"leakage {qc['leakage']:.3f} (local similarity of removed and denoised, "
-            f"{qc['leakage_sections']} inlines)")
+    _print(report, report_path, config.preview, tuple(announced))
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from impeccable.core.amplitude import SCALES
 from impeccable.core.errors import InputError
 
-VIEWS = ("inline", "crossline", "both")
+VIEWS = ("auto", "inline", "crossline", "both")
+#: ``auto`` takes crossline sections when inline sections would be narrower than this and the crossline ones
+#: wider (one crossline of a 3-D survey, a thin slab): a 1-trace "section" gives the network nothing to see.
+NARROW_SECTION = 32
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,9 @@ class DenoiseConfig:
         model: Model directory, ``.onnx`` or ``.plan`` [default: the shipped model].
         engine: Engine name [default: the fastest installed one for the model].
         tta: Flip TTA: also predict the trace-mirrored section and average.
-        views: ``inline``, ``crossline`` or ``both`` (average of the two section directions).
+        views: ``auto`` (inline sections, or crossline sections when the inline ones would be narrower than
+            :data:`NARROW_SECTION` traces and the crossline ones wider: one crossline of a 3-D survey),
+            ``inline``, ``crossline`` or ``both`` (average of the two section directions).
         batch_size: Model windows per engine call before TTA: sections, when they fit the window (a section
             tiled into k windows counts k). With TTA each call carries twice as many images.
         time_axis: Stored time axis of npy/HDF5 input: ``0``, ``2`` or ``auto``.
@@ -39,12 +44,15 @@ class DenoiseConfig:
         cluster: ``local`` (a new Dask cluster on this machine) or ``tcp://HOST:PORT`` (a running scheduler);
             None: one process (:mod:`impeccable.runtime.distributed`).
         workers: Workers of a ``local`` cluster [default: one per GPU, else half the cores].
+        sample_interval: Milliseconds between samples (metres for depth) [default: what the file records; a
+            ``.npy`` records nothing]. Sections are resampled to the model's interval and back when they differ;
+            unknown, the data are taken to be at the model's interval (the run says so).
     """
 
     model: Path | None = None
     engine: str | None = None
     tta: bool = True
-    views: str = "inline"
+    views: str = "auto"
     batch_size: int = 4
     time_axis: int | str = "auto"
     scale: str = "input"
@@ -60,21 +68,40 @@ class DenoiseConfig:
     cdp_byte: int = 21
     cluster: str | None = None
     workers: int | None = None
+    sample_interval: float | None = None
 
     def __post_init__(self) -> None:
         """Refuse a setting no run can use, when the config is built (each message names the flag)."""
         if self.views not in VIEWS:
             raise InputError("unknown views", received=self.views, expected=" / ".join(VIEWS),
-                             todo="pass --views inline, crossline or both")
+                             todo="pass --views auto, inline, crossline or both")
         if self.scale not in SCALES:
             raise InputError("unknown output scale", received=self.scale, expected=" / ".join(SCALES),
                              todo="pass --scale input, unit or uint8")
         if int(self.batch_size) < 1:
             raise InputError("batch size must be positive", received=self.batch_size, expected=">= 1",
                              todo="pass --batch-size 4")
+        if self.sample_interval is not None and not float(self.sample_interval) > 0:
+            raise InputError("sample interval must be positive", received=self.sample_interval,
+                             expected="milliseconds between samples, e.g. 2 or 4", todo="pass --sample-interval 4")
         if not 0.0 <= float(self.strength) <= 1.0:
             raise InputError("strength out of range", received=self.strength, expected="0..1 (1: the full denoising)",
                              todo="pass --strength 0.5, say")
+
+    @property
+    def view_list(self) -> tuple[str, ...]:
+        """The section directions of the run, in the order they are predicted: ``views`` spelled out (``auto``
+        before :meth:`for_shape` resolved it: inline)."""
+        if self.views == "both":
+            return ("inline", "crossline")
+        return ("inline",) if self.views == "auto" else (self.views,)
+
+    def for_shape(self, shape: tuple[int, int, int]) -> DenoiseConfig:
+        """This config with ``views="auto"`` resolved for a canonical ``(inline, crossline, sample)`` shape."""
+        if self.views != "auto":
+            return self
+        narrow = shape[1] < NARROW_SECTION and shape[0] > shape[1]
+        return replace(self, views="crossline" if narrow else "inline")
 
     def segy_options(self) -> dict:
         """The SEG-Y reader's header-byte arguments."""

@@ -1,28 +1,29 @@
 """Survey scale: the single-process pipeline's passes as ``dask.distributed`` tasks, one per slab (DESIGN §8).
 
-The passes are the pipeline's own functions, run per slab of whole sections, so the output equals
-:func:`impeccable.runtime.pipeline.denoise_file` bit for bit with the same engine:
+The passes are the one process's own (:mod:`impeccable.runtime.passes`, :mod:`impeccable.runtime.predict`), run
+per slab of whole sections and reduced here, so the output equals :func:`impeccable.runtime.pipeline.denoise_file`
+bit for bit with the same engine:
 
-1. statistics: :func:`~impeccable.runtime.pipeline.reader_stats` per inline slab, min/max reduced here;
-2. predictions: :func:`~impeccable.runtime.pipeline.predict_volume` per inline slab (and per crossline slab for
-   ``--views crossline/both``) into float32 Zarr scratch arrays; slabs hold whole engine batches, so every
-   engine call carries the sections the single process gives it;
-3. amplitude fit: :func:`~impeccable.runtime.calibrate.block_sums` per inline slab (per-inline sums, added
-   exactly with ``math.fsum``, so the fit does not depend on the partition);
-4. output: :func:`~impeccable.runtime.calibrate.output_block` per inline slab written into the temporary
-   output (each task owns its chunks), with the QC rows, merged here.
+1. statistics: :func:`~impeccable.runtime.passes.stats_part` per inline slab -> ``reduce_stats``;
+2. predictions: :func:`~impeccable.runtime.predict.predict_volume` per inline slab (and per crossline slab for
+   ``--views crossline/both``) into float32 Zarr scratch arrays, one per view, averaged as they are read
+   (:func:`~impeccable.runtime.stores.averaged_inlines`); slabs hold whole engine batches, so every engine call
+   carries the sections the single process gives it;
+3. amplitude fit: :func:`~impeccable.runtime.passes.fit_part` per inline slab -> ``reduce_fit`` (per-inline
+   sums, added exactly, so the fit does not depend on the partition);
+4. output: :func:`~impeccable.runtime.passes.write_part` per inline slab into the format's sink
+   (:class:`~impeccable.runtime.volumes.ClusterSink`; each task owns its chunks) -> ``reduce_qc``.
 
 The engine is built once per worker by the plugin of :func:`make_plugin` from the model's path (never shipped in tasks).
 Tasks are submitted with ``retries``; a worker that dies has its tasks recomputed elsewhere by the scheduler;
 each slab leaves a done-flag (:class:`~impeccable.runtime.distributed_plan.RunDir`) so ``--resume`` computes only
 what is missing. The output is moved to its final path only when every slab is done.
 
-Formats: ``.npy`` (a preallocated temporary ``.npy`` that tasks fill through memory maps: a shared filesystem),
-Zarr / MDIO, and SEG-Y on a shared filesystem: the client copies the input once into the run directory (every
-header byte kept, as the single-process writer does), each write task opens that copy itself and writes the
-traces of its own inlines' cells (:class:`~impeccable.runtime.volumes.segy.TraceWriter`; the planner proves
-that no two tasks write one trace, :func:`~impeccable.runtime.distributed_plan.check_trace_ownership`). HDF5 is
-refused (one writer).
+Formats: every format of :data:`impeccable.runtime.volumes.FORMATS` with a sink: ``.npy`` (a preallocated
+temporary ``.npy`` that tasks fill through memory maps: a shared filesystem), Zarr / MDIO, and SEG-Y on a
+shared filesystem (a copy of the input whose traces each task writes; the planner proves that no two tasks
+write one trace, :func:`~impeccable.runtime.distributed_plan.check_trace_ownership`). HDF5 is refused (one
+writer). The runner itself names no format.
 
 SEG-Y geometry and dead traces: each worker infers the grid from the trace headers itself (the same function on
 the same file gives the same grid; shipping the ``(inline, crossline)`` trace index, 8 bytes a cell, would cost
@@ -35,7 +36,7 @@ process has after its statistics pass, so dead traces stay out of the fit and ar
 Modules, along the run: :mod:`~impeccable.runtime.distributed_plan` (slabs, the ownership checks, the run
 directory's state), :mod:`~impeccable.runtime.distributed_worker` (the engine plugin, the job, the slab tasks of
 every pass), :mod:`~impeccable.runtime.distributed_cluster` (the client, the workers' engines, the passes'
-submission), :mod:`~impeccable.runtime.distributed_output` (the run directory's output files, the preview, the
+submission), :mod:`~impeccable.runtime.distributed_output` (the run directory's scratch, dead-trace mask and
 commit); this module runs the passes in order.
 """
 
@@ -45,101 +46,48 @@ from __future__ import annotations
 import functools
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats, merge_stats
-from impeccable.core.calibration import AmplitudeFit
-from impeccable.core.errors import ImpeccableError, InputError, OutputError
-from impeccable.core.qc import QualityControl, leakage_inlines
+from impeccable.core.errors import ImpeccableError, OutputError
+from impeccable.runtime.batching import model_shape, sections_per_batch
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_cluster import (CONNECT_TIMEOUT, THREADED_ENGINES, Passes, dashboard_link,
-                                                    engine_window, share_cores, start_client)
-from impeccable.runtime.distributed_output import (commit_output, create_scratch, create_sink, draw_preview,
-                                                   merge_dead)
-from impeccable.runtime.distributed_plan import (Plan, RunDir, check_trace_ownership, input_identity, make_plan,
-                                                 model_identity)
-from impeccable.runtime.distributed_worker import (PLUGIN_NAME, SEGY_FORMATS, EngineFactory, Job, geometry_digest,
-                                                   make_plugin, task_fit, task_predict, task_stats, task_write)
-from impeccable.runtime.volumes import open_reader
+                                                    engine_info, share_cores, start_client)
+from impeccable.runtime.distributed_output import commit_output, create_scratch, merge_dead
+from impeccable.runtime.distributed_plan import Plan, RunDir, check_trace_ownership, make_plan, model_identity
+from impeccable.runtime.distributed_worker import (PLUGIN_NAME, EngineFactory, Job, geometry_digest, make_plugin,
+                                                   task_fit, task_predict, task_stats, task_write, unit_predictions)
+from impeccable.runtime.output import check_format, check_output, check_views, finish_output
+from impeccable.runtime.passes import output_inline, reduce_fit, reduce_qc, reduce_stats
+from impeccable.runtime.predict import Sampling, model_io
+from impeccable.runtime.report import ClusterRun, RunReport
+from impeccable.runtime.volumes import CLUSTER_FORMATS, cluster_sink, format_of, open_reader
+from impeccable.runtime.volumes.files import input_identity
 
 __all__ = ["CLUSTER_FORMATS", "CONNECT_TIMEOUT", "PLUGIN_NAME", "THREADED_ENGINES", "DistributedReport",
            "EngineFactory", "Job", "make_plugin", "run_distributed", "start_client"]
 
-#: Formats the distributed runner writes (each task writes its own inlines).
-CLUSTER_FORMATS = (".npy", ".zarr", ".mdio", *SEGY_FORMATS)
+#: The report of a cluster run (one report serves every driver: :class:`~impeccable.runtime.report.RunReport`).
+DistributedReport = RunReport
 
 
-@dataclass
-class DistributedReport:
-    """What a distributed run did.
-
-    Attributes:
-        output: The written output.
-        sections: Sections predicted in this attempt (all views).
-        total_s: Wall seconds.
-        slabs: Tasks per pass.
-        resumed: Slabs an earlier attempt had done (all passes), not recomputed.
-        retries: Task retries the scheduler made.
-        workers: Per worker: sections, seconds inside its prediction tasks, sections/s.
-        stats: The input's statistics.
-        fit: The amplitude fit (as the pipeline's report).
-        qc: The QC figures.
-        dashboard: The dashboard's address, if any.
-    """
-
-    output: Path
-    sections: int
-    total_s: float
-    slabs: dict
-    resumed: int
-    retries: int
-    workers: dict
-    stats: VolumeStats
-    fit: dict = field(default_factory=dict)
-    qc: dict = field(default_factory=dict)
-    dashboard: str | None = None
-
-    @property
-    def sections_per_s(self) -> float:
-        return self.sections / self.total_s if self.total_s > 0 else 0.0
-
-    def as_dict(self) -> dict:
-        return {"output": str(self.output), "sections": self.sections, "total_s": self.total_s,
-                "sections_per_s": self.sections_per_s, "slabs": self.slabs, "resumed": self.resumed,
-                "retries": self.retries, "workers": self.workers, "dashboard": self.dashboard,
-                "input": {"min": self.stats.vmin, "max": self.stats.vmax, "nonfinite": self.stats.nonfinite},
-                "amplitude_fit": self.fit, "qc": self.qc}
-
-
-def _check_formats(input_path: Path, output: Path) -> None:
-    ext = input_path.suffix.lower()
-    if ext in (".h5", ".hdf5"):
-        raise InputError("HDF5 cannot be written by many workers at once (one writer)", received=input_path.name,
-                         expected="npy, zarr or SEG-Y with --cluster", todo="run without --cluster, or convert to Zarr")
-    if ext not in CLUSTER_FORMATS:
-        raise InputError("this format is not supported with --cluster yet", received=input_path.name,
-                         expected=" or ".join(CLUSTER_FORMATS), todo="run without --cluster, or convert to Zarr")
-    if output.suffix.lower() != ext:
-        raise OutputError("output format differs from the input's", received=output.suffix or output.name,
-                          expected=ext, todo=f"name the output *{ext}")
-
-
-def _identity(input_path: Path, config: DenoiseConfig, factory, plan: Plan) -> dict:
+def _identity(input_path: Path, config: DenoiseConfig, factory, plan: Plan, sampling: Sampling) -> dict:
     settings = {"engine": getattr(factory, "name", type(factory).__name__), "tta": config.tta,
                 "views": config.views, "batch_size": config.batch_size, "scale": config.scale,
                 "strength": config.strength, "time_axis": config.time_axis, "dataset": config.dataset,
-                "segy": config.segy_options() if input_path.suffix.lower() in SEGY_FORMATS else None,
-                "engine_options": {k: str(v) for k, v in sorted(config.engine_options.items())}}
+                "segy": config.segy_options() if format_of(input_path).header_options else None,
+                "engine_options": {k: str(v) for k, v in sorted(config.engine_options.items())},
+                "sampling": sampling.as_dict()}
     return {"input": input_identity(input_path), "model": model_identity(config.resolved_model()),
             "settings": settings, "plan": plan.as_dict()}
 
 
 def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseConfig, client=None,
                     engine_factory=None, resume: bool = False, retries: int = 2,
-                    slab_sections: int | None = None, announce=None) -> DistributedReport:
+                    slab_sections: int | None = None, announce=None) -> RunReport:
     """Denoise a ``.npy``, SEG-Y or Zarr volume on a Dask cluster; the output equals :func:`denoise_file`'s.
 
     Args:
@@ -162,22 +110,21 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     """
     from tqdm import tqdm
 
-    from impeccable.runtime.pipeline import _check_output, _check_views, bounded_batch, sections_per_batch
-
     t0 = time.perf_counter()
     input_path, output = Path(input_path), Path(output)
-    _check_formats(input_path, output)
-    _check_output(output, config.overwrite, input_path)
+    sink_format = cluster_sink(input_path)
+    check_format(input_path, output)
+    check_output(output, config.overwrite, input_path)
     factory = engine_factory or EngineFactory.from_config(config)
     reader = open_reader(input_path, time_axis=config.time_axis, dataset=config.dataset, segy=config.segy_options())
-    segy = input_path.suffix.lower() in SEGY_FORMATS
-    views = ("inline", "crossline") if config.views == "both" else (config.views,)
+    config = config.for_shape(tuple(reader.shape))
+    views = config.view_list
     own_client = client is None
     client = None if own_client else client
     run = RunDir(output)
     opened = committed = False
     try:
-        _check_views(config, getattr(reader, "views", None))
+        check_views(config, getattr(reader, "views", None))
         if own_client:
             client = start_client(config.cluster or "local", config.workers)
             factory = share_cores(factory, client)
@@ -186,41 +133,50 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             served = dashboard or "not served (pip install bokeh)"
             announce(f"dashboard: {served}; scheduler {client.scheduler.address}")
         client.register_plugin(make_plugin(factory), name=PLUGIN_NAME)
-        window = engine_window(client)
-        # The single process's bound (the volume's windows, this machine's memory): an absurd --batch-size must not
-        # exhaust the workers' memory either; a sane one is never bound, so resume identities stay stable.
-        batch, batch_note = bounded_batch(tuple(reader.shape), views, window, config.batch_size, config.tta)
+        window, engine_name = engine_info(client)
+        # The workers' engines are built from the model's path: its card is the run's contract, as in one process
+        # (a stand-in factory with no model path: a bare engine's defaults).
+        io = model_io(config.resolved_model() if engine_factory is None or config.model is not None else None, window)
+        sampling = Sampling.of(config.sample_interval, reader, io)
+        # The single process's bound (the volume's windows, the engine's measured memory) against each worker's
+        # memory: an absurd --batch-size must not exhaust the workers either; a sane one is never bound, so resume
+        # identities stay stable.
+        from impeccable.runtime.memory import run_batch, worker_budget
+
+        limits = [w.get("memory_limit") for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+        batch, batch_note = run_batch(config, model_shape(tuple(reader.shape), sampling.resampling), window,
+                                      getattr(factory, "name", None),
+                                      dict(getattr(factory, "options", ())).get("precision"), worker_budget(limits))
         if batch != config.batch_size:
             config = replace(config, batch_size=batch)
             if announce is not None and batch_note:
                 announce(batch_note)
-        steps = {v: sections_per_batch(reader, v, window, config.batch_size) for v in views}
-        chunk = 1
-        if input_path.suffix.lower() in (".zarr", ".mdio"):  # .npy, SEG-Y: any inline boundary is one
-            from impeccable.runtime.volumes.zarr import section_chunks
-
-            chunk = section_chunks(tuple(reader.shape), reader.chunks)[0]
+        steps = {v: sections_per_batch(reader, v, window, config.batch_size, sampling.resampling) for v in views}
+        chunk = sink_format.inline_chunk(reader)
         plan = make_plan(tuple(reader.shape), views, steps, chunk, slab_sections)
-        if segy:
+        if getattr(reader, "geometry", None) is not None:  # one output file whose traces the tasks share
             check_trace_ownership(plan.inline, reader.geometry.index, reader.tracecount)
-        identity = _identity(input_path, config, factory, plan)
+        identity = _identity(input_path, config, factory, plan, sampling)
         resumed_run = run.open(identity, resume, config.overwrite)
         opened = True
-        sink = create_sink(run, reader, input_path, output, config, resumed_run, chunk)
+        dtype = np.dtype(np.uint8 if config.scale == "uint8" else np.float32)
+        sink = sink_format.create(run.path, reader, output, dtype, resumed_run, chunk)
         create_scratch(run, reader.shape, views, plan, resumed_run)
         job = Job(str(input_path), getattr(reader, "time_axis", config.time_axis),
                   getattr(reader, "dataset", config.dataset),  # resolved: a group's only volume, MDIO's amplitude
                   replace(config, progress=False, preview=None), str(run.path), views, str(sink),
-                  tuple(reader.shape), segy=tuple(sorted(config.segy_options().items())) if segy else (),
-                  stamp=tuple(sorted(identity["input"].items())), geometry=geometry_digest(reader))
+                  tuple(reader.shape),
+                  segy=tuple(sorted(config.segy_options().items())) if format_of(input_path).header_options else (),
+                  stamp=tuple(sorted(identity["input"].items())), geometry=geometry_digest(reader), io=io,
+                  resampling=sampling.resampling)
         total = len(plan.inline) * 4 + len(plan.crossline)
         with tqdm(total=total, unit="slab", disable=not config.progress, leave=False) as bar:
             passes = Passes(client, run, retries, bar)
             bar.update(0)
             parts = passes.pass_("stats", plan.inline, task_stats, (job,))
-            stats = merge_stats(parts)
-            stats.check_not_constant()
-            job = replace(job, stats=stats, dead=merge_dead(run, reader, plan, parts) if segy else None)
+            stats = reduce_stats(parts)
+            job = replace(job, stats=stats,
+                          dead=merge_dead(run, reader, plan, parts) if hasattr(reader, "mark_dead") else None)
             done_predictions = []
             for view in views:
                 slabs = plan.inline if view == "inline" else plan.crossline
@@ -228,28 +184,14 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                 fresh = [i for i in range(len(slabs)) if run.done(kind, i) is None]
                 results = passes.pass_(kind, slabs, functools.partial(task_predict, job, view), ())
                 done_predictions += [results[i] for i in fresh]
-            parts = passes.pass_("fit", plan.inline, task_fit, (job,))
-            fit = AmplitudeFit.from_sums(np.concatenate([np.asarray(p["sums"], dtype=np.float64).reshape(-1, 6)
-                                                         for p in parts]), stats)
-            unit_range = (min(p["lo"] for p in parts), max(p["hi"] for p in parts))
+            fit, unit_range = reduce_fit(passes.pass_("fit", plan.inline, task_fit, (job,)), stats)
             job = replace(job, fit=fit, unit_range=unit_range)
-            parts = passes.pass_("write", plan.inline, task_write, (job,))
-        qc = QualityControl(mean=fit.mean, sampled=leakage_inlines(reader.shape[0]))
-        for p in parts:
-            qc.rows.append(np.asarray(p["rows"], dtype=np.float64).reshape(-1, 4))
-            qc.similarity.update({int(k): (float(s), int(n)) for k, s, n in p["similarity"]})
-        if input_identity(input_path) != identity["input"]:
-            raise InputError("input changed during the run; nothing was written", received=str(input_path),
-                             expected="an input nobody writes while it is denoised",
-                             todo="rerun with --overwrite once the file is complete")
-        if config.preview is not None:  # first: a failing preview leaves no output, as in one process
-            draw_preview(reader, output, config, job)
-        try:
-            commit_output(run, sink, output, config.overwrite)
-        except BaseException:
-            if config.preview is not None:
-                Path(config.preview).unlink(missing_ok=True)
-            raise
+            qc = reduce_qc(passes.pass_("write", plan.inline, task_write, (job,)), fit, reader.shape[0])
+        finish_output(reader, identity["input"], output, config,
+                      lambda mid: output_inline(reader, functools.partial(unit_predictions, job), fit, stats,
+                                                config.scale, config.strength, unit_range, mid, io.scaling),
+                      # the module's name, looked up at the call: tests stand a commit in for it
+                      lambda: globals()["commit_output"](run, sink, output, config.overwrite))
         committed = True
     except OSError as exc:
         raise OutputError("I/O failed in the distributed run", received=f"{exc.strerror or exc}: "
@@ -271,6 +213,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     finally:
         if opened and not committed and not any(run.flags.glob("predict-*")):
             run.remove()  # nothing costly was done (a constant volume, a failing engine): leave no state
+        run.release()
         reader.close()
         if own_client and client is not None:
             cluster = client.cluster
@@ -283,6 +226,10 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         workers[p["worker"]]["seconds"] += p["seconds"]
     for w in workers.values():
         w["sections_per_s"] = w["sections"] / w["seconds"] if w["seconds"] > 0 else 0.0
-    return DistributedReport(output, sum(p["sections"] for p in done_predictions), time.perf_counter() - t0,
-                             {"inline": len(plan.inline), "crossline": len(plan.crossline)}, passes.resumed,
-                             passes.retried, dict(workers), stats, fit.as_dict(stats), qc.report(), dashboard)
+    cluster = ClusterRun(dict(workers), {"inline": len(plan.inline), "crossline": len(plan.crossline)},
+                         passes.resumed, passes.retried, dashboard)
+    return RunReport(output, sum(p["sections"] for p in done_predictions),
+                     sum(p.get("images", 0) for p in done_predictions),
+                     sum(p.get("engine_s", 0.0) for p in done_predictions), time.perf_counter() - t0, stats.nonfinite,
+                     stats, engine_name, 0.0, config.batch_size, batch_note, fit=fit.as_dict(stats), qc=qc,
+                     strength=config.strength, cluster=cluster, sampling=sampling.as_dict())

@@ -65,17 +65,20 @@ def dashboard_link(client) -> str | None:
     return getattr(client, "dashboard_link", None) if importlib.util.find_spec("bokeh") else None
 
 
-def engine_window(client) -> tuple[int, int]:
-    """The engines' window, asked of the workers (they must all agree)."""
+def engine_info(client) -> tuple[tuple[int, int], str]:
+    """The engines' window and ``"name precision"``, asked of the workers (they must all agree on the window)."""
 
-    def window(dask_worker=None) -> tuple[int, int]:
-        return tuple(int(n) for n in dask_worker.plugins[PLUGIN_NAME].engine.window)
+    def info(dask_worker=None) -> tuple[tuple[int, int], str]:
+        engine = dask_worker.plugins[PLUGIN_NAME].engine
+        return (tuple(int(n) for n in engine.window),
+                f"{getattr(engine, 'name', type(engine).__name__)} {getattr(engine, 'precision', '')}".strip())
 
-    windows = set(client.run(window).values())
+    answers = client.run(info).values()
+    windows = {window for window, _ in answers}
     if len(windows) != 1:
         raise OutputError("the workers' engines disagree on the model window", received=str(sorted(windows)),
                           expected="one model on every worker", todo="give every worker the same model path")
-    return windows.pop()
+    return windows.pop(), sorted(name for _, name in answers)[0]
 
 
 class Passes:

@@ -1,5 +1,5 @@
-"""The distributed run's files in its run directory: the temporary output, the scratch predictions, the
-merged dead-trace mask; the preview and the no-replace commit of the finished output."""
+"""The distributed run's files in its run directory: the scratch predictions, the merged dead-trace mask, and
+the no-replace commit of the finished output (the temporary output itself is the format's sink)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from impeccable.core.errors import OutputError
-from impeccable.runtime.calibrate import live_rows, output_block
-from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_plan import Plan, RunDir
-from impeccable.runtime.distributed_worker import SEGY_FORMATS, Job, scratch_path, unit_predictions, unpack_mask
+from impeccable.runtime.distributed_worker import scratch_path, unpack_mask
+from impeccable.runtime.volumes.files import commit_path
 
 
 def merge_dead(run: RunDir, reader, plan: Plan, parts: list[dict]) -> str:
@@ -26,33 +25,6 @@ def merge_dead(run: RunDir, reader, plan: Plan, parts: list[dict]) -> str:
     np.save(tmp, dead, allow_pickle=False)
     os.replace(tmp, path)  # whole or absent, as every file of the run directory
     return str(path)
-
-
-def create_sink(run: RunDir, reader, input_path: Path, output: Path, config: DenoiseConfig, resumed: bool,
-                 chunk: int) -> Path:
-    """The temporary output in the run directory (kept by a resumed attempt)."""
-    dtype = np.dtype(np.uint8 if config.scale == "uint8" else np.float32)
-    if input_path.suffix.lower() in SEGY_FORMATS:
-        from impeccable.runtime.volumes.segy import TraceWriter, copy_input
-
-        path = run.path / f"output{input_path.suffix.lower()}"
-        if not (resumed and path.is_file()):
-            tmp = run.path / f".output.{os.getpid()}.tmp"
-            copy_input(reader, tmp, output.name)
-            os.replace(tmp, path)  # a copy cut short is never taken for the sink by --resume
-        TraceWriter(path, reader, dtype).close()  # values the sample format cannot hold: refused before any work
-        return path
-    if input_path.suffix.lower() == ".npy":
-        path = run.path / "output.npy"
-        if not (resumed and path.is_file()):
-            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(reader.stored_shape)).flush()
-        return path
-    from impeccable.runtime.volumes.zarr import create_like
-
-    path = run.path / f"output{input_path.suffix.lower()}"
-    if not (resumed and path.is_dir()):
-        create_like(path, reader, dtype, chunks=(chunk, reader.shape[1], reader.shape[2]))
-    return path
 
 
 def create_scratch(run: RunDir, shape, views, plan: Plan, resumed: bool) -> None:
@@ -73,43 +45,13 @@ def create_scratch(run: RunDir, shape, views, plan: Plan, resumed: bool) -> None
 def commit_output(run: RunDir, sink: Path, output: Path, overwrite: bool) -> None:
     """Move the finished temporary output to ``output`` and remove the run directory.
 
-    Without ``overwrite`` the move is a no-replace rename (:func:`impeccable.core.atomic.rename_noreplace`):
+    Without ``overwrite`` the move is a no-replace rename (:func:`~impeccable.runtime.volumes.files.commit_path`):
     an output that appeared during the run is left alone, and the finished result stays in the run directory,
     whose path the error gives.
     """
-    from impeccable.core.atomic import rename_noreplace
-
-    if sink.is_file():  # .npy, SEG-Y: the mode any new file gets, as the single process's outputs
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(sink, 0o666 & ~mask)
-    if not overwrite:
-        try:
-            rename_noreplace(sink, output)
-        except FileExistsError as exc:
-            raise OutputError("output appeared during the run; it was left alone", received=str(output),
-                              expected="a new path", todo=f"the finished result is kept as {sink}") from exc
-    elif sink.is_file():
-        os.replace(sink, output)
-    else:
-        from impeccable.runtime.volumes.zarr import replace_dir
-
-        replace_dir(sink, output)
+    try:
+        commit_path(sink, output, overwrite)
+    except FileExistsError as exc:
+        raise OutputError("output appeared during the run; it was left alone", received=str(output),
+                          expected="a new path", todo=f"the finished result is kept as {sink}") from exc
     run.remove()
-
-
-def draw_preview(reader, output: Path, config: DenoiseConfig, job: Job) -> None:
-    """The single process's ``--preview``, drawn here from the run's own results.
-
-    The middle inline of the output in the input's units is recomputed on the client from the input and the
-    scratch predictions with the write tasks' own function (one inline: a few reads), rather than read back
-    from the output, whose ``unit`` / ``uint8`` scale or SEG-Y sample format (IBM float, integers) is not the
-    input's units: the picture is the single process's, whatever the scale and format.
-    """
-    from impeccable.runtime.pipeline import _preview
-
-    mid = reader.shape[0] // 2
-    inputs = reader.read(inlines=slice(mid, mid + 1))
-    _, in_units = output_block(inputs, unit_predictions(job, mid, mid + 1), job.fit, job.stats, job.config.scale,
-                               job.config.strength, job.unit_range, live_rows(reader, mid, mid + 1))
-    _preview(reader, output, config, in_units, mid)

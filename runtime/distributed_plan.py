@@ -141,23 +141,6 @@ def check_trace_ownership(slabs: tuple[tuple[int, int], ...], index, traces: int
                           todo="report this as a bug")
 
 
-def input_identity(path: Path) -> dict:
-    """What tells the input apart between two attempts: size and mtime of a file, metadata of a Zarr store.
-
-    A Zarr store is judged by its metadata documents (hash, mtime): rewriting chunk files in place without
-    touching them is not detected (listing every chunk of a survey on object storage costs too much).
-    """
-    path = Path(path).resolve()
-    if path.is_file():
-        st = path.stat()
-        return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    digest, mtimes = hashlib.sha256(), []
-    for meta in sorted(path.rglob("zarr.json")) + sorted(path.rglob(".zarray")) + sorted(path.rglob(".zattrs")):
-        digest.update(str(meta.relative_to(path)).encode() + meta.read_bytes())
-        mtimes.append(meta.stat().st_mtime_ns)
-    return {"path": str(path), "metadata_sha256": digest.hexdigest(), "metadata_mtime_ns": max(mtimes, default=0)}
-
-
 def model_identity(model: Path) -> dict:
     """The model's card hash (a directory: the card names the weights' hash) or the file's hash."""
     model = Path(model)
@@ -182,7 +165,14 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 class RunDir:
-    """The run directory of one output: identity, done-flags, scratch and temporary output."""
+    """The run directory of one output: identity, done-flags, scratch and temporary output.
+
+    One client owns it while it runs: :meth:`open` locks the directory (``flock``, released when the client
+    ends, however it ends), so a second client of the same output is refused whatever its flags, and never
+    deletes or resumes the state of a run that is still alive.
+    """
+
+    _lock_fd: int | None = None
 
     def __init__(self, output: Path):
         self.output = Path(output)
@@ -207,13 +197,55 @@ class RunDir:
     def mark(self, kind: str, index: int, result: dict) -> None:
         write_json_atomic(self.flag(kind, index), result)
 
+    def _claim(self) -> None:
+        """Lock the directory for this client, or refuse: another live client holds it."""
+        import errno
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            owner = self.path / "owner.json"
+            who = json.loads(owner.read_text()) if owner.is_file() else {}
+            raise InputError("another client is running this output now", received=f"{self.path} (pid "
+                             f"{who.get('pid', '?')} on {who.get('host', '?')})", expected="one client per output",
+                             todo="wait for it to end or stop it, then rerun (--resume keeps its slabs)") from None
+        except OSError as exc:  # a filesystem without locks: run unguarded, as before
+            os.close(fd)
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            return
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Let another client take the directory (the lock also goes when this process ends)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
     def open(self, identity: dict, resume: bool, overwrite: bool) -> bool:
-        """Create the directory or take an earlier attempt's; returns whether it resumes one.
+        """Lock the directory, then create it or take an earlier attempt's; returns whether it resumes one.
 
         Raises:
-            InputError: ``--resume`` of a run with another input, model or settings, or an earlier attempt's
-                state found without ``--resume``.
+            InputError: Another client runs this output now, ``--resume`` of a run with another input, model or
+                settings, or an earlier attempt's state found without ``--resume``.
         """
+        import socket
+
+        self._claim()
+        try:
+            return self._open(identity, resume, overwrite)
+        except BaseException:
+            self.release()
+            raise
+        finally:
+            if self._lock_fd is not None:
+                write_json_atomic(self.path / "owner.json", {"pid": os.getpid(), "host": socket.gethostname()})
+
+    def _open(self, identity: dict, resume: bool, overwrite: bool) -> bool:
         import shutil
 
         record = self.path / "run.json"
@@ -232,8 +264,8 @@ class RunDir:
                 raise InputError("an interrupted run of this output exists", received=str(self.path),
                                  expected="no earlier attempt", todo="pass --resume to finish it, or --overwrite "
                                                                      "to start again")
-        if self.path.exists():
-            shutil.rmtree(self.path)
+        for entry in list(self.path.iterdir()):  # a dead attempt's state; the directory itself holds our lock
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         self.flags.mkdir(parents=True)
         write_json_atomic(record, identity)
         return False
@@ -242,3 +274,4 @@ class RunDir:
         import shutil
 
         shutil.rmtree(self.path, ignore_errors=True)
+        self.release()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -23,19 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats
+from impeccable.core.amplitude import MINMAX, Scaling, VolumeStats
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError, OutputError
-from impeccable.core.qc import QualityControl, leakage_inlines
-from impeccable.runtime.calibrate import block_sums, live_rows, output_block
+from impeccable.core.model_io import ModelIO
+from impeccable.core.resample import Resampling
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_plan import RunDir
-from impeccable.runtime.volumes.npy import MappedVolume
-from impeccable.runtime.volumes import open_reader
+from impeccable.runtime.engine_cache import EngineFactory  # noqa: F401 (what the plugin builds from)
+from impeccable.runtime.passes import fit_part, stats_part, write_part
+from impeccable.runtime.predict import predict_volume
+from impeccable.runtime.stores import array_store, averaged_inlines
+from impeccable.runtime.volumes import cluster_sink, format_of, open_reader
+from impeccable.runtime.volumes.slabs import SubVolume
 
 PLUGIN_NAME = "impeccable-engine"
-#: SEG-Y extensions (a shared filesystem: tasks write their traces into one temporary copy of the input).
-SEGY_FORMATS = (".sgy", ".segy")
 
 
 def import_distributed():
@@ -45,26 +46,6 @@ def import_distributed():
         raise InputError("--cluster needs dask.distributed", received=str(exc), expected="dask[distributed], zarr",
                          todo="pip install 'impeccable[distributed]'") from exc
     return distributed
-
-
-@dataclass(frozen=True)
-class EngineFactory:
-    """A picklable recipe for the engine: what each worker builds once (the model is read by path there)."""
-
-    name: str
-    model: str
-    batch_size: int
-    options: tuple[tuple[str, object], ...] = ()
-
-    def __call__(self):
-        from impeccable.runtime.engines import create_engine
-
-        return create_engine(self.name, self.model, batch_size=self.batch_size, **dict(self.options))
-
-    @classmethod
-    def from_config(cls, config: DenoiseConfig) -> EngineFactory:
-        return cls(config.resolved_engine(), str(config.resolved_model()),
-                   config.batch_size * (2 if config.tta else 1), tuple(sorted(config.engine_options.items())))
 
 
 def make_plugin(factory):
@@ -91,10 +72,10 @@ def make_plugin(factory):
             self.engine, self.readers, self.dead = None, {}, {}
 
         def reader(self, job: Job):
-            # segyio promises no thread safety for one handle (it has one file position), and the reader's
-            # dead-trace mask grows as it reads: each task thread of a worker gets its own SEG-Y reader.
+            # A format whose reader is not thread-safe (SEG-Y: segyio's one file position, a dead-trace mask
+            # that grows as it reads) gets one reader per task thread of a worker.
             # The input's stamp is in the key: a rewritten file is opened afresh.
-            thread = threading.get_ident() if Path(job.input).suffix.lower() in SEGY_FORMATS else None
+            thread = None if format_of(job.input).thread_safe else threading.get_ident()
             key = (job.input, job.time_axis, job.dataset, job.segy, job.stamp, thread)
             if key not in self.readers:
                 reader = open_reader(job.input, time_axis=job.time_axis, dataset=job.dataset, segy=dict(job.segy))
@@ -118,7 +99,8 @@ class Job:
     """What every task needs, picklable: paths, settings, and the results of the earlier passes.
 
     ``segy``: the SEG-Y header bytes; ``stamp``: the input's identity; ``geometry``: the digest of the client's
-    SEG-Y grid (:func:`geometry_digest`); ``dead``: the run's merged dead-trace mask (a ``.npy`` path).
+    SEG-Y grid (:func:`geometry_digest`); ``dead``: the run's merged dead-trace mask (a ``.npy`` path); ``io``
+    and ``resampling``: the model's input contract and the data's resampling to its interval (the client's).
     """
 
     input: str
@@ -136,47 +118,12 @@ class Job:
     stats: VolumeStats | None = None
     fit: AmplitudeFit | None = None
     unit_range: tuple[float, float] = (0.0, 1.0)
-
-
-class SubVolume:
-    """A reader seen through a range of its inlines or crosslines: ``(inline, crossline, sample)`` float32."""
-
-    def __init__(self, reader, inlines: tuple[int, int] | None = None, crosslines: tuple[int, int] | None = None):
-        self.reader = reader
-        self.il = inlines or (0, reader.shape[0])
-        self.xl = crosslines or (0, reader.shape[1])
-        self.shape = (self.il[1] - self.il[0], self.xl[1] - self.xl[0], reader.shape[2])
-        self.path, self.dtype = reader.path, reader.dtype
-        self.fill = getattr(reader, "fill", "mirror")
-
-    @staticmethod
-    def _shift(index: slice, base: tuple[int, int]) -> slice:
-        start, stop, _ = index.indices(base[1] - base[0])
-        return slice(base[0] + start, base[0] + stop)
-
-    def read(self, inlines: slice = slice(None), crosslines: slice = slice(None)) -> np.ndarray:
-        return self.reader.read(inlines=self._shift(inlines, self.il), crosslines=self._shift(crosslines, self.xl))
+    io: ModelIO | None = None
+    resampling: Resampling | None = None
 
     @property
-    def live_mask(self) -> np.ndarray | None:
-        live = getattr(self.reader, "live_mask", None)
-        return None if live is None else live[self.il[0]:self.il[1], self.xl[0]:self.xl[1]]
-
-    def close(self) -> None:
-        """The parent reader stays open."""
-
-
-class SlabBuffer:
-    """Collects a slab's unit predictions (``put`` as the pipeline's stores) in canonical order."""
-
-    def __init__(self, shape: tuple[int, int, int]):
-        self.array = np.zeros(shape, dtype=np.float32)
-
-    def put(self, view: str, start: int, stop: int, pred: np.ndarray) -> None:
-        if view == "inline":
-            self.array[start:stop] = pred
-        else:
-            self.array[:, start:stop] = pred.transpose(1, 0, 2)
+    def scaling(self) -> Scaling:
+        return self.io.scaling if self.io is not None else MINMAX
 
 
 def scratch_path(run: str, view: str) -> str:
@@ -193,16 +140,10 @@ def worker_plugin():
 
 
 def unit_predictions(job: Job, start: int, stop: int) -> np.ndarray:
-    """Unit predictions of inlines ``start:stop`` as the pipeline's scratch holds them (views averaged)."""
+    """Unit predictions of inlines ``start:stop``, the views averaged as one process's store does."""
     from impeccable.runtime.volumes.zarr import open_for_region_writes
 
-    parts = [np.asarray(open_for_region_writes(scratch_path(job.run, v), None)[start:stop]) for v in job.views]
-    if len(parts) == 1:
-        return parts[0]
-    # The pipeline stores the inline pass, then (inline + crossline) * 0.5 in float32: the same operations.
-    out = np.add(parts[0], parts[1])
-    out *= np.float32(0.5)
-    return out
+    return averaged_inlines([open_for_region_writes(scratch_path(job.run, v), None) for v in job.views], start, stop)
 
 
 def geometry_digest(reader) -> str | None:
@@ -226,12 +167,10 @@ def unpack_mask(text: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def task_stats(job: Job, start: int, stop: int) -> dict:
-    """Pass 1 on inlines ``start:stop``: min/max/non-finite count with the pipeline's rule (and dead traces)."""
-    from impeccable.runtime.pipeline import reader_stats_part
-
+    """Pass 1 on inlines ``start:stop``: the statistics part (and, where the reader finds them, dead traces)."""
     _, plugin = worker_plugin()
     reader = plugin.reader(job)
-    part = reader_stats_part(SubVolume(reader, inlines=(start, stop)))
+    part = stats_part(SubVolume(reader, inlines=(start, stop)))
     dead = getattr(reader, "dead_mask", None)
     if dead is not None:  # complete for these inlines now: every one of their traces was read
         part["dead"] = pack_mask(dead[start:stop])
@@ -240,77 +179,39 @@ def task_stats(job: Job, start: int, stop: int) -> dict:
 
 def task_predict(job: Job, view: str, start: int, stop: int) -> dict:
     """Pass 2: unit predictions of sections ``start:stop`` of ``view`` into that view's scratch array."""
-    from impeccable.runtime.pipeline import predict_volume
     from impeccable.runtime.volumes.zarr import open_for_region_writes
 
     worker, plugin = worker_plugin()
     t0 = time.perf_counter()
     reader = plugin.reader(job)
     sub = SubVolume(reader, inlines=(start, stop)) if view == "inline" else SubVolume(reader, crosslines=(start, stop))
-    buffer = SlabBuffer(sub.shape)
+    store = array_store(sub.shape, (view,))
     config = replace(job.config, views=view, progress=False)
-    sections, images, engine_s = predict_volume(sub, plugin.engine, buffer, config, job.stats)
+    sections, images, engine_s = predict_volume(sub, plugin.engine, store, config, job.stats, job.io, job.resampling)
     scratch = open_for_region_writes(scratch_path(job.run, view), None)
     if view == "inline":
-        scratch[start:stop] = buffer.array
+        scratch[start:stop] = store.target.array
     else:
-        scratch[:, start:stop] = buffer.array
+        scratch[:, start:stop] = store.target.array
     return {"worker": worker.address, "sections": sections, "images": images, "engine_s": engine_s,
             "seconds": time.perf_counter() - t0}
 
 
 def task_fit(job: Job, start: int, stop: int) -> dict:
-    """Pass 3: the amplitude fit's per-inline sums and the unit field's range of inlines ``start:stop``."""
+    """Pass 3: the amplitude fit's part of inlines ``start:stop``."""
     _, plugin = worker_plugin()
-    reader = plugin.reader(job)
-    sums, lo, hi = block_sums(reader.read(inlines=slice(start, stop)), unit_predictions(job, start, stop), job.stats,
-                              job.config.strength, live_rows(reader, start, stop))
-    return {"sums": sums.tolist(), "lo": lo, "hi": hi}
-
-
-def write_sink(job: Job, start: int, stop: int, block: np.ndarray, reader) -> None:
-    reader_time_axis = job.time_axis
-    if Path(job.sink).suffix.lower() in SEGY_FORMATS:
-        from impeccable.runtime.volumes.segy import TraceWriter
-
-        with TraceWriter(Path(job.sink), reader, block.dtype) as out:
-            out.write(slice(start, stop), block)
-        sync_file(job.sink)
-        return
-    if job.sink.endswith(".npy"):
-        array = np.load(job.sink, mmap_mode="r+", allow_pickle=False)
-        MappedVolume(array, reader_time_axis).write((slice(start, stop), slice(None), slice(None)), block)
-        array.flush()
-        return
-    from impeccable.runtime.volumes.zarr import open_for_region_writes, stored_index
-
-    array = open_for_region_writes(Path(job.sink), job.dataset)
-    array[stored_index(reader_time_axis, slice(start, stop), slice(None))] = (
-        np.moveaxis(block, -1, 0) if reader_time_axis == 0 else block)
+    return fit_part(plugin.reader(job), lambda a, b: unit_predictions(job, a, b), job.stats, job.config.strength,
+                    start, stop, job.scaling)
 
 
 def task_write(job: Job, start: int, stop: int) -> dict:
-    """Pass 4: inlines ``start:stop`` of the output written into the temporary output, and their QC rows."""
+    """Pass 4: inlines ``start:stop`` of the output written into the temporary output; their QC part."""
     _, plugin = worker_plugin()
     reader = plugin.reader(job)
-    inputs = reader.read(inlines=slice(start, stop))
-    live = live_rows(reader, start, stop)
-    written, in_units = output_block(inputs, unit_predictions(job, start, stop), job.fit, job.stats, job.config.scale,
-                                     job.config.strength, job.unit_range, live)
-    write_sink(job, start, stop, written, reader)
-    qc = QualityControl(mean=job.fit.mean, sampled=leakage_inlines(job.shape[0]))
-    qc.add(start, inputs, in_units, live)
-    return {"rows": np.concatenate(qc.rows).tolist(),
-            "similarity": [[k, v[0], v[1]] for k, v in qc.similarity.items()]}
-
-
-def sync_file(path: str) -> None:
-    """Flush a file to disk: its done-flag, written next, must never outlive the data it vouches for."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sink = cluster_sink(job.sink)
+    return write_part(reader, lambda a, b: unit_predictions(job, a, b),
+                      lambda a, b, block: sink.write(Path(job.sink), reader, a, b, block), job.fit, job.stats,
+                      job.config.scale, job.config.strength, job.unit_range, start, stop, job.scaling)
 
 
 def run_task(run_path: str, kind: str, index: int, call, *args) -> dict:

@@ -2,8 +2,8 @@
 
 - **Reading**: any volume ``impeccable-denoise`` reads (:func:`impeccable.runtime.volumes.open_reader`: SEG-Y
   with its geometry options, ``.npy``, HDF5, Zarr/MDIO), sections taken as the runtime takes them (absent
-  traces filled, :func:`impeccable.runtime.pipeline.read_sections`), normalized with the whole survey's
-  statistics (:func:`impeccable.runtime.pipeline.reader_stats`).
+  traces filled, :func:`impeccable.runtime.predict.read_sections`), normalized with the whole survey's
+  statistics (:func:`impeccable.runtime.passes.reader_stats`).
 - **Feeding**: :class:`SurveyFeed` is the ONE place where a survey section is normalized and padded, for the
   training crops and for the before/after QC alike, so the adapted model learns on sections exactly as the
   runtime will feed them.
@@ -192,7 +192,7 @@ class Survey:
 
     def __init__(self, path: Path, time_axis: str = "auto", dataset: str | None = None, segy: dict | None = None,
                  holdout: float = 0.1):
-        from impeccable.runtime.pipeline import reader_stats
+        from impeccable.runtime.passes import reader_stats
 
         self.path = Path(path)
         self.time_axis = int(time_axis) if str(time_axis).isdigit() else time_axis
@@ -207,7 +207,8 @@ class Survey:
         self.stats = self._guard(lambda: reader_stats(reader))
         self.stats.check_not_constant()
         self.pieces, self.held_out, self.block = split_survey(self.shape, self.views, holdout)
-        self.interval_ms = getattr(reader, "sample_interval_ms", None)
+        # What the file records (the runtime's readers); a depth volume's is not compared with a time model's.
+        self.interval_ms = None if getattr(reader, "depth", False) else getattr(reader, "sample_interval", None)
 
     def _guard(self, call: Any) -> Any:
         """``call()``, any reader failure as one InputError line (a corrupt file fails before training)."""
@@ -239,7 +240,7 @@ class Survey:
     @functools.lru_cache(maxsize=32)  # noqa: B019 - one Survey per run; a few sections stay hot
     def section(self, axis: int, index: int) -> np.ndarray:
         """One whole section ``(traces, samples)`` float32 in the survey's units, read as the runtime reads it."""
-        from impeccable.runtime.pipeline import read_sections
+        from impeccable.runtime.predict import read_sections
 
         raw = self._guard(lambda: read_sections(self.reader(), VIEW_OF[axis], index, index + 1))
         return raw[0]

@@ -7,6 +7,7 @@ topology in :mod:`impeccable.core.cpu`.
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 import numpy as np
@@ -44,6 +45,11 @@ class EngineBase:
     """What every engine shares: the input check, backend errors re-raised as ours, the context manager.
 
     Subclasses set the attributes in ``__init__`` and implement :meth:`infer` and :meth:`release`.
+
+    One call at a time per instance: threads that share an engine (the dask scheduler's, the pipeline's engine
+    thread of each task) queue on its lock. Why: backends' request objects are not reentrant (an OpenVINO
+    ``InferRequest`` raises "Infer Request is busy" or deadlocks when two threads infer on it), and one call
+    already takes every core the engine was given.
     """
 
     name = "base"
@@ -53,6 +59,11 @@ class EngineBase:
     max_batch: int | None = None
     closed = False
 
+    def __new__(cls, *args, **kwargs):
+        engine = super().__new__(cls)
+        engine._call_lock = threading.Lock()  # before any subclass __init__: they need not call ours
+        return engine
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch: ``float32[N, 1, rows, cols]`` (C-contiguous) -> ``float32[N, 1, rows, cols]``.
 
@@ -61,6 +72,10 @@ class EngineBase:
             EngineError: Too many images, a closed engine, or the backend failed.
         """
         check_batch(batch, self.window, self.max_batch)
+        with self._call_lock:
+            return self._checked_infer(batch)
+
+    def _checked_infer(self, batch: np.ndarray) -> np.ndarray:
         if self.closed:
             raise EngineError(f"engine {self.name} is closed", todo="create a new engine")
         try:
@@ -119,7 +134,7 @@ def check_batch(batch: np.ndarray, window: tuple[int, int], max_batch: int | Non
                          todo="pass a numpy array")
     if batch.ndim != 4 or batch.shape[0] < 1 or batch.shape[1] != 1 or tuple(batch.shape[2:]) != (rows, cols):
         raise InputError("engine input has the wrong shape", received=list(batch.shape), expected=expected,
-                         todo="pad sections to the model window (impeccable.runtime.tiling) and add the channel axis")
+                         todo="pad sections to the model window (impeccable.core.tiling) and add the channel axis")
     if batch.dtype != np.float32:
         raise InputError("engine input has the wrong dtype", received=batch.dtype, expected=expected,
                          todo="normalize to float32 first (impeccable.core.amplitude.normalize)")

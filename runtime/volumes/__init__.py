@@ -1,15 +1,18 @@
-"""Volume files: one reader/writer protocol, one implementation per format, chosen by file extension.
+"""Volume files: one reader/writer protocol, one module per format, one table of formats (:data:`FORMATS`).
 
 Readers present any stored volume in canonical ``(inline, crossline, sample)`` order and read blocks of it
 lazily, so volumes larger than memory stream through. Writers write a volume shaped like a reader's source
 (same format, orientation, headers), into a temporary file that ``commit()`` renames into place and
-``abort()`` deletes: a failed run never leaves a half-written output.
+``abort()`` deletes: a failed run never leaves a half-written output. Sinks are what a cluster needs of a
+format (:class:`ClusterSink`): a temporary output in the run directory that tasks write by regions.
+
+Adding a format is its module (reader, writer, sink) and one :class:`VolumeFormat` entry in :data:`FORMATS`;
+every driver (one process, ``--cluster``) finds it there.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +21,7 @@ import numpy as np
 
 from impeccable.core.atomic import AtomicFile
 from impeccable.core.errors import EngineError, InputError, OutputError
+from impeccable.runtime.volumes.files import FileStamp  # noqa: F401 (the readers' stamp, re-exported)
 
 
 class VolumeReader(Protocol):
@@ -32,6 +36,10 @@ class VolumeReader(Protocol):
     path: Path
     shape: tuple[int, int, int]
     dtype: np.dtype
+    #: Milliseconds between samples (metres for depth) as the file records it, None when it does not.
+    sample_interval: float | None
+    #: The vertical axis is depth.
+    depth: bool
 
     # Optional (SEG-Y surveys): ``live_mask`` ``(inline, crossline)`` bool or None (every trace live), the
     # traces holding data; ``fill``, how non-live traces are filled for the model (see :func:`fill_absent`);
@@ -91,39 +99,6 @@ def fill_absent(sections: np.ndarray, live: np.ndarray, how: str = "mirror") -> 
     sections[rows[fill], idx[fill]] = sections[rows[fill], src[fill]]
     sections[gaps & ~fill] = 0
     return sections
-
-
-@dataclass(frozen=True)
-class FileStamp:
-    """A file's size and modification time, to tell whether it changed during a run.
-
-    Attributes:
-        size: Bytes.
-        mtime_ns: Modification time, nanoseconds.
-    """
-
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, path: str | Path) -> FileStamp:
-        """The stamp of ``path`` now."""
-        st = os.stat(path)
-        return cls(st.st_size, st.st_mtime_ns)
-
-    def check(self, path: str | Path) -> None:
-        """Raise InputError if ``path`` is gone or its size or modification time differ from this stamp."""
-        try:
-            now = FileStamp.of(path)
-        except OSError as exc:
-            raise InputError("input vanished during the run", received=f"{path} ({exc.strerror or exc})",
-                             expected="an input left in place until the run ends",
-                             todo="rerun with the file in place") from exc
-        if now != self:
-            what = f"size {self.size} -> {now.size} bytes" if now.size != self.size else "modification time changed"
-            raise InputError("input changed during the run; nothing was written", received=f"{path}: {what}",
-                             expected="an input nobody writes while it is denoised",
-                             todo="rerun once the file is complete")
 
 
 class TempFileCommit:
@@ -214,34 +189,111 @@ class VolumeWriter(Protocol):
         """Delete the temporary file; the final path is left untouched."""
 
 
-# extension -> (module, reader factory, writer factory); modules import lazily so that segyio/h5py are only
-# needed for their own formats.
-FORMATS: dict[str, tuple[str, str, str, str]] = {
-    ".npy": ("impeccable.runtime.volumes.npy", "NpyReader", "NpyWriter", ""),
-    ".h5": ("impeccable.runtime.volumes.hdf5", "Hdf5Reader", "Hdf5Writer", ""),
-    ".hdf5": ("impeccable.runtime.volumes.hdf5", "Hdf5Reader", "Hdf5Writer", ""),
-    ".sgy": ("impeccable.runtime.volumes.segy", "SegyReader", "SegyWriter", "segy"),
-    ".segy": ("impeccable.runtime.volumes.segy", "SegyReader", "SegyWriter", "segy"),
-    ".zarr": ("impeccable.runtime.volumes.zarr", "ZarrReader", "ZarrWriter", "distributed"),
-    ".mdio": ("impeccable.runtime.volumes.mdio", "MdioReader", "MdioWriter", "distributed"),
-}
+class ClusterSink(Protocol):
+    """What the cluster runner needs of a format: a temporary output in the run directory, written by regions.
+
+    Each task opens the sink itself and writes the whole inlines (chunks) it owns; the client commits the sink
+    with :func:`~impeccable.runtime.volumes.files.commit_path` when every slab is done.
+    """
+
+    def inline_chunk(self, reader: VolumeReader) -> int:
+        """The output's chunk along the inlines (slabs are multiples of it; 1: any inline boundary)."""
+
+    def create(self, run_dir: Path, reader: VolumeReader, output: Path, dtype: np.dtype, resumed: bool,
+               chunk: int) -> Path:
+        """Create the temporary output in ``run_dir`` (kept when ``resumed`` and present); return its path."""
+
+    def write(self, sink: Path, reader: VolumeReader, start: int, stop: int, block: np.ndarray) -> None:
+        """Write output inlines ``start:stop`` (``(inline, crossline, sample)``, the output dtype), durably."""
+
+
+@dataclass(frozen=True)
+class VolumeFormat:
+    """One volume format: its module and the names the drivers need, imported on first use.
+
+    Attributes:
+        name: What messages call it.
+        module: The module holding its classes (imported lazily, so segyio/h5py/zarr are needed only for theirs).
+        reader: Reader class (:class:`VolumeReader`).
+        writer: Writer class (:class:`VolumeWriter`).
+        extra: The ``impeccable[...]`` extra that installs its packages ("" if always there).
+        directory: Stored as a directory (a Zarr store), not one file.
+        sink: Class writing it on a cluster (:class:`ClusterSink`), "" when it cannot be.
+        no_sink: Why not, when ``sink`` is "".
+        header_options: Its reader takes the SEG-Y header-byte options.
+        thread_safe: One open reader may serve several threads (else one per task thread).
+    """
+
+    name: str
+    module: str
+    reader: str
+    writer: str
+    extra: str = ""
+    directory: bool = False
+    sink: str = ""
+    no_sink: str = ""
+    header_options: bool = False
+    thread_safe: bool = True
+
+    def load(self, name: str):
+        """The class ``name`` of this format's module."""
+        try:
+            module = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise EngineError(f"reading {self.name} files needs an optional package", received=str(exc),
+                              expected=f"impeccable[{self.extra}]" if self.extra else self.module,
+                              todo=f"pip install 'impeccable[{self.extra}]'" if self.extra
+                              else "reinstall impeccable") from exc
+        return getattr(module, name)
+
+
+_NPY = VolumeFormat("npy", "impeccable.runtime.volumes.npy", "NpyReader", "NpyWriter", sink="NpySink")
+_HDF5 = VolumeFormat("HDF5", "impeccable.runtime.volumes.hdf5", "Hdf5Reader", "Hdf5Writer",
+                     no_sink="HDF5 cannot be written by many workers at once (one writer)")
+_SEGY = VolumeFormat("SEG-Y", "impeccable.runtime.volumes.segy", "SegyReader", "SegyWriter", extra="segy",
+                     sink="SegySink", header_options=True,
+                     # segyio promises no thread safety for one handle (it has one file position), and the
+                     # reader's dead-trace mask grows as it reads.
+                     thread_safe=False)
+_ZARR = VolumeFormat("Zarr", "impeccable.runtime.volumes.zarr", "ZarrReader", "ZarrWriter", extra="distributed",
+                     directory=True, sink="ZarrSink")
+_MDIO = VolumeFormat("MDIO", "impeccable.runtime.volumes.mdio", "MdioReader", "MdioWriter", extra="distributed",
+                     directory=True, sink="ZarrSink")
+
+#: File extension -> its format.
+FORMATS: dict[str, VolumeFormat] = {".npy": _NPY, ".h5": _HDF5, ".hdf5": _HDF5, ".sgy": _SEGY, ".segy": _SEGY,
+                                    ".zarr": _ZARR, ".mdio": _MDIO}
 #: Formats stored as a directory (a Zarr store), not one file.
-DIRECTORY_FORMATS = (".zarr", ".mdio")
+DIRECTORY_FORMATS = tuple(ext for ext, f in FORMATS.items() if f.directory)
+#: Formats a cluster writes (each task its own inlines).
+CLUSTER_FORMATS = tuple(ext for ext, f in FORMATS.items() if f.sink)
 
 
-def _format_of(path: Path) -> tuple[type, type]:
-    ext = path.suffix.lower()
+def format_of(path: str | Path) -> VolumeFormat:
+    """The format of ``path``, by its extension.
+
+    Raises:
+        InputError: An extension no format has.
+    """
+    ext = Path(path).suffix.lower()
     if ext not in FORMATS:
-        raise InputError("unsupported file type", received=path.name, expected=f"one of {', '.join(FORMATS)}",
+        raise InputError("unsupported file type", received=Path(path).name, expected=f"one of {', '.join(FORMATS)}",
                          todo="convert the volume to .npy, .h5 or SEG-Y")
-    module_name, reader, writer, extra = FORMATS[ext]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise EngineError(f"reading {ext} files needs an optional package", received=str(exc),
-                          expected=f"impeccable[{extra}]" if extra else module_name,
-                          todo=f"pip install 'impeccable[{extra}]'" if extra else "reinstall impeccable") from exc
-    return getattr(module, reader), getattr(module, writer)
+    return FORMATS[ext]
+
+
+def cluster_sink(path: str | Path) -> ClusterSink:
+    """The cluster sink of ``path``'s format.
+
+    Raises:
+        InputError: A format a cluster cannot write (the message says why).
+    """
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None or not fmt.sink:
+        raise InputError(fmt.no_sink if fmt and fmt.no_sink else "this format is not supported with --cluster yet",
+                         received=Path(path).name, expected=" or ".join(CLUSTER_FORMATS) + " with --cluster",
+                         todo="run without --cluster, or convert to Zarr")
+    return fmt.load(fmt.sink)()
 
 
 def open_reader(path: str | Path, time_axis: int | str = "auto", dataset: str | None = None,
@@ -263,9 +315,9 @@ def open_reader(path: str | Path, time_axis: int | str = "auto", dataset: str | 
     if not (path.is_dir() if directory else path.is_file()):
         raise InputError("input file not found", received=str(path),
                          expected="an existing .npy, .h5, SEG-Y file or .zarr / .mdio store", todo="check the path")
-    reader_cls, _ = _format_of(path)
-    options = (segy or {}) if FORMATS[path.suffix.lower()][3] == "segy" else {}
-    return reader_cls(path, time_axis=time_axis, dataset=dataset, **options)
+    fmt = format_of(path)
+    options = (segy or {}) if fmt.header_options else {}
+    return fmt.load(fmt.reader)(path, time_axis=time_axis, dataset=dataset, **options)
 
 
 def open_writer(path: str | Path, like: VolumeReader, dtype: np.dtype | type = np.float32,
@@ -277,7 +329,7 @@ def open_writer(path: str | Path, like: VolumeReader, dtype: np.dtype | type = n
     the commit never replaces one, also one that appeared during the run.
     """
     path = Path(path)
-    _, writer_cls = _format_of(path)
-    writer = writer_cls(path, like=like, dtype=np.dtype(dtype))
+    fmt = format_of(path)
+    writer = fmt.load(fmt.writer)(path, like=like, dtype=np.dtype(dtype))
     writer.overwrite = overwrite
     return writer

@@ -27,6 +27,7 @@ import numpy as np
 from impeccable.core.errors import InputError, OutputError
 from impeccable.core.geometry import resolve_time_axis
 from impeccable.runtime.volumes import FileStamp, TempFileCommit
+from impeccable.runtime.volumes.sampling import depth_from_attrs, interval_from_attrs
 
 #: Target bytes of one chunk of the written dataset.
 CHUNK_BYTES = 1 << 20
@@ -99,6 +100,8 @@ class Hdf5Reader:
         stored_shape: The dataset's shape as stored.
         shape: Canonical ``(inline, crossline, sample)`` shape.
         dtype: The stored sample dtype.
+        sample_interval: The dataset's (else the file's) ``sample_interval``-like attribute in ms, or None.
+        depth: The attributes name a depth domain.
 
     Raises:
         InputError: Not HDF5; no 3-D dataset, several without ``dataset``, or ``dataset`` missing or not a
@@ -128,6 +131,8 @@ class Hdf5Reader:
             horizontal = [n for a, n in enumerate(self.stored_shape) if a != self.time_axis]
             self.shape = (*horizontal, self.stored_shape[self.time_axis])
             self.dtype = self._dataset.dtype
+            self.sample_interval = interval_from_attrs(self._dataset.attrs, self._file.attrs)
+            self.depth = depth_from_attrs(self._dataset.attrs, self._file.attrs)
         except BaseException:
             self.close()
             raise

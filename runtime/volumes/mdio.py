@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impeccable.runtime.volumes.zarr import ZarrReader, ZarrWriter
+from impeccable.runtime.volumes.zarr import ZarrReader, ZarrSink, ZarrWriter  # noqa: F401 (its sink is Zarr's)
 
 #: The volume variable of an MDIO v1 store.
 VOLUME = "amplitude"

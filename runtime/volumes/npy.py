@@ -216,6 +216,10 @@ class NpyReader:
             3-D, or an ambiguous time axis.
     """
 
+    #: ``.npy`` records no sample interval (``--sample-interval`` gives it), nor a vertical domain.
+    sample_interval: float | None = None
+    depth = False
+
     def __init__(self, path: Path, time_axis: int | str = "auto", dataset: str | None = None):
         self.path = Path(path)
         stored = open_npy(self.path)
@@ -302,3 +306,21 @@ class NpyWriter(TempFileCommit):
     def _discard(self) -> None:
         # No flush: writing back pages of a file about to be deleted would only delay a Ctrl-C.
         self.array = self.mapped = None
+
+
+class NpySink:
+    """The cluster's ``.npy`` output: one preallocated file in the run directory that tasks fill through maps."""
+
+    def inline_chunk(self, reader) -> int:
+        return 1  # any inline boundary is a chunk boundary
+
+    def create(self, run_dir: Path, reader, output: Path, dtype: np.dtype, resumed: bool, chunk: int) -> Path:
+        path = Path(run_dir) / "output.npy"
+        if not (resumed and path.is_file()):
+            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(reader.stored_shape)).flush()
+        return path
+
+    def write(self, sink: Path, reader, start: int, stop: int, block: np.ndarray) -> None:
+        array = np.load(sink, mmap_mode="r+", allow_pickle=False)
+        MappedVolume(array, reader.time_axis).write((slice(start, stop), slice(None), slice(None)), block)
+        array.flush()

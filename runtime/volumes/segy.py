@@ -83,6 +83,9 @@ class SegyReader:
         ilines: Inline (or 2-D line) numbers, canonical axis 0.
         xlines: Crossline numbers (or positions along 2-D lines), canonical axis 1.
         samples: Sample times/depths from the headers.
+        sample_interval: The binary header's sample interval in ms (the first trace header's where the binary
+            header has 0), None when both are 0.
+        depth: False: SEG-Y has no reliable flag for a depth volume (``--sample-interval`` overrides the interval).
         tracecount: Traces in the file.
         endian: ``big`` or ``little``.
         views: Section directions the geometry has: ``("inline",)`` for 2-D lines.
@@ -95,6 +98,7 @@ class SegyReader:
     """
 
     fill = "mirror"
+    depth = False
 
     def __init__(self, path: Path, time_axis: int | str = "auto", dataset: str | None = None, *,
                  iline: int = ILINE_BYTE, xline: int = XLINE_BYTE, line_key: int | None = None,
@@ -112,6 +116,7 @@ class SegyReader:
             self.sorting = self.geometry.sorting or "irregular"
             self.ilines, self.xlines = self.geometry.ilines, self.geometry.xlines
             self.samples = np.asarray(self._file.samples)
+            self.sample_interval = self._interval()
             self.tracecount = int(self._file.tracecount)
             self.sample_format = str(self._file.format)
             self.shape = (len(self.ilines), len(self.xlines), len(self.samples))
@@ -135,6 +140,13 @@ class SegyReader:
             raise InputError(f"cannot read {self.path.name} as SEG-Y", received=str(exc).splitlines()[0],
                              expected="a SEG-Y file with fixed-length traces",
                              todo="check the file (truncated? another format?)") from exc
+
+    def _interval(self) -> float | None:
+        """The binary header's sample interval in ms; the first trace header's where the binary one is 0."""
+        micro = int(self._file.bin[segyio.BinField.Interval])
+        if micro <= 0 and self._file.tracecount:
+            micro = int(self._file.header[0][segyio.TraceField.TRACE_SAMPLE_INTERVAL])
+        return micro / 1000.0 if micro > 0 else None
 
     def _headers(self) -> Headers:
         """The header words the geometry needs (read as it needs them), no samples."""
@@ -426,7 +438,9 @@ def create_segy(path: Path | str, volume: np.ndarray, *, sorting: str = "inline"
     with segyio.create(str(path), spec) as f:
         dtype = np.dtype(f.dtype)
         for i in range(n_il):
-            block = np.asarray(volume[i])
+            # A copy: segyio converts a float32 trace to IBM float in the buffer it is given (format 1), which
+            # would change the caller's volume in place.
+            block = np.array(volume[i], copy=True)
             if dtype.kind != "f":
                 block = np.rint(block)
             block = np.ascontiguousarray(block, dtype=dtype)
@@ -441,3 +455,33 @@ def create_segy(path: Path | str, volume: np.ndarray, *, sorting: str = "inline"
                 f.trace[t] = block[x]
         f.bin.update(tsort=spec.sorting, hdt=dt_us, dto=dt_us, hns=n_s, nso=n_s)
     return Path(path)
+
+
+class SegySink:
+    """The cluster's SEG-Y output: a copy of the input in the run directory whose traces each task writes.
+
+    Every header byte is kept, as the single-process writer does; each write task opens the copy itself and
+    writes the traces of its own inlines' cells (the planner proves that no two tasks write one trace).
+    """
+
+    def inline_chunk(self, reader) -> int:
+        return 1
+
+    def create(self, run_dir: Path, reader: SegyReader, output: Path, dtype: np.dtype, resumed: bool,
+               chunk: int) -> Path:
+        import os
+
+        path = Path(run_dir) / f"output{Path(output).suffix.lower()}"
+        if not (resumed and path.is_file()):
+            tmp = Path(run_dir) / f".output.{os.getpid()}.tmp"
+            copy_input(reader, tmp, Path(output).name)
+            os.replace(tmp, path)  # a copy cut short is never taken for the sink by --resume
+        TraceWriter(path, reader, dtype).close()  # values the sample format cannot hold: refused before any work
+        return path
+
+    def write(self, sink: Path, reader: SegyReader, start: int, stop: int, block: np.ndarray) -> None:
+        from impeccable.runtime.volumes.files import sync_file
+
+        with TraceWriter(Path(sink), reader, block.dtype) as out:
+            out.write(slice(start, stop), block)
+        sync_file(sink)

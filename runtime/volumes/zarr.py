@@ -12,16 +12,14 @@ one chunk (partial, concurrent writes of one chunk lose data: xarray#8371).
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from impeccable.core.errors import InputError, OutputError
 from impeccable.core.geometry import resolve_time_axis
+from impeccable.runtime.volumes.sampling import depth_from_attrs, interval_from_attrs, interval_from_coordinate
 
 #: Dimension names read as the time (sample) axis.
 TIME_NAMES = ("time", "depth", "sample", "samples", "twt", "z")
@@ -77,6 +75,17 @@ def section_chunks(shape: tuple[int, int, int], chunks: tuple[int, int, int] | N
     return (max(1, min(k, shape[0])), shape[1], shape[2])
 
 
+def _coordinate_interval(group, name: str, samples: int) -> float | None:
+    """The spacing of the group's 1-D coordinate array of the sample dimension (MDIO's ``time``), if regular."""
+    try:
+        coordinate = group[name]
+    except KeyError:
+        return None
+    if getattr(coordinate, "ndim", 0) != 1 or coordinate.shape[0] != samples:
+        return None
+    return interval_from_coordinate(np.asarray(coordinate[:]))
+
+
 class ZarrReader:
     """A 3-D Zarr array viewed in ``(inline, crossline, sample)`` order, read lazily.
 
@@ -84,6 +93,11 @@ class ZarrReader:
         path: The array or group directory (``.zarr``).
         time_axis: Stored time axis, ``0``, ``2`` or ``"auto"`` (a time-named dimension, else the longest axis).
         dataset: The array's path inside a group.
+
+    Attributes:
+        sample_interval: The array's (else the group's) ``sample_interval``-like attribute in ms, else the spacing
+            of the group's coordinate array of the sample dimension (MDIO's ``time``), else None.
+        depth: The sample dimension is named ``depth``/``z``, or the attributes name a depth domain.
 
     Raises:
         InputError: Not a Zarr store, no (single) 3-D array, non-numeric samples, an ambiguous time axis.
@@ -117,6 +131,11 @@ class ZarrReader:
                       else self.stored_shape)
         self.dtype = np.dtype(self.array.dtype)
         self.chunks = canonical_chunks(tuple(self.array.chunks), self.time_axis)
+        sample_dim = names[self.time_axis] if len(names) == 3 else None
+        self.sample_interval = interval_from_attrs(dict(self.array.attrs), self.group_attrs)
+        if self.sample_interval is None and sample_dim is not None and not isinstance(node, zarr.Array):
+            self.sample_interval = _coordinate_interval(node, str(sample_dim), self.shape[2])
+        self.depth = depth_from_attrs(dict(self.array.attrs), self.group_attrs, dimension=sample_dim)
 
     def read(self, inlines: slice = slice(None), crosslines: slice = slice(None)) -> np.ndarray:
         """A block ``(n_inline, n_crossline, sample)`` float32 (a copy; NaN/Inf left as stored)."""
@@ -183,26 +202,6 @@ def open_for_region_writes(path: Path, dataset: str | None):
     return zarr.open_array(store=str(path), path=dataset or "", mode="r+")
 
 
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move the finished store ``tmp`` to ``final``; an existing ``final`` (``--overwrite``) goes first.
-
-    TODO(lead): use core/atomic.py's no-clobber commit once it is in main; a directory cannot be swapped
-    atomically with ``os.replace`` when the target exists, so the old store is moved aside, then removed.
-    """
-    aside = None
-    if final.exists():
-        aside = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.old")
-        os.replace(final, aside)
-    try:
-        os.replace(tmp, final)
-    except BaseException:
-        if aside is not None:
-            os.replace(aside, final)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
-
-
 class ZarrWriter:
     """A Zarr output like the input's source, written by blocks of inlines into a temp store renamed on commit.
 
@@ -213,11 +212,13 @@ class ZarrWriter:
     """
 
     def __init__(self, path: Path, like, dtype: np.dtype = np.dtype(np.float32)):
+        from impeccable.core.atomic import temp_path
+
         self.path = Path(path)
         self.time_axis = getattr(like, "time_axis", 2)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp.zarr", dir=self.path.parent))
+        # The shared temp name (pid and host in it): a dead run's store is found and removed by the next run.
+        self.tmp = temp_path(self.path, tag="store")
         try:
-            shutil.rmtree(self.tmp)
             self.array = create_like(self.tmp, like, np.dtype(dtype))
         except OSError as exc:
             self.abort()
@@ -229,10 +230,23 @@ class ZarrWriter:
         self.array[stored_index(self.time_axis, inlines, slice(None))] = (
             np.moveaxis(block, -1, 0) if self.time_axis == 0 else block)
 
+    #: Replace an existing output at commit (set by :func:`~impeccable.runtime.volumes.open_writer`).
+    overwrite = False
+
     def commit(self) -> None:
-        """Move the temp store into place."""
-        replace_dir(self.tmp, self.path)
-        self.tmp = None
+        """Move the temp store into place, never over an existing output without ``overwrite``.
+
+        Raises:
+            TargetAppeared: An output appeared during the run: left alone, the result kept beside it.
+        """
+        from impeccable.core.atomic import TargetAppeared, keep_aside
+        from impeccable.runtime.volumes.files import commit_path
+
+        tmp, self.tmp = self.tmp, None
+        try:
+            commit_path(tmp, self.path, self.overwrite)
+        except FileExistsError:
+            raise TargetAppeared(self.path, keep_aside(tmp, self.path)) from None
 
     def abort(self) -> None:
         """Remove the temp store; the final path is untouched."""
@@ -240,3 +254,22 @@ class ZarrWriter:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
+
+
+class ZarrSink:
+    """The cluster's Zarr (and MDIO) output: a store in the run directory whose inline chunks each task owns."""
+
+    def inline_chunk(self, reader: ZarrReader) -> int:
+        return section_chunks(tuple(reader.shape), reader.chunks)[0]
+
+    def create(self, run_dir: Path, reader: ZarrReader, output: Path, dtype: np.dtype, resumed: bool,
+               chunk: int) -> Path:
+        path = Path(run_dir) / f"output{Path(output).suffix.lower()}"
+        if not (resumed and path.is_dir()):
+            create_like(path, reader, dtype, chunks=(chunk, reader.shape[1], reader.shape[2]))
+        return path
+
+    def write(self, sink: Path, reader: ZarrReader, start: int, stop: int, block: np.ndarray) -> None:
+        array = open_for_region_writes(Path(sink), reader.dataset)
+        array[stored_index(reader.time_axis, slice(start, stop), slice(None))] = (
+            np.moveaxis(block, -1, 0) if reader.time_axis == 0 else block)

@@ -54,9 +54,3 @@ def test_flip_tta_mirrors_the_section_before_padding():
 def test_a_batch_below_one_is_refused():
     with pytest.raises(InputError, match="batch size must be positive"):
         tiling.predict_sections(np.zeros((1, 8, 8), np.float32), lambda x: x, WINDOW, batch=0)
-
-
-def test_the_runtime_reexports_the_same_functions():
-    from impeccable.runtime import tiling as runtime_tiling
-
-    assert runtime_tiling.predict_sections is tiling.predict_sections and runtime_tiling.merge is tiling.merge

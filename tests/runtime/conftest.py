@@ -63,6 +63,22 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_robust_model_dir(tmp_path_factory) -> Path:
+    """A tiny field-ready model (robust scaling, padding at 0.5, linear output, 4 ms) with model.onnx."""
+    torch = pytest.importorskip("torch")
+    from impeccable.core.card import new_card
+    from impeccable.models.builder import build_model
+    from impeccable.models.checkpoint import save_model_dir
+
+    torch.manual_seed(3)
+    card = new_card(TINY_SMP, input_size=TINY_WINDOW, scaling="robust", name="tiny-robust")
+    out_dir = tmp_path_factory.mktemp("tiny-robust-model")
+    save_model_dir(build_model(card), card, out_dir)
+    _export(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
 def noisy_volume(tiny_volume) -> np.ndarray:
     """A small noisy volume ``(inline, crossline, sample)`` float32 = (9, 40, 150)."""
     return tiny_volume((9, 40, 150), seed=11)

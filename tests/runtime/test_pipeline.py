@@ -13,7 +13,7 @@ import pytest
 from impeccable.core.amplitude import VolumeStats, normalize
 from impeccable.core.errors import EngineError, InputError, OutputError
 from impeccable.data.scoring import to_uint8_volume
-from impeccable.runtime import pipeline
+from impeccable.runtime import batching, pipeline
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.volumes import open_reader
 
@@ -177,7 +177,7 @@ def test_reads_are_bounded_blocks_never_the_volume(tmp_path, tiny_volume, monkey
     monkeypatch.setattr(pipeline, "open_reader", recording_open_reader)
     # a block budget of 3 inlines (14 x 40 float32 each): the statistics scan and the output pass read 3, the
     # views read slabs of 3 sections rounded up to whole batches of 2 (4 inlines, or 4 crosslines of 12 x 40)
-    monkeypatch.setattr(pipeline, "BLOCK_BYTES", 3 * 14 * 40 * 4)
+    monkeypatch.setattr(batching, "BLOCK_BYTES", 3 * 14 * 40 * 4)
     out, _ = _run(tmp_path, vol, engine=FakeEngine(window=(16, 64)), views=views, batch_size=2)
     np.testing.assert_allclose(out, vol, atol=1e-4 * np.ptp(vol))
     (reader,) = recorded
@@ -259,7 +259,7 @@ def test_preview_is_written_with_the_output(tmp_path, tiny_volume):
 def test_tiled_sections_are_blended_like_tiling_merge(tmp_path, tiny_volume):
     # 45 samples > 32-sample window: two tiles per section; a smooth nonlinear engine, compared with the
     # tiling module applied by hand to the same normalized sections.
-    from impeccable.runtime import tiling
+    from impeccable.core import tiling
 
     vol = tiny_volume((3, 10, 45))
     out, report = _run(tmp_path, vol, engine=FakeEngine(_nonlinear, (16, 32)), tta=False, scale="unit")
@@ -311,7 +311,7 @@ def test_a_failing_write_leaves_nothing_and_says_so_in_one_line(tmp_path, tiny_v
         original(self, inlines, block)
 
     monkeypatch.setattr(NpyWriter, "write", write)
-    monkeypatch.setattr(pipeline, "BLOCK_BYTES", 4 * 12 * 40 * 4)  # output blocks of 4 inlines: fail mid-way
+    monkeypatch.setattr(batching, "BLOCK_BYTES", 4 * 12 * 40 * 4)  # output blocks of 4 inlines: fail mid-way
     with pytest.raises(OutputError, match="I/O failed.*No space left"):
         _run(tmp_path, tiny_volume((20, 12, 40)), engine=FakeEngine(window=(16, 64)), batch_size=1)
     assert len(calls) == 2

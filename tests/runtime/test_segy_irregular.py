@@ -19,7 +19,8 @@ segyio = pytest.importorskip("segyio")
 
 from impeccable.core.errors import InputError  # noqa: E402
 from impeccable.runtime.config import DenoiseConfig  # noqa: E402
-from impeccable.runtime.pipeline import denoise_file, reader_stats  # noqa: E402
+from impeccable.runtime.passes import reader_stats  # noqa: E402
+from impeccable.runtime.pipeline import denoise_file  # noqa: E402
 from impeccable.runtime.volumes.segy import SegyReader  # noqa: E402
 from impeccable.runtime.volumes import fill_absent  # noqa: E402
 from fake_engines import MixingEngine  # noqa: E402

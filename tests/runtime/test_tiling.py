@@ -9,7 +9,7 @@ import pytest
 
 from impeccable.core.errors import InputError
 from impeccable.core.geometry import pad_sections
-from impeccable.runtime import tiling
+from impeccable.core import tiling
 
 WINDOW = (320, 1280)
 

@@ -65,7 +65,7 @@ def test_the_held_out_block_is_in_no_training_piece(shape, views):
 
 def test_the_survey_is_read_and_scaled_as_the_runtime_reads_it(survey):
     from impeccable.core.model_io import ModelIO
-    from impeccable.runtime.pipeline import reader_stats
+    from impeccable.runtime.passes import reader_stats
     from impeccable.runtime.volumes import open_reader
     from impeccable.train.survey import Survey, SurveyFeed
 

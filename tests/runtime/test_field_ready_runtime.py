@@ -1,0 +1,74 @@
+"""A field-ready model through every engine and driver gives what its card's contract computes.
+
+The reference is the contract written out with core pieces only (ModelIO: robust statistics, scaling,
+padding at 0.5, resampling; core.tiling; the least-squares amplitude fit) on the torch network: if a driver
+dropped the robust figures, padded with zeros or ignored the interval, these tests fail.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from impeccable.core.amplitude import volume_stats  # noqa: E402
+from impeccable.core.calibration import AmplitudeFit, inline_sums  # noqa: E402
+from impeccable.core.model_io import ModelIO  # noqa: E402
+from impeccable.core.tiling import predict_sections  # noqa: E402
+
+
+def _reference(model_dir, volume: np.ndarray, interval_ms: float | None, tta: bool = True) -> np.ndarray:
+    from impeccable.models.checkpoint import load_model
+    from impeccable.train.validate import torch_runner
+
+    model, card = load_model(model_dir)
+    io = ModelIO.from_card(card)
+    stats = volume_stats(volume)
+    with torch.inference_mode():
+        pred = predict_sections(io.normalize(volume, stats), torch_runner(model.float().eval(), "cpu", None),
+                                io.window, tta, 4, pad_value=io.pad_value, resampling=io.resampling(interval_ms))
+    return AmplitudeFit.from_sums(inline_sums(volume, pred, stats), stats).apply(volume, pred, stats)
+
+
+def _spiky(tiny_volume) -> np.ndarray:
+    volume = tiny_volume((3, 40, 300), seed=5, amplitude=200.0, offset=900.0)  # data on an offset
+    volume[1, 7, 33] = 1e6  # one spike: min-max would squeeze everything else
+    return volume
+
+
+def test_runtime_stats_carry_the_robust_figures(tiny_volume):
+    from impeccable.runtime.api import ArrayReader
+    from impeccable.runtime.passes import reduce_stats, stats_part
+
+    volume = _spiky(tiny_volume)
+    got, want = reduce_stats([stats_part(ArrayReader(volume))]), volume_stats(volume)
+    assert (got.center, got.spread) == (want.center, want.spread) and got.spread is not None
+
+
+@pytest.mark.parametrize("interval_ms", [None, 4.0, 2.0])
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime", "openvino"])
+def test_api_matches_the_contract(tiny_robust_model_dir, tiny_volume, engine, interval_ms):
+    import impeccable
+
+    if engine != "torch":
+        pytest.importorskip(engine)
+    volume = _spiky(tiny_volume)
+    want = _reference(tiny_robust_model_dir, volume, interval_ms)
+    got = impeccable.denoise(volume, model=str(tiny_robust_model_dir), engine=engine, views="inline",
+                             sample_interval=interval_ms, batch_size=2, progress=False)
+    scale = float(np.percentile(np.abs(volume - np.median(volume)), 99))
+    assert np.abs(got - want).max() < 1e-3 * scale
+
+
+def test_the_file_pipeline_matches_the_contract(tiny_robust_model_dir, tiny_volume, tmp_path):
+    from impeccable.runtime.config import DenoiseConfig
+    from impeccable.runtime.pipeline import denoise_file
+
+    volume = _spiky(tiny_volume)
+    np.save(tmp_path / "v.npy", volume)
+    denoise_file(tmp_path / "v.npy", tmp_path / "o.npy",
+                 DenoiseConfig(model=tiny_robust_model_dir, engine="onnxruntime", views="inline", batch_size=3,
+                               sample_interval=2.0, progress=False, time_axis="2"))
+    want = _reference(tiny_robust_model_dir, volume, 2.0)
+    scale = float(np.percentile(np.abs(volume - np.median(volume)), 99))
+    assert np.abs(np.load(tmp_path / "o.npy") - want).max() < 1e-3 * scale
