@@ -50,6 +50,15 @@ DT = 0.004
 KINDS = ("random", "erratic", "linear")
 
 
+def _autocast() -> torch.dtype | None:
+    from impeccable.train.loop import native_bf16
+
+    return torch.bfloat16 if native_bf16(False) else None
+
+
+AUTOCAST = _autocast()
+
+
 def band_noise(shape: tuple[int, ...], rng: np.random.Generator, low: float = 10.0, high: float = 60.0) -> np.ndarray:
     """Unit-RMS band-limited Gaussian noise ``(inline, crossline, sample)`` float32."""
     from impeccable.data.baselines import bandpass
@@ -122,7 +131,8 @@ def write_segy(path: Path, volume: np.ndarray) -> None:
 def denoise(volume: np.ndarray, model_dir: Path, interval_ms: float = DT * 1000) -> np.ndarray:
     """A canonical volume denoised as ``impeccable-denoise`` feeds the model its card names (scaling, padding,
     resampling: :class:`impeccable.train.survey.SurveyFeed` over :class:`impeccable.core.model_io.ModelIO`),
-    flip TTA, torch fp32 on the CPU; sections along the axis with more traces. Returns the volume's units."""
+    flip TTA, torch on the CPU (bf16 autocast where native, as the trainer); sections along the axis with more
+    traces. Returns the volume's units."""
     from impeccable.core.amplitude import volume_stats
     from impeccable.models.checkpoint import load_model
     from impeccable.train.adapt_qc import denoise as denoise_sections
@@ -133,7 +143,7 @@ def denoise(volume: np.ndarray, model_dir: Path, interval_ms: float = DT * 1000)
     stats = volume_stats(volume)  # per inline slice, as the runtime's reader statistics
     crossline = volume.shape[0] > volume.shape[1]
     sections = np.ascontiguousarray(volume.transpose(1, 0, 2)) if crossline else volume
-    out = denoise_sections(feed, model, sections, stats, torch.device("cpu"), None, 4)
+    out = denoise_sections(feed, model, sections, stats, torch.device("cpu"), AUTOCAST, 4)
     return np.ascontiguousarray(out.transpose(1, 0, 2)) if crossline else out
 
 
@@ -150,19 +160,18 @@ def forgetting(start: Path, adapted: Path, volumes: int, tmp: Path) -> dict:
             row = {"seed": 900001 + k, "noisy": score_volumes(clean, noisy)}
             for name, model in (("start", start), ("adapted", adapted)):
                 row[name] = score_volumes(clean, denoise(noisy.astype(np.float32), model))
-            row["clean_in_start"] = score_volumes(clean, denoise(clean.astype(np.float32), start))
-            row["clean_in_adapted"] = score_volumes(clean, denoise(clean.astype(np.float32), adapted))
             rows.append(row)
         out[family] = rows
     return out
 
 
 def run_case(case: str, args: dict, clean: np.ndarray, tmp: Path) -> dict:
-    from impeccable.core.card import read_card
-    from impeccable.data.baselines import bandpass
+    """Adapt on the case's noisy line (or take ``--adapted``) and :func:`evaluate` it."""
     from impeccable.train.adapt import AdaptConfig, adapt
 
     noisy = add_noise(clean, case, args["snr"], args["erratic_share"], args["erratic_gain"], args["seed"])
+    if args["adapted"] is not None:  # score an adaptation made before (on this case's noisy line)
+        return evaluate(case, args, clean, noisy, Path(args["adapted"]), None, tmp)
     noisy_path = tmp / f"noisy-{case}.sgy"
     write_segy(noisy_path, noisy)
     run_dir = tmp / f"adapt-{case}"
@@ -173,8 +182,18 @@ def run_case(case: str, args: dict, clean: np.ndarray, tmp: Path) -> dict:
                                mask=args["mask"], synthetic_dir=tmp / "synthetic", progress=False,
                                device=args["device"],
                                **({"crop": tuple(int(v) for v in args["crop"].split("x"))} if args["crop"] else {})))
-    adapt_s = time.perf_counter() - t0
+    return evaluate(case, args, clean, noisy, run_dir, {"adapt_wall_s": round(time.perf_counter() - t0, 1),
+                                                         "adapt_stopped": result.stopped}, tmp)
+
+
+def evaluate(case: str, args: dict, clean: np.ndarray, noisy: np.ndarray, run_dir: Path, run: dict | None,
+             tmp: Path) -> dict:
+    """Scores of the start model, the adapted one (``run_dir``) and the band-pass on the held-out traces."""
+    from impeccable.core.card import read_card
+    from impeccable.data.baselines import bandpass
+
     card = read_card(run_dir)
+    qc_path = run_dir / "adapt_qc.json"
     block = card["data"]["survey"]["held_out_block"]
     held = (slice(block["start"], block["stop"]), 0) if block["view_axis"] == "inline" else \
         (0, slice(block["start"], block["stop"]))
@@ -190,9 +209,12 @@ def run_case(case: str, args: dict, clean: np.ndarray, tmp: Path) -> dict:
         removed = float(np.sum((clean - out).astype(np.float64) ** 2) / np.sum(clean.astype(np.float64) ** 2))
         clean_in[name] = {"ssim_held_out": ssim(truth, out[held]), "ssim_line": ssim(clean[:, 0], out[:, 0]),
                           "removed_energy": removed}
-    row = {"case": case, "adapt_steps": result.step, "adapt_stopped": result.stopped, "adapt_wall_s": round(adapt_s, 1),
-           "held_out_traces": [block["start"], block["stop"]], "scores": scores, "clean_in": clean_in,
-           "qc": result.qc, "lineage": card["training"]["lineage"][-1]}
+    lineage = card["training"]["lineage"][-1]
+    row = {"case": case, "adapt_steps": lineage["steps"], **(run or {"adapt_wall_s": lineage.get("wall_time_s"),
+                                                                    "adapt_stopped": "see the run"}),
+           "adapted": str(run_dir), "held_out_traces": [block["start"], block["stop"]], "scores": scores,
+           "clean_in": clean_in, "qc": json.loads(qc_path.read_text()) if qc_path.is_file() else None,
+           "lineage": lineage}
     if args["forgetting"]:
         row["forgetting"] = forgetting(args["init_from"], run_dir, args["forgetting"], tmp)
     return row
@@ -210,10 +232,8 @@ def markdown(report: dict) -> str:
         lines += [f"| {name} | {c['ssim_held_out']:.4f} | {c['ssim_line']:.4f} | {c['removed_energy']:.4f} |"
                   for name, c in row["clean_in"].items()]
         if "forgetting" in row:
-            lines += ["", "| synthetic family | seed | noisy | start | adapted | clean-in start | clean-in adapted |",
-                      "|---|---|---|---|---|---|---|"]
-            lines += [f"| {fam} | {r['seed']} | {r['noisy']:.4f} | {r['start']:.4f} | {r['adapted']:.4f} | "
-                      f"{r['clean_in_start']:.4f} | {r['clean_in_adapted']:.4f} |"
+            lines += ["", "| synthetic family | seed | noisy | start | adapted |", "|---|---|---|---|---|"]
+            lines += [f"| {fam} | {r['seed']} | {r['noisy']:.4f} | {r['start']:.4f} | {r['adapted']:.4f} |"
                       for fam, rows in row["forgetting"].items() for r in rows]
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -231,6 +251,9 @@ def markdown(report: dict) -> str:
 @click.option("--mask", default="both", show_default=True)
 @click.option("--holdout", type=float, default=0.25, show_default=True, help="Share of the traces held out.")
 @click.option("--crop", default=None, help="--crop of the adaptation, RxC [default: its own].")
+@click.option("--adapted", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Score this adaptation's run directory (made on the same case, noise seed and line) instead of "
+                   "adapting again (one case).")
 @click.option("--init-from", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Start model [default: the shipped one].")
 @click.option("--forgetting", type=int, default=1, show_default=True,
@@ -257,15 +280,14 @@ def main(**args: object) -> None:
     with tempfile.TemporaryDirectory(prefix="adapt-bench-") as tmp:
         for case in str(args["cases"]).split(","):
             rows.append(run_case(case, args, clean, Path(tmp)))
-            click.echo(markdown({"machine": platform.processor() or platform.machine(), "command": " ".join(sys.argv),
-                                 "args": args, "cases": rows[-1:]}))
-    report = {"machine": platform.processor() or platform.machine(), "command": " ".join(sys.argv),
-              "args": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()}, "cases": rows}
-    if args["json_path"]:
-        path = Path(args["json_path"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1, default=str) + "\n")
-        path.with_suffix(".md").write_text(markdown(report))
+            report = {"machine": platform.processor() or platform.machine(), "command": " ".join(sys.argv),
+                      "args": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()}, "cases": rows}
+            click.echo(markdown({**report, "cases": rows[-1:]}))
+            if args["json_path"]:  # after every case: a long run cut short keeps what it measured
+                path = Path(args["json_path"])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+                path.with_suffix(".md").write_text(markdown(report))
 
 
 if __name__ == "__main__":

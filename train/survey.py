@@ -207,7 +207,8 @@ class Survey:
         self.stats = self._guard(lambda: reader_stats(reader))
         self.stats.check_not_constant()
         self.pieces, self.held_out, self.block = split_survey(self.shape, self.views, holdout)
-        self.interval_ms = getattr(reader, "sample_interval_ms", None)
+        # What the file records (the runtime's readers); a depth volume's is not compared with a time model's.
+        self.interval_ms = None if getattr(reader, "depth", False) else getattr(reader, "sample_interval", None)
 
     def _guard(self, call: Any) -> Any:
         """``call()``, any reader failure as one InputError line (a corrupt file fails before training)."""
