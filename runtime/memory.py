@@ -138,7 +138,7 @@ def run_batch(config: DenoiseConfig, shape: tuple[int, int, int], window: tuple[
         device: Where the engine computes (``cpu``, ``cuda:0``) [default: the config's ``device`` option,
             resolved as the engines resolve ``auto``].
     """
-    views = ("inline", "crossline") if config.views == "both" else (config.views,)
+    views = config.for_shape(tuple(shape)).view_list
     name = engine_name or config.resolved_engine()
     device = device or config.engine_options.get("device") or ("cuda" if name == "tensorrt" else "cpu")
     if device == "auto":  # the engines' choice: CUDA when it is there (ONNX Runtime: when its provider is)
