@@ -21,7 +21,7 @@ import numpy as np
 
 from impeccable.core.amplitude import VolumeStats, normalize, to_uint8
 from impeccable.core.calibration import AmplitudeFit, inline_sums
-from impeccable.core.qc import QualityControl, leakage_inlines
+from impeccable.core.qc import QualityControl, leakage_inlines, sample_interval_ms
 from impeccable.runtime.volumes import live_mask
 
 #: Reads inlines ``start:stop`` of the unit-scale prediction as ``(inline, crossline, sample)`` float32.
@@ -120,7 +120,8 @@ def write_output(reader, predictions: PredictionBlocks, write: Callable[[int, in
         ``(qc_report, kept)``: the QC figures (:meth:`QualityControl.report`) and inline ``keep`` as
         ``(1, crossline, sample)`` float32 in the input's units, or None.
     """
-    qc = QualityControl(mean=fit.mean, sampled=leakage_inlines(reader.shape[0]))
+    qc = QualityControl(mean=fit.mean, sampled=leakage_inlines(reader.shape[0]),
+                        sample_interval_ms=sample_interval_ms(reader))
     kept = None
     for start in range(0, reader.shape[0], step):
         stop = min(start + step, reader.shape[0])

@@ -47,7 +47,9 @@ def _time_axis(value: str) -> int | str:
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Output = input - STRENGTH x the estimated noise: 1 the full denoising, 0 the input unchanged.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
-              help="Also write the run summary and QC figures (amplitude fit, removed energy, leakage) as JSON.")
+              help="Also write the run summary and the QC figures behind the QC line as JSON: amplitude fit, "
+                   "spectra of input, output and removed part, energy per band and below the signal band, "
+                   "lateral coherence and depth profile of the removed part, local similarity.")
 @click.option("--dataset", type=str, default=None, help="HDF5 dataset path [default: the file's only 3-D dataset].")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Also write a PNG of the middle inline: noisy, denoised and their difference.")
@@ -91,8 +93,10 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
 
     Amplitudes are preserved: the output is the prediction mapped by the per-volume least-squares gain and
     offset that fit it to the input, so the removed part has zero mean and no systematic gain. Every run
-    prints QC figures: the removed share of the input's energy, the removed part's mean, and the signal
-    leakage (local similarity of the removed part and the denoised signal; a warning when it is high).
+    prints a QC line: the share of the input's energy removed and at which frequencies, whether the output
+    holds energy the input lacks (below 8 Hz or the signal band, or in any octave band: a warning), whether
+    the removed part is coherent across traces (signal) or not (noise), and its local similarity to the
+    output; warnings follow on stderr.
     """
     from impeccable.runtime.pipeline import denoise_file
 
@@ -182,12 +186,10 @@ def distributed_summary(report) -> str:
 
 
 def summary_line(report) -> str:
-    """The QC line every run prints: the amplitude fit and what was removed."""
-    fit, qc = report.fit, report.qc
-    return (f"QC: amplitude fit gain {fit['gain']:.4f}, offset {fit['offset']:.4g} ({fit['offset_of_std']:+.3f} std); "
-            f"removed {qc['removed_energy']:.1%} of the input's energy, mean {qc['removed_mean_of_std']:+.4f} std; "
-            f"leakage {qc['leakage']:.3f} (local similarity of removed and denoised, "
-            f"{qc['leakage_sections']} inlines)")
+    """The QC line every run prints, in words (:func:`impeccable.core.qc.summary_words`); numbers in --report."""
+    from impeccable.core.qc import summary_words
+
+    return report.qc.get("summary") or summary_words(report.qc)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -53,7 +53,7 @@ import numpy as np
 from impeccable.core.amplitude import VolumeStats, merge_stats
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import ImpeccableError, InputError, OutputError
-from impeccable.core.qc import QualityControl, leakage_inlines
+from impeccable.core.qc import merge_qc, sample_interval_ms
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_cluster import (CONNECT_TIMEOUT, THREADED_ENGINES, Passes, dashboard_link,
                                                     engine_window, share_cores, start_client)
@@ -234,10 +234,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             unit_range = (min(p["lo"] for p in parts), max(p["hi"] for p in parts))
             job = replace(job, fit=fit, unit_range=unit_range)
             parts = passes.pass_("write", plan.inline, task_write, (job,))
-        qc = QualityControl(mean=fit.mean, sampled=leakage_inlines(reader.shape[0]))
-        for p in parts:
-            qc.rows.append(np.asarray(p["rows"], dtype=np.float64).reshape(-1, 4))
-            qc.similarity.update({int(k): (float(s), int(n)) for k, s, n in p["similarity"]})
+        qc = merge_qc(parts, sample_interval_ms(reader))
         if input_identity(input_path) != identity["input"]:
             raise InputError("input changed during the run; nothing was written", received=str(input_path),
                              expected="an input nobody writes while it is denoised",
@@ -285,4 +282,4 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         w["sections_per_s"] = w["sections"] / w["seconds"] if w["seconds"] > 0 else 0.0
     return DistributedReport(output, sum(p["sections"] for p in done_predictions), time.perf_counter() - t0,
                              {"inline": len(plan.inline), "crossline": len(plan.crossline)}, passes.resumed,
-                             passes.retried, dict(workers), stats, fit.as_dict(stats), qc.report(), dashboard)
+                             passes.retried, dict(workers), stats, fit.as_dict(stats), qc, dashboard)

@@ -26,7 +26,7 @@ import numpy as np
 from impeccable.core.amplitude import VolumeStats
 from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError, OutputError
-from impeccable.core.qc import QualityControl, leakage_inlines
+from impeccable.core.qc import leakage_inlines, qc_part
 from impeccable.runtime.calibrate import block_sums, live_rows, output_block
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_plan import RunDir
@@ -298,10 +298,7 @@ def task_write(job: Job, start: int, stop: int) -> dict:
     written, in_units = output_block(inputs, unit_predictions(job, start, stop), job.fit, job.stats, job.config.scale,
                                      job.config.strength, job.unit_range, live)
     write_sink(job, start, stop, written, reader)
-    qc = QualityControl(mean=job.fit.mean, sampled=leakage_inlines(job.shape[0]))
-    qc.add(start, inputs, in_units, live)
-    return {"rows": np.concatenate(qc.rows).tolist(),
-            "similarity": [[k, v[0], v[1]] for k, v in qc.similarity.items()]}
+    return qc_part(start, inputs, in_units, live, mean=job.fit.mean, sampled=leakage_inlines(job.shape[0]))
 
 
 def sync_file(path: str) -> None:

@@ -39,7 +39,7 @@ def test_denoise_writes_the_input_orientation_and_prints_the_summary_and_qc(tmp_
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2 and "denoised 3 sections" in lines[0] and "sections/s" in lines[0]
-    assert lines[1].startswith("QC: amplitude fit gain")
+    assert lines[1].startswith("QC: removed")
     assert str(tmp_path / "vol.denoised.npy") in lines[0]
     out = np.load(tmp_path / "vol.denoised.npy")
     assert out.shape == stored.shape and out.dtype == np.float32
