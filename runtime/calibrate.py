@@ -98,9 +98,37 @@ def output_block(inputs: np.ndarray, unit: np.ndarray, fit: AmplitudeFit, stats:
     return written, in_units
 
 
+#: A volume fewer crosslines wide than this is previewed along its middle crossline (a 2-D line stored as one
+#: crossline, e.g. Penobscot xl 1155 as (601, 1, 1501), has 1-trace inlines).
+PREVIEW_MIN_TRACES = 16
+
+
+def preview_section(shape: tuple[int, int, int]) -> tuple[str, int]:
+    """The section ``--preview`` draws: ``("inline", middle)``, or ``("crossline", middle)`` for a narrow volume."""
+    if shape[1] < PREVIEW_MIN_TRACES and shape[0] > shape[1]:
+        return "crossline", shape[1] // 2
+    return "inline", shape[0] // 2
+
+
+def kept_section(in_units: np.ndarray, start: int, keep: tuple[str, int] | int | None) -> np.ndarray | None:
+    """The part of a block ``(inline, crossline, sample)`` starting at inline ``start`` in section ``keep``.
+
+    Returns ``(1, crossline, sample)`` for an inline section inside the block, ``(inline, 1, sample)`` for a
+    crossline section (every block holds a piece), or None.
+    """
+    if keep is None:
+        return None
+    view, index = ("inline", keep) if isinstance(keep, int) else keep
+    if view == "crossline":
+        return np.array(in_units[:, index:index + 1])
+    if start <= index < start + in_units.shape[0]:
+        return np.array(in_units[index - start:index - start + 1])
+    return None
+
+
 def write_output(reader, predictions: PredictionBlocks, write: Callable[[int, int, np.ndarray], None],
                  fit: AmplitudeFit, stats: VolumeStats, scale: str, strength: float,
-                 unit_range: tuple[float, float], step: int, keep: int | None = None
+                 unit_range: tuple[float, float], step: int, keep: tuple[str, int] | int | None = None
                  ) -> tuple[dict, np.ndarray | None]:
     """Pass 2: scale each block, hand it to ``write(start, stop, block)``, and measure the QC figures.
 
@@ -114,15 +142,17 @@ def write_output(reader, predictions: PredictionBlocks, write: Callable[[int, in
         strength: 0..1.
         unit_range: The final unit field's (min, max) (``uint8``).
         step: Inlines per block.
-        keep: An inline whose output, in the input's units, is returned (the preview's).
+        keep: The section whose output, in the input's units, is returned (the preview's,
+            :func:`preview_section`); an int is an inline.
 
     Returns:
-        ``(qc_report, kept)``: the QC figures (:meth:`QualityControl.report`) and inline ``keep`` as
-        ``(1, crossline, sample)`` float32 in the input's units, or None.
+        ``(qc_report, kept)``: the QC figures (:meth:`QualityControl.report`) and section ``keep`` as
+        ``(1, crossline, sample)`` (an inline) or ``(inline, 1, sample)`` (a crossline) float32 in the input's
+        units, or None.
     """
     qc = QualityControl(mean=fit.mean, sampled=leakage_inlines(reader.shape[0]),
                         sample_interval_ms=sample_interval_ms(reader))
-    kept = None
+    kept = []
     for start in range(0, reader.shape[0], step):
         stop = min(start + step, reader.shape[0])
         inputs = reader.read(inlines=slice(start, stop))
@@ -131,6 +161,7 @@ def write_output(reader, predictions: PredictionBlocks, write: Callable[[int, in
                                          unit_range, live)
         write(start, stop, written)
         qc.add(start, inputs, in_units, live)
-        if keep is not None and start <= keep < stop:
-            kept = np.array(in_units[keep - start:keep - start + 1])
-    return qc.report(), kept
+        piece = kept_section(in_units, start, keep)
+        if piece is not None:
+            kept.append(piece)
+    return qc.report(), (np.concatenate(kept) if kept else None)

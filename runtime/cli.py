@@ -52,7 +52,10 @@ def _time_axis(value: str) -> int | str:
                    "lateral coherence and depth profile of the removed part, local similarity.")
 @click.option("--dataset", type=str, default=None, help="HDF5 dataset path [default: the file's only 3-D dataset].")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
-              help="Also write a PNG of the middle inline: noisy, denoised and their difference.")
+              help="Also write a PNG of the middle inline (the middle crossline of a volume under 16 crosslines "
+                   "wide): input, output and removed part (input - output) on one colour clip, the local "
+                   "similarity of removed part and output (0..1), and the three amplitude spectra (dB); "
+                   "axes in trace numbers and ms where the input has them.")
 @click.option("--iline-byte", type=int, default=189, show_default=True,
               help="SEG-Y trace-header byte of the inline number (common: 189, 9, 5, 17).")
 @click.option("--xline-byte", type=int, default=193, show_default=True,

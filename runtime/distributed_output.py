@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from impeccable.core.errors import OutputError
-from impeccable.runtime.calibrate import live_rows, output_block
+from impeccable.runtime.calibrate import kept_section, live_rows, output_block, preview_section
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_plan import Plan, RunDir
 from impeccable.runtime.distributed_worker import SEGY_FORMATS, Job, scratch_path, unit_predictions, unpack_mask
@@ -108,8 +108,10 @@ def draw_preview(reader, output: Path, config: DenoiseConfig, job: Job) -> None:
     """
     from impeccable.runtime.pipeline import _preview
 
-    mid = reader.shape[0] // 2
-    inputs = reader.read(inlines=slice(mid, mid + 1))
-    _, in_units = output_block(inputs, unit_predictions(job, mid, mid + 1), job.fit, job.stats, job.config.scale,
-                               job.config.strength, job.unit_range, live_rows(reader, mid, mid + 1))
-    _preview(reader, output, config, in_units, mid)
+    mid = preview_section(reader.shape)
+    # An inline: its one inline; a crossline (a volume under PREVIEW_MIN_TRACES crosslines wide): all inlines.
+    start, stop = (mid[1], mid[1] + 1) if mid[0] == "inline" else (0, reader.shape[0])
+    inputs = reader.read(inlines=slice(start, stop))
+    _, in_units = output_block(inputs, unit_predictions(job, start, stop), job.fit, job.stats, job.config.scale,
+                               job.config.strength, job.unit_range, live_rows(reader, start, stop))
+    _preview(reader, output, config, kept_section(in_units, start, mid), mid)

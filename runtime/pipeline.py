@@ -56,7 +56,7 @@ from impeccable.core.calibration import AmplitudeFit
 from impeccable.core.errors import InputError, OutputError
 from impeccable.core.geometry import WINDOW
 from impeccable.runtime import tiling
-from impeccable.runtime.calibrate import fit_amplitudes, write_output
+from impeccable.runtime.calibrate import fit_amplitudes, preview_section, write_output
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.engines.base import Engine
 from impeccable.runtime.volumes.npy import MappedVolume
@@ -485,7 +485,7 @@ class _ScratchStore:
         writer = open_writer(output, like=reader, dtype=np.uint8 if config.scale == "uint8" else np.float32,
                              overwrite=config.overwrite)
         try:
-            mid = reader.shape[0] // 2
+            mid = preview_section(reader.shape)
             self.qc, kept = write_output(
                 reader, self.inlines, lambda start, stop, block: writer.write(slice(start, stop), block),
                 self.fit, stats, config.scale, config.strength, unit_range, step,
@@ -501,8 +501,8 @@ class _ScratchStore:
 
 
 def _commit(writer, reader: VolumeReader, output: Path, config: DenoiseConfig, kept: np.ndarray | None,
-            mid: int) -> None:
-    """Draw the preview (``kept``: inline ``mid`` of the output in the input's units), then commit the output.
+            mid: tuple[str, int]) -> None:
+    """Draw the preview (``kept``: section ``mid`` of the output in the input's units), then commit the output.
 
     The preview goes first so that a failing preview leaves no output; a failing commit removes the preview.
     The input is checked first of all: one that changed during the run leaves nothing.
@@ -709,11 +709,9 @@ def _window(config: DenoiseConfig, engine: Engine | None) -> tuple[int, int]:
         return WINDOW
 
 
-def _preview(reader: VolumeReader, output: Path, config: DenoiseConfig, denoised: np.ndarray, mid: int) -> None:
-    """Noisy, denoised and their difference for inline ``mid``, in the input's units."""
-    from impeccable.data.preview import save_pair_preview
+def _preview(reader: VolumeReader, output: Path, config: DenoiseConfig, denoised: np.ndarray,
+             mid: tuple[str, int]) -> None:
+    """Input, output, removed part, local similarity and spectra of section ``mid``, in the input's units."""
+    from impeccable.data.preview import save_run_preview
 
-    noisy = reader.read(inlines=slice(mid, mid + 1))
-    noisy = np.where(np.isfinite(noisy), noisy, denoised)  # a hole in the input shows as no difference
-    save_pair_preview(config.preview, noisy=noisy, denoised=denoised, inline=0, leakage=True,
-                      title=f"{output.name}: inline {mid} (noisy, denoised, removed, local similarity)")
+    save_run_preview(config.preview, reader, mid, denoised, title=output.name)

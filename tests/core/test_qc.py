@@ -124,3 +124,12 @@ def test_sample_interval_from_a_reader():
     assert sample_interval_ms(Segy()) == 2.0
     assert sample_interval_ms(Known()) == 4.0
     assert sample_interval_ms(Unknown()) is None
+
+
+def test_a_volume_one_crossline_wide_pairs_consecutive_inlines_across_parts():
+    rng = np.random.default_rng(6)
+    line = _reflectivity((1, 60, 300), seed=7)[0][:, None, :]  # (60 inlines, 1 crossline, 300 samples)
+    noise = rng.normal(scale=line.std(), size=line.shape).astype(np.float32)
+    whole = _report(line + noise, noise)  # removes the (flat, coherent) reflectors
+    assert whole["coherence"]["pairs"] == 59 and whole["coherence"]["removed"] > 0.9
+    assert _report(line + noise, noise, cuts=[(17, 60), (0, 5), (5, 17)]) == whole
