@@ -43,7 +43,7 @@ def import_distributed():
         import distributed
     except ImportError as exc:
         raise InputError("--cluster needs dask.distributed", received=str(exc), expected="dask[distributed], zarr",
-                         todo="pip install 'impeccable[distributed]'") from exc
+                         todo="pip install '.[distributed]'") from exc
     return distributed
 
 
