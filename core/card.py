@@ -40,16 +40,38 @@ NORMALIZATION = {
 }
 PADDING = {"kind": "zeros", "where": "end of both axes", "section": "rows = traces, columns = samples"}
 
+#: Field-ready models (v6 on): a scaling no spike can squeeze, a target the input determines, padding at the
+#: data's zero level, a linear output (DESIGN §2-3; core.amplitude.Scaling).
+ROBUST_NORMALIZATION = {
+    "kind": "robust_per_volume",
+    "formula": "clip(0.5 + 0.25 * (v - center) / spread, -1.5, 2.5); center = median of per-slice medians, "
+               "spread = median over slices of the per-slice 99th percentile of |v - slice median|",
+    "target": "the clean section in the noisy input's units, scaled with the input's center and spread",
+    "nonfinite": "left out of the statistics, filled with the finite mean before normalizing",
+}
+ROBUST_PADDING = {"kind": "constant", "value": 0.5, "where": "end of both axes",
+                  "section": "rows = traces, columns = samples", "why": "0.5 is the data's zero level"}
+#: The synthetic generators' sample interval and the band their wavelets fill.
+SAMPLING = {"interval_ms": 4.0, "band_hz": [5.0, 60.0], "vertical": "time"}
+SCALINGS = ("robust", "minmax")
 
-def new_card(smp_kwargs: dict[str, Any] | None = None, input_size: tuple[int, int] = WINDOW, **extra: Any) -> dict:
+
+def new_card(smp_kwargs: dict[str, Any] | None = None, input_size: tuple[int, int] = WINDOW,
+             scaling: str = "minmax", **extra: Any) -> dict:
     """A fresh card for a network built from ``smp_kwargs`` (defaults: the seed's network).
 
     Args:
         smp_kwargs: Overrides of :data:`DEFAULT_SMP` (e.g. a tiny encoder for tests).
         input_size: ``(traces, samples)`` window, multiples of 32.
+        scaling: ``minmax`` (the seed's contract: min-max input, zero padding, sigmoid output) or ``robust``
+            (field-ready: robust input scaling, padding at the data's zero level, linear output, 4 ms).
         **extra: Further top-level fields (``training``, ``data``, ``metrics``, ``name``...).
     """
+    if scaling not in SCALINGS:
+        raise ModelError("unknown scaling", received=scaling, expected=" or ".join(SCALINGS), todo="pick one")
     smp = dict(DEFAULT_SMP)
+    if scaling == "robust":
+        smp["activation"] = None
     smp.update(smp_kwargs or {})
     rows, cols = (int(v) for v in input_size)
     if rows % 32 or cols % 32:
@@ -59,9 +81,10 @@ def new_card(smp_kwargs: dict[str, Any] | None = None, input_size: tuple[int, in
         "format_version": FORMAT_VERSION,
         "smp": smp,
         "input_size": [rows, cols],
-        "normalization": copy.deepcopy(NORMALIZATION),
-        "padding": copy.deepcopy(PADDING),
-        "output_activation": "sigmoid",
+        "normalization": copy.deepcopy(NORMALIZATION if scaling == "minmax" else ROBUST_NORMALIZATION),
+        "padding": copy.deepcopy(PADDING if scaling == "minmax" else ROBUST_PADDING),
+        "output_activation": "sigmoid" if smp.get("activation") == "sigmoid" else "identity",
+        "sampling": copy.deepcopy(SAMPLING),
     }
     card.update(extra)
     return card

@@ -64,21 +64,23 @@ def from_canonical(volume: np.ndarray, time_axis: int) -> np.ndarray:
     return np.moveaxis(volume, -1, time_axis)
 
 
-def pad_sections(sections: np.ndarray, window: tuple[int, int] = WINDOW) -> np.ndarray:
-    """Zero-pad a stack of sections at the end of both axes to the model window.
+def pad_sections(sections: np.ndarray, window: tuple[int, int] = WINDOW, pad_value: float = 0.0) -> np.ndarray:
+    """Pad a stack of sections at the end of both axes to the model window.
 
     Args:
         sections: ``(n, traces, samples)`` float32, each no larger than ``window``.
         window: ``(traces, samples)`` of the model input.
+        pad_value: What fills the window beyond the data: the card's (0 for the seed's zero padding, the
+            data's zero level 0.5 for robust-scaled models).
 
     Returns:
         ``(n, 1, window[0], window[1])`` float32, the sections in the top-left corner (the seed's
-        ``x[:300, :1259] = section``), zeros elsewhere.
+        ``x[:300, :1259] = section``), ``pad_value`` elsewhere.
     """
     n, rows, cols = sections.shape
     if rows > window[0] or cols > window[1]:
         raise InputError("section larger than the model window", received=(rows, cols), expected=f"<= {window}",
                          todo="tile the section (runtime.tiling) before padding")
-    out = np.zeros((n, 1, window[0], window[1]), dtype=np.float32)
+    out = np.full((n, 1, window[0], window[1]), pad_value, dtype=np.float32)
     out[:, 0, :rows, :cols] = sections
     return out

@@ -16,6 +16,11 @@ their sum: two neighbours' ramps add up to 1, so the blend fades from one tile t
 Flip TTA mirrors the trace axis of each SECTION before tiling and padding (the padding stays at the end), and
 the mirrored half of the predictions is blended, mirrored back and averaged with the plain half.
 
+The padding value is the model card's (``pad_value``: the seed's 0, or the data's zero level 0.5 for robust-
+scaled models, :class:`impeccable.core.amplitude.Scaling`). Data at another sample interval than the model's
+are resampled to it before tiling and only the removed part is brought back (``resampling``,
+:mod:`impeccable.core.resample`): the plan carries both, so :func:`blend` undoes what :func:`split` did.
+
 Cost: ``ceil((L - overlap) / (window - overlap))`` tiles along an axis of length ``L > window``. A 700 x 2600
 section takes 3 x 3 = 9 images of 320 x 1280, against 4.4 windows of area: about twice the work of an
 untiled section of the same area; the wider the overlap, the smoother the blend and the higher that cost.
@@ -29,6 +34,7 @@ import numpy as np
 
 from impeccable.core.errors import InputError
 from impeccable.core.geometry import pad_sections
+from impeccable.core.resample import Resampling
 
 
 def default_overlap(window: tuple[int, int]) -> tuple[int, int]:
@@ -69,12 +75,18 @@ class TilePlan:
         window: ``(rows, cols)`` of a tile.
         row_starts: Tile start rows (traces).
         col_starts: Tile start columns (samples).
+        resampling: The sections were resampled to the model's interval before tiling (``shape`` is then at
+            the model's interval), or None.
+        source: With ``resampling``: the sections as given, ``(n, traces, samples)`` float32 at the data's
+            interval (the output is ``source`` less the removed part brought back).
     """
 
     shape: tuple[int, int, int]
     window: tuple[int, int]
     row_starts: tuple[int, ...]
     col_starts: tuple[int, ...]
+    resampling: Resampling | None = None
+    source: np.ndarray | None = None
 
     @property
     def tiles_per_section(self) -> int:
@@ -102,34 +114,42 @@ def plan_tiles(shape: tuple[int, int, int], window: tuple[int, int],
 
 
 def split(sections: np.ndarray, window: tuple[int, int], overlap: tuple[int, int] | None = None,
-          mirror: bool = False) -> tuple[np.ndarray, TilePlan]:
+          mirror: bool = False, pad_value: float = 0.0,
+          resampling: Resampling | None = None) -> tuple[np.ndarray, TilePlan]:
     """Tiles of a stack of sections (and of their trace-mirrored copies, for flip TTA).
 
     Args:
-        sections: ``(n, traces, samples)`` float32.
+        sections: ``(n, traces, samples)`` float32, in the model's units.
         window: ``(rows, cols)`` of the model input.
         overlap: Overlap of neighbouring tiles in traces and samples [default: :func:`default_overlap`].
         mirror: Also tile ``sections[:, ::-1, :]``, after the plain tiles in the same array (one engine batch
             carries both). The section is mirrored before padding, so the padding stays at the end.
+        pad_value: Fills the window beyond the data (the card's padding).
+        resampling: Resample the samples to the model's interval first (:mod:`impeccable.core.resample`).
 
     Returns:
         ``(k * n * tiles_per_section, 1, rows, cols)`` float32 C-contiguous tiles (``k`` = 2 with ``mirror``,
         else 1; section-major) and the plan to merge each half back with :func:`merge`.
     """
+    source = None
+    if resampling is not None:
+        source, sections = sections, resampling.to_model(sections)
     plan = plan_tiles(sections.shape, window, overlap)
+    if resampling is not None:
+        plan = TilePlan(plan.shape, plan.window, plan.row_starts, plan.col_starts, resampling, source)
     rows, cols = window
     n, n_rows, n_cols = plan.shape
     sources = (sections, sections[:, ::-1, :]) if mirror else (sections,)
     if plan.tiles_per_section == 1:
         if not mirror:
-            return pad_sections(sections, window), plan
+            return pad_sections(sections, window, pad_value), plan
         # pad_sections' layout, written straight into one array: no intermediate copies
-        tiles = np.zeros((2 * n, 1, rows, cols), dtype=np.float32)
+        tiles = np.full((2 * n, 1, rows, cols), pad_value, dtype=np.float32)
         for k, source in enumerate(sources):
             tiles[k * n:(k + 1) * n, 0, :n_rows, :n_cols] = source
         return tiles, plan
     grid = (len(plan.row_starts), len(plan.col_starts))
-    tiles = np.zeros((len(sources), n, *grid, 1, rows, cols), dtype=np.float32)
+    tiles = np.full((len(sources), n, *grid, 1, rows, cols), pad_value, dtype=np.float32)
     for k, source in enumerate(sources):
         for i, r in enumerate(plan.row_starts):
             for j, c in enumerate(plan.col_starts):
@@ -178,15 +198,20 @@ def blend(predictions: np.ndarray, plan: TilePlan, tta: bool) -> np.ndarray:
     """
     plain = plan.shape[0] * plan.tiles_per_section
     pred = merge(predictions[:plain], plan)
-    if not tta:
+    if tta:
+        pred = np.add(pred, merge(predictions[plain:], plan)[:, ::-1, :])
+        pred *= np.float32(0.5)
+    if plan.resampling is None:
         return pred
-    out = np.add(pred, merge(predictions[plain:], plan)[:, ::-1, :])
-    out *= np.float32(0.5)
-    return out
+    # Only what the model removed goes back to the data's interval (core.resample explains why).
+    at_model = plan.resampling.to_model(plan.source)
+    removed = plan.resampling.to_data(at_model - pred, plan.source.shape[-1])
+    return np.subtract(plan.source, removed, dtype=np.float32)
 
 
 def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.ndarray], window: tuple[int, int],
-                     tta: bool = True, batch: int = 8, overlap: tuple[int, int] | None = None) -> np.ndarray:
+                     tta: bool = True, batch: int = 8, overlap: tuple[int, int] | None = None,
+                     pad_value: float = 0.0, resampling: Resampling | None = None) -> np.ndarray:
     """Denoise normalized sections the runtime's way: tile (and mirror), run in batches, blend (and average).
 
     Args:
@@ -197,6 +222,8 @@ def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.
         tta: Flip TTA: also predict the trace-mirrored sections and average.
         batch: Images per ``run_batch`` call (tiles and their mirrored copies alike; the last call may be partial).
         overlap: Tile overlap [default: :func:`default_overlap`].
+        pad_value: Fills the window beyond the data (the card's padding).
+        resampling: From the sections' sample interval to the model's, or None.
 
     Returns:
         ``(n, traces, samples)`` float32 predictions.
@@ -207,6 +234,6 @@ def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.
     if int(batch) < 1:
         raise InputError("batch size must be positive", received=batch, expected=">= 1",
                          todo="pass a batch of 1 or more")
-    tiles, plan = split(sections, window, overlap, mirror=tta)
+    tiles, plan = split(sections, window, overlap, mirror=tta, pad_value=pad_value, resampling=resampling)
     outs = [run_batch(tiles[start:start + batch]) for start in range(0, tiles.shape[0], batch)]
     return blend(np.concatenate(outs) if len(outs) > 1 else outs[0], plan, tta)

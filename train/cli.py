@@ -76,6 +76,12 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
 @click.option("--clean-fraction", type=float, default=_DEFAULT["clean_fraction"], show_default=True,
               help="Share of training images fed the clean section as input (teaches the model to leave clean "
                    "data alone).")
+@click.option("--scaling", type=click.Choice(["robust", "minmax"]), default=_DEFAULT["scaling"], show_default=True,
+              help="robust: field-ready (robust input scaling, target in the input's units, padding at the data's "
+                   "zero level, linear output, field-like sections); minmax: the seed's contract (models up to v5).")
+@click.option("--field-share", type=float, default=_DEFAULT["field_share"], show_default=True,
+              help="With --scaling robust: share of sections given field-like traits (mutes, time stretch, "
+                   "erratic traces, spikes, bursts, linear noise, swell, footprint, AGC or decay gains).")
 @click.option("--val-volumes", type=int, help="Held-out validation volumes [default: 10 %, at least 1 of 2+].")
 @click.option("--val-tta/--no-val-tta", default=_DEFAULT["val_tta"], show_default=True,
               help="Flip TTA during validation.")

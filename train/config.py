@@ -60,6 +60,11 @@ class TrainConfig:
         clean_fraction: Share of training images whose input is the clean section itself (target unchanged): it
             teaches the network to leave noise-free data alone (the clean-in bar of DESIGN §3). 0 keeps the
             sample stream of older runs exactly.
+        scaling: ``robust`` (field-ready, the default: robust input scaling, the target in the input's units,
+            padding at the data's zero level, linear output, field-like traits drawn per section) or ``minmax``
+            (the seed's contract, models up to v5).
+        field_share: With ``robust``: share of sections given field-like traits (mutes, stretch, erratic and
+            coherent noise, gains; :mod:`impeccable.data.synth_field`).
         val_volumes: Held-out validation volumes; ``None``: 10 % of the volumes (at least 1 when there are 2+).
         val_tta: Flip TTA during validation (twice the cost).
         encoder: smp encoder name (``tu-test_resnet`` for smoke runs).
@@ -101,6 +106,8 @@ class TrainConfig:
     ssim_weight: float = 0.5
     ema_decay: float = 0.999
     clean_fraction: float = 0.0
+    scaling: str = "robust"
+    field_share: float = 0.6
     val_volumes: int | None = None
     val_tta: bool = False
     encoder: str = SEED_ENCODER
@@ -163,6 +170,12 @@ class TrainConfig:
             raise InputError("unknown precision", received=self.precision, expected=", ".join(PRECISIONS))
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError("--ema-decay out of range", received=self.ema_decay, expected="0 <= decay < 1")
+        if self.scaling not in ("robust", "minmax"):
+            raise InputError("unknown --scaling", received=self.scaling, expected="robust or minmax",
+                             todo="pass --scaling robust")
+        if not 0.0 <= self.field_share <= 1.0:
+            raise InputError("--field-share out of range", received=self.field_share, expected="0 <= share <= 1",
+                             todo="pass e.g. --field-share 0.6")
         if not 0.0 <= self.clean_fraction <= 1.0:
             raise InputError("--clean-fraction out of range", received=self.clean_fraction,
                              expected="0 <= fraction <= 1", todo="e.g. --clean-fraction 0.25")

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from impeccable.core.amplitude import VolumeStats, normalize, volume_stats
+from impeccable.core.amplitude import ROBUST, VolumeStats, normalize, slice_figures, volume_stats
 from impeccable.core.atomic import atomic_write
 from impeccable.core.errors import DataError, InputError
 
@@ -373,8 +373,9 @@ def _crop_start(valid: int, window: int, crop: int, rng: np.random.Generator) ->
 
 
 def place_in_window(noisy: np.ndarray, clean: np.ndarray, window: tuple[int, int], rng: np.random.Generator,
-                    flip: bool = True, crop: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The training image of one section: window-sized crop if larger, flip, zero-pad at the end, crop.
+                    flip: bool = True, crop: tuple[int, int] | None = None,
+                    pad_value: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The training image of one section: window-sized crop if larger, flip, pad at the end, crop.
 
     Args:
         noisy: ``(traces, samples)`` float32 in ``[0, 1]``.
@@ -383,6 +384,8 @@ def place_in_window(noisy: np.ndarray, clean: np.ndarray, window: tuple[int, int
         rng: Source of the random crop offsets and flip.
         flip: Mirror the trace axis with probability 1/2 (before padding, as flip TTA does at inference).
         crop: ``(rows, cols)`` random crop of the padded window, or ``None``.
+        pad_value: What fills the window beyond the data, in input and target alike (the card's padding, as
+            the runtime pads).
 
     Returns:
         ``(noisy, clean)``, each ``(1, rows, cols)`` float32 (``crop`` or ``window`` sized).
@@ -395,7 +398,7 @@ def place_in_window(noisy: np.ndarray, clean: np.ndarray, window: tuple[int, int
     if flip and rng.random() < 0.5:
         noisy, clean = noisy[::-1], clean[::-1]
     rows, cols = noisy.shape
-    out = np.zeros((2, window[0], window[1]), dtype=np.float32)
+    out = np.full((2, window[0], window[1]), pad_value, dtype=np.float32)
     out[0, :rows, :cols] = noisy
     out[1, :rows, :cols] = clean
     if crop is not None:
@@ -416,12 +419,21 @@ class SectionDataset(Dataset):
         flip: Random trace-axis flip.
         clean_fraction: Probability that an image's input is its clean section (an identity example), drawn from
             the key's augmentation seed so the stream stays a pure function of the key.
+        scaling: ``minmax`` (the seed's: input and target each on its own volume's min-max, zero padding) or
+            ``robust`` (field-ready, :func:`robust_pair`: field-like traits, the target in the input's units,
+            robust scaling, padding at the data's zero level).
+        field_mix: With ``robust``: how often field-like traits are drawn (:mod:`impeccable.data.synth_field`).
     """
 
     def __init__(self, volumes: VolumeSet, refs: Sequence[SectionRef], window: tuple[int, int],
-                 crop: tuple[int, int] | None = None, flip: bool = True, clean_fraction: float = 0.0):
+                 crop: tuple[int, int] | None = None, flip: bool = True, clean_fraction: float = 0.0,
+                 scaling: str = "minmax", field_mix=None):
+        from impeccable.data.synth_field import FieldMix
+
         self.volumes, self.refs, self.window, self.crop, self.flip = volumes, list(refs), window, crop, flip
         self.clean_fraction = clean_fraction
+        self.scaling = scaling
+        self.field_mix = field_mix or FieldMix()
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -429,6 +441,8 @@ class SectionDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         number, aug_seed = key
         ref = self.refs[number]
+        if self.scaling == "robust":
+            return self._robust_item(ref, np.random.default_rng(aug_seed))
         noisy, clean = self.volumes.section(ref.volume, ref.axis, ref.index)
         rng = np.random.default_rng(aug_seed)
         # Drawn only when asked for, so that runs without identity examples keep their exact sample stream.
@@ -436,6 +450,47 @@ class SectionDataset(Dataset):
             noisy = clean
         x, y = place_in_window(noisy, clean, self.window, rng, flip=self.flip, crop=self.crop)
         return torch.from_numpy(x), torch.from_numpy(y)
+
+
+    def _robust_item(self, ref: SectionRef, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        from impeccable.data.synth_field import field_section
+
+        noisy, clean = self.volumes.section(ref.volume, ref.axis, ref.index, normalized=False)
+        noisy, clean = field_section(np.nan_to_num(noisy), np.nan_to_num(clean), rng, self.field_mix)
+        if self.clean_fraction > 0 and rng.random() < self.clean_fraction:
+            noisy = clean
+        x, y = robust_pair(noisy, clean, rng)
+        x, y = place_in_window(x, y, self.window, rng, flip=self.flip, crop=self.crop, pad_value=ROBUST.pad_value)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def robust_pair(noisy: np.ndarray, clean: np.ndarray, rng: np.random.Generator | None = None,
+                jitter: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Input and target of a field-ready model: both scaled with the NOISY section's robust figures.
+
+    The target is the clean section in the input's units (:func:`impeccable.data.synth_field.in_input_units`
+    made them share units), so nothing in it is a level or a gain the input does not determine (DESIGN §3).
+    At inference the figures are the whole volume's, not the section's: ``jitter`` (a random factor
+    ``exp(+-jitter)`` on the spread, and a shift of the center by up to a tenth of it) teaches the network that
+    they vary.
+
+    Args:
+        noisy: ``(traces, samples)`` float32, input units.
+        clean: Same shape and units.
+        rng: Draws the jitter; None: none.
+        jitter: Log-range of the spread's random factor.
+
+    Returns:
+        ``(x, y)`` float32: ``x`` clipped as the runtime clips, ``y`` not (the network's output is linear).
+    """
+    center, spread = slice_figures(noisy)
+    if rng is not None:
+        spread *= float(np.exp(rng.uniform(-jitter, jitter)))
+        center += float(rng.uniform(-0.1, 0.1)) * spread
+    stats = VolumeStats(float(noisy.min()), float(noisy.max()), center=center, spread=spread)
+    offset, gain = ROBUST.affine(stats)
+    y = ((clean - np.float32(offset)) * np.float32(gain) + np.float32(0.5)).astype(np.float32)
+    return ROBUST.normalize(noisy, stats), y
 
 
 def epoch_keys(n_sections: int, steps: int, global_batch: int, seed: int, epoch: int) -> list[tuple[int, int]]:

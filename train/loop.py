@@ -140,11 +140,21 @@ def _model_card(cfg: TrainConfig) -> tuple[dict, nn.Module | None, list[dict]]:
         if cfg.encoder not in (smp_kwargs.get("encoder_name"), default_encoder):
             raise InputError("--encoder differs from the --init-from model's", received=cfg.encoder,
                              expected=smp_kwargs.get("encoder_name"), todo="drop --encoder")
-        return new_card(smp_kwargs, input_size=window), init_model, parent_lineage(init_card)
+        if cfg.scaling == "robust" and smp_kwargs.get("activation") == "sigmoid":
+            # A sigmoid model starts a field-ready run as its linear twin (models.builder explains).
+            from impeccable.models.builder import linearize_sigmoid_head
+
+            linearize_sigmoid_head(init_model)
+            smp_kwargs["activation"] = None
+        elif cfg.scaling == "minmax" and smp_kwargs.get("activation") != "sigmoid":
+            raise InputError("--scaling minmax needs a sigmoid model", received=str(cfg.init_from),
+                             expected="a model trained with min-max scaling", todo="pass --scaling robust")
+        return (new_card(smp_kwargs, input_size=window, scaling=cfg.scaling), init_model,
+                parent_lineage(init_card))
     smp_kwargs: dict[str, Any] = {"encoder_name": cfg.encoder}
     if cfg.decoder_channels is not None:
         smp_kwargs["decoder_channels"] = list(cfg.decoder_channels)
-    return new_card(smp_kwargs, input_size=cfg.window or WINDOW), None, []
+    return new_card(smp_kwargs, input_size=cfg.window or WINDOW, scaling=cfg.scaling), None, []
 
 
 def lineage_entry(training: dict, metrics: dict, run: str | None) -> dict:
@@ -377,7 +387,9 @@ def _setup(config: TrainConfig, explicit: set[str] | None) -> _Run:
     data_desc.update({"volumes": len(volumes), "train_volumes": [volumes.ids[i] for i in train_idx],
                       "val_volumes": [volumes.ids[i] for i in val_idx], "train_sections": len(refs),
                       "slice_stride": cfg.slice_stride, "views": ["inline", "crossline"],
-                      "normalization": "input: min-max over the noisy volume; target: min-max over the clean volume"})
+                      "normalization": ("input: min-max over the noisy volume; target: min-max over the clean volume"
+                                        if cfg.scaling == "minmax" else "input: robust over the noisy section (jittered);"
+                                        " target: the clean section in the input's units, same scaling")})
     if resumed and resumed[2]["data"]["train_volumes"] != data_desc["train_volumes"]:
         raise DataError("the data changed since the run started", received=f"{len(train_idx)} training volumes now",
                         expected=f"{len(resumed[2]['data']['train_volumes'])} as saved",
@@ -438,7 +450,10 @@ def _setup(config: TrainConfig, explicit: set[str] | None) -> _Run:
     card["data"] = data_desc
     precision = "bf16" if autocast_dtype == torch.bfloat16 else "fp32"
     recipe = _recipe(cfg, steps_per_epoch, total_steps, scheduler.warmup_t, world, precision, lineage)
-    dataset = ds.SectionDataset(volumes, refs, window, crop=crop, flip=True, clean_fraction=cfg.clean_fraction)
+    from impeccable.data.synth_field import FieldMix
+
+    dataset = ds.SectionDataset(volumes, refs, window, crop=crop, flip=True, clean_fraction=cfg.clean_fraction,
+                                scaling=cfg.scaling, field_mix=FieldMix(field_share=cfg.field_share))
     start_time = time.perf_counter()
     return _Run(cfg=cfg, run_dir=run_dir, accelerator=accelerator, autocast_dtype=autocast_dtype, main=main,
                 world=world, device=device, volumes=volumes, val_idx=val_idx, refs=refs, data_desc=data_desc,
@@ -534,7 +549,7 @@ def _end_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
     if run.main:
         t0 = time.perf_counter()
         scores = validate(run.ema.module, run.volumes, run.val_idx, run.window, cfg.batch_size, cfg.val_tta,
-                          run.device, run.autocast_dtype) if run.val_idx else {}
+                          run.device, run.autocast_dtype, scaling=cfg.scaling) if run.val_idx else {}
         line.update({k: v for k, v in scores.items() if k != "volumes"})
         if scores:
             line["val_volumes"] = scores["volumes"]
@@ -586,7 +601,9 @@ def _recipe(cfg: TrainConfig, steps_per_epoch: int, total_steps: int, warmup_ste
         "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         "batch_size_per_process": cfg.batch_size, "processes": world, "crop": list(cfg.crop) if cfg.crop else None,
         "augmentation": ["trace-axis flip"] + ([f"clean section as input, p={cfg.clean_fraction:g}"]
-                                                if cfg.clean_fraction else []), "precision": precision, "seed": cfg.seed,
+                                                if cfg.clean_fraction else [])
+        + ([f"field-like traits (data.synth_field), p={cfg.field_share:g}", "random section size",
+            "robust-scale jitter"] if cfg.scaling == "robust" else []), "precision": precision, "seed": cfg.seed,
         "init_from": str(cfg.init_from) if cfg.init_from else None,
         "encoder_weights": Path(cfg.encoder_weights).name if cfg.encoder_weights else None,
         "validation": {"volumes": "held out by volume", "sections": "the challenge's six per volume",

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from impeccable.core import tiling
-from impeccable.core.amplitude import to_uint8
+from impeccable.core.amplitude import ROBUST, to_uint8
 from impeccable.data.scoring import score_sections, section_indices
+from impeccable.data.synth_field import in_input_units
 from impeccable.train.dataset import CROSSLINE, INLINE, VolumeSet
 
 
@@ -58,7 +59,7 @@ def torch_runner(model: nn.Module, device: torch.device | str = "cpu",
 
 def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, int], batch_size: int = 8,
                      tta: bool = False, device: torch.device | str = "cpu",
-                     autocast_dtype: torch.dtype | None = None) -> np.ndarray:
+                     autocast_dtype: torch.dtype | None = None, pad_value: float = 0.0) -> np.ndarray:
     """Denoise normalized sections with a network exactly as the runtime does (:mod:`impeccable.core.tiling`).
 
     Args:
@@ -70,11 +71,13 @@ def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, 
         tta: Also predict the trace-mirrored sections and average (flip TTA).
         device: Where the network runs.
         autocast_dtype: e.g. ``torch.bfloat16`` on CUDA; ``None`` runs in float32.
+        pad_value: The card's padding (:class:`impeccable.core.model_io.ModelIO`).
 
     Returns:
         ``(n, traces, samples)`` float32 predictions in ``[0, 1]``.
     """
-    return tiling.predict_sections(sections, torch_runner(model, device, autocast_dtype), window, tta, batch_size)
+    return tiling.predict_sections(sections, torch_runner(model, device, autocast_dtype), window, tta, batch_size,
+                                   pad_value=pad_value)
 
 
 def scoring_positions(shape: Sequence[int]) -> list[tuple[int, int]]:
@@ -89,7 +92,7 @@ def section_key(volume_id: str, axis: int, index: int) -> str:
 
 def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], window: tuple[int, int],
              batch_size: int = 8, tta: bool = False, device: torch.device | str = "cpu",
-             autocast_dtype: torch.dtype | None = None) -> dict:
+             autocast_dtype: torch.dtype | None = None, scaling: str = "minmax") -> dict:
     """Challenge score of the model (and of the noisy input, the baseline) on the validation volumes.
 
     Args:
@@ -101,6 +104,8 @@ def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], windo
         tta: Flip TTA.
         device: Where the network runs.
         autocast_dtype: Mixed precision dtype, or ``None``.
+        scaling: The model's (card) scaling: ``minmax`` or ``robust`` (inputs scaled with the noisy volume's
+            robust figures, padded at 0.5; the loss's target is the clean section in the input's units).
 
     Returns:
         ``val_score`` and ``val_noisy_score`` (trimmed mean over all validation sections, as the
@@ -115,14 +120,20 @@ def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], windo
         positions = scoring_positions(volumes.shapes[i])
         units, raws = [], []
         for axis, index in positions:
-            units.append(volumes.section(i, axis, index, normalized=True))
-            raws.append(volumes.section(i, axis, index, normalized=False))
+            raw = volumes.section(i, axis, index, normalized=False)
+            raws.append(raw)
+            if scaling == "robust":
+                clean_u, _ = in_input_units(np.nan_to_num(raw[0]), np.nan_to_num(raw[1]))
+                units.append((ROBUST.normalize(raw[0], n_stats), _unclipped(clean_u, n_stats)))
+            else:
+                units.append(volumes.section(i, axis, index, normalized=True))
         v_pred, v_truth, v_noisy = {}, {}, {}
         # Inline and crossline sections differ in length: predict each axis as its own stack.
         for axis in (INLINE, CROSSLINE):
             picks = [k for k, (a, _) in enumerate(positions) if a == axis]
             stack = np.stack([units[k][0] for k in picks])
-            p = predict_sections(model, stack, window, batch_size, tta, device, autocast_dtype)
+            p = predict_sections(model, stack, window, batch_size, tta, device, autocast_dtype,
+                                 pad_value=ROBUST.pad_value if scaling == "robust" else 0.0)
             for j, k in enumerate(picks):
                 key = section_key(vid, *positions[k])
                 v_pred[key] = p[j]
@@ -142,6 +153,12 @@ def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], windo
         return {}
     return {"val_score": score_sections(truth, pred), "val_noisy_score": score_sections(truth, noisy),
             "val_loss": sq_err / max(count, 1), "volumes": per_volume}
+
+
+def _unclipped(block: np.ndarray, stats) -> np.ndarray:
+    """A block in robust units without the input's clipping (a target)."""
+    offset, gain = ROBUST.affine(stats)
+    return ((block - np.float32(offset)) * np.float32(gain) + np.float32(0.5)).astype(np.float32)
 
 
 __all__ = ["predict_sections", "scoring_positions", "section_key", "torch_runner", "validate"]

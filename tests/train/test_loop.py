@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from impeccable.core.amplitude import Scaling
 from impeccable.core.errors import DataError, InputError, OutputError
 from impeccable.models.builder import build_model
 from impeccable.models.checkpoint import load_model, save_model_dir
@@ -69,13 +70,32 @@ def test_run_writes_a_model_directory_and_logs(finished_run):
     assert card["weights_dtype"] == "float32"
 
 
+def test_a_sigmoid_model_starts_a_field_ready_run_as_its_linear_twin(tmp_path, make_config, fake_synth, tiny_card):
+    torch.manual_seed(7)
+    start = build_model(tiny_card)  # a sigmoid (min-max) model
+    save_model_dir(start, tiny_card, tmp_path / "start")
+    train(make_config(tmp_path / "run", init_from=tmp_path / "start", epochs=1, steps_per_epoch=1, lr=1e-12,
+                      warmup_lr=1e-12, lr_min=1e-12, val_volumes=0))
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["normalization"]["kind"] == "robust_per_volume" and card["padding"]["value"] == 0.5
+    assert card["smp"]["activation"] is None and card["output_activation"] == "identity"
+    assert card["sampling"]["interval_ms"] == 4.0
+    after = load_file(tmp_path / "run" / "last" / STATE_TENSORS)
+    head = start.segmentation_head[0]
+    torch.testing.assert_close(after["model.segmentation_head.0.weight"], head.weight.detach() * 0.25,
+                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(after["model.segmentation_head.0.bias"], head.bias.detach() * 0.25 + 0.5,
+                               rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize(("precision", "loss"), [("fp32", "mse+ssim"), ("bf16", "mse")])
 def test_precision_and_loss_are_honoured_and_recorded(tmp_path, make_config, fake_generator, precision, loss):
     import impeccable.data.synth as synth
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(synth, "synthesize_pair", fake_generator)
-        train(make_config(tmp_path, epochs=1, steps_per_epoch=2, precision=precision, loss=loss))
+        # min-max: a sigmoid output keeps a random network's MSE below 1, which the last line relies on
+        train(make_config(tmp_path, epochs=1, steps_per_epoch=2, precision=precision, loss=loss, scaling="minmax"))
     card = json.loads((tmp_path / "model.json").read_text())
     assert card["training"]["precision"] == precision and card["training"]["loss"]["name"] == loss
     assert ("ssim_weight" in card["training"]["loss"]) == (loss == "mse+ssim")
@@ -101,7 +121,8 @@ def test_saved_weights_are_the_ema(finished_run):
     model, _ = load_model(out)
     # Validation runs at the training precision (bf16 autocast on a bf16 CPU or GPU).
     autocast = torch.bfloat16 if card["training"]["precision"] == "bf16" else None
-    score = validate(model, volumes, val, (64, 256), batch_size=2, autocast_dtype=autocast)["val_score"]
+    score = validate(model, volumes, val, (64, 256), batch_size=2, autocast_dtype=autocast,
+                     scaling=Scaling.of(card).kind)["val_score"]
     assert score == pytest.approx(card["metrics"]["val_score"], abs=1e-9)
 
 
@@ -162,7 +183,7 @@ def test_init_from_starts_from_those_weights(tmp_path, make_config, fake_synth, 
     start = build_model(tiny_card)
     save_model_dir(start, tiny_card, tmp_path / "start")
     cfg = make_config(tmp_path / "run", init_from=tmp_path / "start", epochs=1, steps_per_epoch=1, lr=1e-12,
-                      warmup_lr=1e-12, lr_min=1e-12, val_volumes=0)
+                      warmup_lr=1e-12, lr_min=1e-12, val_volumes=0, scaling="minmax")
     train(cfg)
     after = load_file(tmp_path / "run" / "last" / STATE_TENSORS)
     # With a vanishing lr the trained weights stay where --init-from put them (BN statistics do move).
@@ -209,7 +230,7 @@ def test_encoder_weights_from_a_timm_file(tmp_path, tiny_card):
 
 
 def test_loss_reduction_sum_is_recorded(tmp_path, make_config, fake_synth):
-    train(make_config(tmp_path, epochs=1, steps_per_epoch=1, loss_reduction="sum", val_volumes=0))
+    train(make_config(tmp_path, epochs=1, steps_per_epoch=1, loss_reduction="sum", val_volumes=0, scaling="minmax"))
     card = json.loads((tmp_path / "model.json").read_text())
     assert card["training"]["loss"]["reduction"] == "sum"
     assert read_metrics(tmp_path)[0]["loss"] < 1  # logged as the per-pixel MSE whatever the reduction

@@ -1,0 +1,57 @@
+"""What a model expects of its input, read once from its card: window, scaling, padding, sample interval.
+
+Every stage that feeds sections to a network (the runtime's drivers, training's validation, adaptation, the
+exporter's checks) asks this one object, so that a model is always fed as it was trained (DESIGN §2-3)::
+
+    io = ModelIO.from_card(card)
+    unit = io.normalize(raw_sections, stats)                        # volume units -> model units
+    pred = tiling.predict_sections(unit, engine, io.window, tta, batch,
+                                   pad_value=io.pad_value, resampling=io.resampling(data_interval_ms))
+    out = io.scaling.denormalize(pred, stats)                       # model units -> volume units
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from impeccable.core.amplitude import Scaling, VolumeStats
+from impeccable.core.resample import Resampling
+
+#: The challenge's and the synthetic generators' sample interval: what cards without one were trained at.
+DEFAULT_INTERVAL_MS = 4.0
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """A model's input contract.
+
+    Attributes:
+        window: ``(traces, samples)`` of one model image.
+        scaling: Volume units <-> model units.
+        interval_ms: The sample interval the model was trained at, in ms (or m for depth-trained models).
+    """
+
+    window: tuple[int, int]
+    scaling: Scaling
+    interval_ms: float = DEFAULT_INTERVAL_MS
+
+    @classmethod
+    def from_card(cls, card: dict) -> ModelIO:
+        """The contract a model card states (older cards: min-max, zero padding, 4 ms)."""
+        rows, cols = card["input_size"]
+        interval = (card.get("sampling") or {}).get("interval_ms", DEFAULT_INTERVAL_MS)
+        return cls((int(rows), int(cols)), Scaling.of(card), float(interval))
+
+    @property
+    def pad_value(self) -> float:
+        """What fills a model image beyond the data (the card's padding)."""
+        return self.scaling.pad_value
+
+    def normalize(self, block: np.ndarray, stats: VolumeStats) -> np.ndarray:
+        """A block of a volume, any shape and real dtype, in the model's units (float32)."""
+        return self.scaling.normalize(block, stats)
+
+    def resampling(self, data_interval_ms: float | None) -> Resampling | None:
+        """The resampling from data at ``data_interval_ms`` to the model's interval; None when unknown or equal."""
+        return Resampling.between(data_interval_ms, self.interval_ms)
