@@ -96,7 +96,7 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
                files={"fp16": "model.<gpu>.fp16.plan", "int8": "model.<gpu>.int8.plan"}, default_precision="fp16",
                devices=("cuda",), options=("precision",), gpu_rank=0),
     EngineSpec("openvino", "impeccable.runtime.engines.ov_engine:OpenVINOEngine",
-               ("openvino",), f"OpenVINO is in the base install: {install_hint()}",
+               ("openvino",), f"{install_hint('openvino')} (OpenVINO is in the base install)",
                files={"fp32": ONNX_NAME, "bf16": ONNX_NAME, "int8": ONNX_INT8_NAME}, default_precision="fp32",
                cpu_rank=0),
 )}

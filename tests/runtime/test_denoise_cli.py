@@ -123,8 +123,8 @@ NAN_ELSE_ZERO[0, 0, :4] = np.nan
 DEFAULT_ENGINE = "<no --engine>"
 # (id, input file name, its content (None: absent), extra args, message pattern)
 BAD_RUNS = [
-    ("missing file", "vol.npy", None, [], "input file not found"),
-    ("unsupported extension", "vol.txt", GOOD.tobytes(), [], "unsupported file type"),
+    ("missing file", "vol.npy", None, [], "INPUT not found"),
+    ("unsupported extension", "vol.txt", GOOD.tobytes(), [], "unsupported INPUT type"),
     ("object npy", "vol.npy", np.array([Evil(), 1], dtype=object), [], "pickled/object arrays are refused"),
     ("pickle named npy", "vol.npy", pickle.dumps([Evil()]), [], "pickle|unreadable"),
     ("1-D", "vol.npy", np.zeros(10, np.float32), [], "has 1 dimension"),
@@ -145,7 +145,7 @@ BAD_RUNS = [
      "no installed engine"),
     ("unknown engine", "vol.npy", GOOD, ["--engine", "tensorflow"],
      "unknown engine .*torch, onnxruntime, tensorrt, openvino"),
-    ("engine not installed", "vol.npy", GOOD, ["--engine", "tensorrt"], r"impeccable\[gpu\]"),
+    ("engine not installed", "vol.npy", GOOD, ["--engine", "tensorrt"], r"pip install '\.\[gpu\]' in the impeccable clone"),
 ]
 _TRT_HERE = pytest.mark.skipif(installed("tensorrt"), reason="tensorrt is installed here")
 
