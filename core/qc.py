@@ -234,10 +234,6 @@ def _pair(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.dot(a, b)) / den if den > 1e-300 else None
 
 
-def _edge(a: np.ndarray, live: bool) -> list | None:
-    return a.tolist() if live else None
-
-
 def qc_part(first_inline: int, inputs: np.ndarray, output: np.ndarray, live: np.ndarray | None, *, mean: float,
             sampled: list[int]) -> dict:
     """The QC sums of a block of whole inlines ``first_inline:first_inline + n`` (JSON-ready).
@@ -309,7 +305,7 @@ def qc_part(first_inline: int, inputs: np.ndarray, output: np.ndarray, live: np.
                 if c is not None:
                     rows[f"coh_{key}"].append(c)
                     rows[f"pairs_{key}"].append(1)
-        part["edges"] = {key: [_edge(edge[0], edge[0] is not None), _edge(edge[-1], edge[-1] is not None)]
+        part["edges"] = {key: [None if t is None else t.tolist() for t in (edge[0], edge[-1])]
                          for key, edge in (("r", edges_r), ("x", edges_x))}
     part["sums"] = {name: exact_sum(np.asarray(vals, dtype=np.float64)) for name, vals in rows.items()}
     return part
