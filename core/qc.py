@@ -211,7 +211,7 @@ def depth_edges(samples: int) -> np.ndarray:
 
 def _grouped(values: np.ndarray, group: int, bins: int) -> np.ndarray:
     """Sum ``(traces, n_freq)`` over traces and over groups of ``group`` adjacent bins -> ``(bins,)``."""
-    total = values.sum(axis=0)
+    total = values.sum(axis=0, dtype=np.float64)
     padded = np.zeros(group * bins)
     padded[:total.size] = total
     return padded.reshape(bins, group).sum(axis=1)
@@ -267,29 +267,29 @@ def qc_part(first_inline: int, inputs: np.ndarray, output: np.ndarray, live: np.
         keep &= trace_live[:, None]
         r = np.where(keep, x - y, 0.0)
         dx = np.where(keep, x - mean, 0.0)
-        dy = np.where(keep, y - mean, 0.0)
+        rr, dd = r * r, dx * dx
         traces = trace_live & keep.any(axis=1)
         rows["count"].append(np.count_nonzero(keep))
         rows["r"].append(r.sum())
-        rows["rr"].append((r * r).sum())
-        rows["dd"].append((dx * dx).sum())
+        rows["rr"].append(rr.sum())
+        rows["dd"].append(dd.sum())
         rows["traces"].append(np.count_nonzero(traces))
         # Two FFTs in float32 (the QC's precision needs no more): the output's is X - R (linearity).
         fx = sfft.rfft(dx[traces].astype(np.float32), n=nfft, axis=1)
         fr = sfft.rfft(r[traces].astype(np.float32), n=nfft, axis=1)
         for key, f in (("x", fx), ("y", fx - fr), ("r", fr)):
-            spec = np.abs(f).astype(np.float64)
+            spec = np.abs(f)
             rows[f"amp_{key}"].append(_grouped(spec, group, bins))
-            rows[f"pow_{key}"].append(_grouped(spec * spec, group, bins))
+            rows[f"pow_{key}"].append(_grouped(np.square(spec, out=spec), group, bins))
         for key, a in (("r", r), ("x", dx)):
             total, pairs = _neighbour_correlation(a, traces)
             rows[f"coh_{key}"].append(total)
             rows[f"pairs_{key}"].append(pairs)
-        rows["depth_rr"].append(np.add.reduceat((r * r).sum(axis=0), edges[:-1]))
-        rows["depth_dd"].append(np.add.reduceat((dx * dx).sum(axis=0), edges[:-1]))
+        rows["depth_rr"].append(np.add.reduceat(rr.sum(axis=0), edges[:-1]))
+        rows["depth_dd"].append(np.add.reduceat(dd.sum(axis=0), edges[:-1]))
         sim_sum, sim_n = 0.0, 0
         if first_inline + i in sampled and keep.any():
-            sim, defined = local_similarity(r, dy)
+            sim, defined = local_similarity(r, np.where(keep, y - mean, 0.0))
             defined &= keep
             sim_sum, sim_n = float(np.abs(sim[defined]).sum()), int(defined.sum())
         rows["sim"].append(sim_sum)
