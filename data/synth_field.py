@@ -178,7 +178,7 @@ def _linear_noise(s: np.ndarray, rng: np.random.Generator, sigma: float) -> np.n
     out = np.zeros_like(s)
     for _ in range(int(rng.integers(1, 5))):
         slope = rng.choice((-1.0, 1.0)) * rng.uniform(0.5, 8.0)  # samples per trace: steep against reflectors
-        t0 = rng.uniform(-slope * traces if slope < 0 else 0, samples)
+        t0 = rng.uniform(-abs(slope) * traces, samples)  # some events cross the section, some only graze it
         freq = rng.uniform(0.01, 0.08)
         tau = t - t0 - slope * x
         width = rng.uniform(20, 150)

@@ -93,6 +93,16 @@ def _factory(config: DenoiseConfig, engine):
     return ("factory", EngineFactory.from_config(config))
 
 
+def _bounded(config: DenoiseConfig, shape: tuple[int, int, int], engine) -> DenoiseConfig:
+    """``config`` with its batch bounded as every run's is (:func:`impeccable.runtime.memory.run_batch`)."""
+    from impeccable.runtime.memory import run_batch
+
+    built = _engine(engine)
+    batch, _ = run_batch(config, tuple(shape), tuple(built.window), built.name, built.precision,
+                         device=built.device)
+    return replace(config, batch_size=batch)
+
+
 def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarray:
     """Denoise an in-memory ``(inline, crossline, sample)`` volume; float32 (uint8 for the ``uint8`` scale)."""
     from impeccable.runtime.calibrate import fit_amplitudes, write_output
@@ -102,6 +112,7 @@ def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarr
         raise InputError("not a 3-D numeric volume", received=f"{volume.ndim}-D {volume.dtype} {volume.shape}",
                          expected="(inline, crossline, sample) floats", todo="pass a 3-D array")
     reader = ArrayReader(volume)
+    config = _bounded(config, reader.shape, engine)
     stats = reader_stats(reader)
     stats.check_not_constant()
     views = ("inline", "crossline") if config.views == "both" else (config.views,)
@@ -172,6 +183,7 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
                          todo="pass a 3-D dask array")
     views = ("inline", "crossline") if config.views == "both" else (config.views,)
     window = tuple(_engine(engine).window)  # built once here too: the plan needs the model's window
+    config = _bounded(config, tuple(volume.shape), engine)
     probe = ArrayReader(np.empty((1, 1, 1), np.float32))
     probe.shape = tuple(volume.shape)
     steps = {v: sections_per_batch(probe, v, window, config.batch_size) for v in views}

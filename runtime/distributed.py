@@ -162,7 +162,8 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     """
     from tqdm import tqdm
 
-    from impeccable.runtime.pipeline import _check_output, _check_views, bounded_batch, sections_per_batch
+    from impeccable.runtime.memory import run_batch, worker_budget
+    from impeccable.runtime.pipeline import _check_output, _check_views, sections_per_batch
 
     t0 = time.perf_counter()
     input_path, output = Path(input_path), Path(output)
@@ -187,9 +188,12 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
             announce(f"dashboard: {served}; scheduler {client.scheduler.address}")
         client.register_plugin(make_plugin(factory), name=PLUGIN_NAME)
         window = engine_window(client)
-        # The single process's bound (the volume's windows, this machine's memory): an absurd --batch-size must not
-        # exhaust the workers' memory either; a sane one is never bound, so resume identities stay stable.
-        batch, batch_note = bounded_batch(tuple(reader.shape), views, window, config.batch_size, config.tta)
+        # The single process's bound (the volume's windows, the engine's measured memory) against each worker's
+        # memory: an absurd --batch-size must not exhaust the workers either; a sane one is never bound, so resume
+        # identities stay stable.
+        limits = [w.get("memory_limit") for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+        batch, batch_note = run_batch(config, tuple(reader.shape), window, factory.name,
+                                      dict(factory.options).get("precision"), worker_budget(limits))
         if batch != config.batch_size:
             config = replace(config, batch_size=batch)
             if announce is not None and batch_note:

@@ -59,6 +59,8 @@ from impeccable.runtime import tiling
 from impeccable.runtime.calibrate import fit_amplitudes, preview_section, write_output
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.engines.base import Engine
+# The bound lives in runtime.memory (one function for every driver); its names stay importable from here.
+from impeccable.runtime.memory import MEMORY_SHARE, bounded_batch, memory_budget, run_batch  # noqa: F401
 from impeccable.runtime.volumes.npy import MappedVolume
 from impeccable.runtime.volumes import (DIRECTORY_FORMATS, FileStamp, VolumeReader, fill_absent, live_mask,
                                         open_reader, open_writer)
@@ -67,11 +69,6 @@ from impeccable.runtime.volumes import (DIRECTORY_FORMATS, FileStamp, VolumeRead
 BLOCK_BYTES = 32 << 20
 #: Most sections per read or write of a view (see :func:`sections_per_slab`).
 SLAB_SECTIONS = 8
-#: Peak bytes per pixel of one model image in an engine call, measured with the shipped EfficientNetV2-S
-#: UNet++ on a CPU (issue 20: batch 32 images 9.4 GB against 8 images 2.7 GB, ~0.28 GB per 320 x 1280 image).
-BYTES_PER_PIXEL = 700
-#: Share of the memory available at the start that the engine's batch may take.
-MEMORY_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -404,49 +401,6 @@ def _run_engine(engine, images: np.ndarray, per_call: int) -> tuple[np.ndarray, 
     return (np.concatenate(outs) if len(outs) > 1 else outs[0]), spent
 
 
-def memory_budget() -> int:
-    """Bytes an engine batch may take: :data:`MEMORY_SHARE` of the memory available now (Linux), else 4 GB."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(int(line.split()[1]) * 1024 * MEMORY_SHARE)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 4 << 30
-
-
-def bounded_batch(shape: tuple[int, int, int], views: tuple[str, ...], window: tuple[int, int], requested: int,
-                  tta: bool, budget: int | None = None) -> tuple[int, str]:
-    """The batch (model windows per engine call before TTA) a run uses, and why it is not ``requested``.
-
-    Bounded by the windows the volume has in its largest view (a bigger batch only costs memory) and by a
-    memory budget (:func:`memory_budget`) at :data:`BYTES_PER_PIXEL` per pixel of every image of a call.
-
-    Args:
-        shape: Canonical ``(inline, crossline, sample)`` shape.
-        views: The views of the run.
-        window: The model window ``(rows, cols)``.
-        requested: ``--batch-size``.
-        tta: Flip TTA (two images per window).
-        budget: Bytes [default: :func:`memory_budget`].
-
-    Returns:
-        ``(batch, note)``; ``note`` says why when the memory budget bound it ("" otherwise).
-    """
-    counts = {"inline": (shape[0], shape[1]), "crossline": (shape[1], shape[0])}
-    has = max(n * tiling.plan_tiles((1, traces, shape[2]), window).tiles_per_section
-              for n, traces in (counts[v] for v in views))
-    budget = memory_budget() if budget is None else budget
-    per_window = window[0] * window[1] * BYTES_PER_PIXEL * (2 if tta else 1)
-    fits = max(1, budget // per_window)
-    batch = max(1, min(int(requested), has, fits))
-    if fits >= min(int(requested), has):
-        return batch, ""  # bounded by the volume alone: the same calls, nothing to tell
-    return batch, (f"--batch-size {requested} reduced to {batch}: memory budget {budget / 1e9:.1f} GB "
-                   f"({MEMORY_SHARE:.0%} of the available memory) at ~{per_window / 1e9:.2f} GB per window")
-
-
 class _ScratchStore:
     """Unit predictions in a float32 scratch memmap (canonical order); the output is written from it at the end.
 
@@ -661,9 +615,10 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
                              expected="at least one sample on every axis", todo="check the file")
         _check_output(output, config.overwrite, input_path)
         stale = tuple(remove_stale_temps(output.parent))
-        views = ("inline", "crossline") if config.views == "both" else (config.views,)
-        batch, batch_note = bounded_batch(tuple(reader.shape), views, _window(config, engine), config.batch_size,
-                                          config.tta)
+        batch, batch_note = run_batch(config, tuple(reader.shape), _window(config, engine),
+                                      None if engine is None else getattr(engine, "name", "external"),
+                                      getattr(engine, "precision", None),
+                                      device=getattr(engine, "device", None))
         if batch != config.batch_size:
             config = dataclasses.replace(config, batch_size=batch)
         load_s = 0.0

@@ -82,6 +82,8 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
 @click.option("--field-share", type=float, default=_DEFAULT["field_share"], show_default=True,
               help="With --scaling robust: share of sections given field-like traits (mutes, time stretch, "
                    "erratic traces, spikes, bursts, linear noise, swell, footprint, AGC or decay gains).")
+@click.option("--freeze-bn/--train-bn", "freeze_bn", default=None,
+              help="Keep BatchNorm statistics frozen while training [default: frozen with --init-from].")
 @click.option("--val-volumes", type=int, help="Held-out validation volumes [default: 10 %, at least 1 of 2+].")
 @click.option("--val-tta/--no-val-tta", default=_DEFAULT["val_tta"], show_default=True,
               help="Flip TTA during validation.")

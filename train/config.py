@@ -65,6 +65,10 @@ class TrainConfig:
             (the seed's contract, models up to v5).
         field_share: With ``robust``: share of sections given field-like traits (mutes, stretch, erratic and
             coherent noise, gains; :mod:`impeccable.data.synth_field`).
+        freeze_bn: Keep every BatchNorm layer in eval mode while training (running statistics and batch
+            normalization frozen; their affine weights still learn). ``None``: frozen when fine-tuning
+            (``init_from``): a few sections per batch give batch statistics far from the ones the model was
+            trained with (a field-ready fine-tune of a min-max model saw its outputs jump to -32).
         val_volumes: Held-out validation volumes; ``None``: 10 % of the volumes (at least 1 when there are 2+).
         val_tta: Flip TTA during validation (twice the cost).
         encoder: smp encoder name (``tu-test_resnet`` for smoke runs).
@@ -108,6 +112,7 @@ class TrainConfig:
     clean_fraction: float = 0.0
     scaling: str = "robust"
     field_share: float = 0.6
+    freeze_bn: bool | None = None
     val_volumes: int | None = None
     val_tta: bool = False
     encoder: str = SEED_ENCODER
@@ -193,6 +198,11 @@ class TrainConfig:
                              expected="> 0 minutes")
 
     # -- resolved defaults -------------------------------------------------------------------------------------
+
+    @property
+    def frozen_bn(self) -> bool:
+        """Whether BatchNorm layers stay in eval mode (``freeze_bn``, resolved)."""
+        return self.init_from is not None if self.freeze_bn is None else self.freeze_bn
 
     @property
     def cache_dir(self) -> Path:

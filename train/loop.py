@@ -157,6 +157,13 @@ def _model_card(cfg: TrainConfig) -> tuple[dict, nn.Module | None, list[dict]]:
     return new_card(smp_kwargs, input_size=cfg.window or WINDOW, scaling=cfg.scaling), None, []
 
 
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm layer of a model in training mode back in eval mode (see ``TrainConfig.freeze_bn``)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 def lineage_entry(training: dict, metrics: dict, run: str | None) -> dict:
     """One run of a model's lineage, summarized from its card's ``training`` and ``metrics`` sections."""
     loss = training.get("loss", {})
@@ -477,6 +484,8 @@ def _train_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
     bar = tqdm(total=steps_per_epoch, initial=start_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                unit="step", disable=not (cfg.progress and run.main), dynamic_ncols=True, file=sys.stderr)
     run.prepared_model.train()
+    if cfg.frozen_bn:
+        freeze_batchnorm(run.prepared_model)
     tick = last_post = time.perf_counter()
     pending: list[torch.Tensor] = []
 
@@ -605,6 +614,7 @@ def _recipe(cfg: TrainConfig, steps_per_epoch: int, total_steps: int, warmup_ste
         + ([f"field-like traits (data.synth_field), p={cfg.field_share:g}", "random section size",
             "robust-scale jitter"] if cfg.scaling == "robust" else []), "precision": precision, "seed": cfg.seed,
         "init_from": str(cfg.init_from) if cfg.init_from else None,
+        "batchnorm": "frozen (eval mode)" if cfg.frozen_bn else "trained",
         "encoder_weights": Path(cfg.encoder_weights).name if cfg.encoder_weights else None,
         "validation": {"volumes": "held out by volume", "sections": "the challenge's six per volume",
                        "tta": cfg.val_tta, "uint8_range_of_prediction": "min/max over the six predicted sections"},

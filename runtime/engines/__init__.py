@@ -14,7 +14,7 @@ import inspect
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from impeccable.core.card import CARD_NAME, ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, WEIGHTS_NAME
@@ -46,6 +46,10 @@ class EngineSpec:
         options: Constructor options the CLI and the benchmarks may pass (``precision``, ``device``).
         cpu_rank: Place in the default choice on a machine without a usable GPU (None: never the CPU default).
         gpu_rank: Place in the default choice on an NVIDIA machine (None: never the GPU default).
+        memory: Precision -> ``(base, per_image)``: measured peak resident bytes of a process running the engine,
+            ``base + per_image * images`` per call of 320 x 1280 images (``benchmarks/memory.py``); they bound
+            ``--batch-size`` (:mod:`impeccable.runtime.memory`). A precision without figures is bounded by the
+            largest measured ones.
     """
 
     name: str
@@ -58,6 +62,7 @@ class EngineSpec:
     options: tuple[str, ...] = ("precision",)
     cpu_rank: int | None = None
     gpu_rank: int | None = None
+    memory: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -79,6 +84,16 @@ class EngineSpec:
 
 _GPU_INSTALL = f"{install_hint('gpu')}, on a machine with an NVIDIA GPU (CUDA 13)"
 
+#: Measured ``(base, per_image)`` peak resident bytes per engine and precision, 320 x 1280 images on the CPU:
+#: ``nice -n 10 python -m impeccable.benchmarks.memory --engines onnxruntime:fp32,openvino:fp32,openvino:bf16
+#: --images 1,4,8,16`` (a fresh process per point; the line bounds every measured peak), shipped model v5,
+#: benchmarks/results/2026-12-06-memory-cpu.json. ONNX Runtime without its CPU arena (see ort_engine); int8 has no
+#: figures until a model.int8.onnx exists to measure (runtime.memory's fallback bounds it meanwhile).
+_MEMORY = {
+    "onnxruntime": {"fp32": (595_000_000, 290_000_000)},
+    "openvino": {"fp32": (348_000_000, 286_000_000), "bf16": (294_000_000, 139_000_000)},
+}
+
 #: name -> what the engine needs and offers. The CPU default prefers OpenVINO (the base install's engine,
 #: the fastest on the x86 CPUs measured), the GPU default a TensorRT plan fresh for this GPU, then ONNX Runtime
 #: on CUDA.
@@ -90,7 +105,8 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
     EngineSpec("onnxruntime", "impeccable.runtime.engines.ort_engine:OnnxRuntimeEngine",
                ("onnxruntime",), f"{install_hint('cpu')}, or '.[gpu]' for NVIDIA GPUs (CUDA 13)",
                files={"fp32": ONNX_NAME, "fp16": ONNX_FP16_NAME, "int8": ONNX_INT8_NAME}, default_precision="fp32",
-               devices=("cpu", "cuda"), options=("precision", "device"), cpu_rank=1, gpu_rank=1),
+               devices=("cpu", "cuda"), options=("precision", "device"), cpu_rank=1, gpu_rank=1,
+               memory=_MEMORY["onnxruntime"]),
     EngineSpec("tensorrt", "impeccable.runtime.engines.trt_engine:TensorRTEngine",
                ("tensorrt", "polygraphy"), _GPU_INSTALL,
                files={"fp16": "model.<gpu>.fp16.plan", "int8": "model.<gpu>.int8.plan"}, default_precision="fp16",
@@ -98,7 +114,7 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
     EngineSpec("openvino", "impeccable.runtime.engines.ov_engine:OpenVINOEngine",
                ("openvino",), f"{install_hint('openvino')} (OpenVINO is in the base install)",
                files={"fp32": ONNX_NAME, "bf16": ONNX_NAME, "int8": ONNX_INT8_NAME}, default_precision="fp32",
-               cpu_rank=0),
+               cpu_rank=0, memory=_MEMORY["openvino"]),
 )}
 
 

@@ -48,6 +48,10 @@ class OnnxRuntimeEngine(EngineBase):
                               todo="pass device cpu or cuda")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No CPU arena: it grows in power-of-two extensions and keeps them, so its peak is a staircase far above
+        # what a call needs (shipped model, 8 images: 5.6 GB with the arena, 2.9 GB without; issue 30,
+        # benchmarks/results/*-memory-cpu.json); ORT's memory pattern still plans each shape's buffers once.
+        options.enable_cpu_mem_arena = False
         # Hyper-threads only contend for the same FPUs in these conv-bound graphs: one thread per physical core.
         options.intra_op_num_threads = threads or physical_cores()
         self.device_id = int(index or 0)

@@ -44,6 +44,21 @@ def test_every_draw_is_a_pure_function_of_the_rng_and_keeps_shapes_paired(seed):
     assert np.all(np.ptp(a[1][flat_in], axis=1) == 0)
 
 
+def test_no_section_size_or_draw_breaks_the_generator():
+    """Sections from one trace to longer than the window, every trait forced on: never an error or a NaN."""
+    from impeccable.train.dataset import place_in_window
+
+    for seed in range(150):
+        rng = np.random.default_rng(seed)
+        traces, samples = int(rng.integers(1, 400)), int(rng.integers(20, 1500))
+        clean = rng.standard_normal((traces, samples)).astype(np.float32)
+        noisy = (clean + rng.standard_normal((traces, samples))).astype(np.float32) * 0.2 + 223
+        a, b = field_section(noisy, clean, rng, FieldMix(1.0, 1.0))
+        x, y = robust_pair(a, b, rng)
+        x, y = place_in_window(x, y, (64, 256), rng, crop=(32, 128), pad_value=0.5)
+        assert x.shape == y.shape == (1, 32, 128) and np.isfinite(x).all() and np.isfinite(y).all()
+
+
 def test_robust_pair_scales_input_and_target_alike():
     clean, noise = _pair()
     x, y = robust_pair(clean + 5.0, clean + 5.0)  # a clean input: the target is the input

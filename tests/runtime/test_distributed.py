@@ -74,9 +74,12 @@ def test_npy_matches_denoise_file(tmp_path, tiny_model_dir, volume, client, view
 
 def test_batch_bounded_by_memory_as_in_one_process(tmp_path, tiny_model_dir, volume, client, monkeypatch):
     """A --batch-size the memory cannot hold is cut to what fits, as denoise_file cuts it, and said once."""
-    import impeccable.runtime.pipeline as pipeline
+    from impeccable.runtime import memory
 
-    monkeypatch.setattr(pipeline, "memory_budget", lambda: 3 * 64 * 128 * pipeline.BYTES_PER_PIXEL * 2)
+    base, per_image = memory.engine_memory("onnxruntime", "fp32", (64, 128))
+    budget = base + 3 * 2 * per_image  # 3 windows with TTA
+    monkeypatch.setattr(memory, "worker_budget", lambda limits: budget)  # the workers'
+    monkeypatch.setattr(memory, "memory_budget", lambda: budget)  # the single-process reference's
     source = tmp_path / "in.npy"
     np.save(source, volume)
     config = _config(tiny_model_dir, views="inline")

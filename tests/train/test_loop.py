@@ -86,6 +86,11 @@ def test_a_sigmoid_model_starts_a_field_ready_run_as_its_linear_twin(tmp_path, m
                                rtol=0, atol=1e-6)
     torch.testing.assert_close(after["model.segmentation_head.0.bias"], head.bias.detach() * 0.25 + 0.5,
                                rtol=0, atol=1e-6)
+    # A fine-tune keeps BatchNorm statistics frozen (batch statistics of a few sections ruin them)
+    stats = {k: v for k, v in start.state_dict().items() if k.endswith("running_mean")}
+    assert stats and all(torch.equal(after[f"model.{k}"], v) for k, v in stats.items())
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["training"]["batchnorm"] == "frozen (eval mode)"
 
 
 @pytest.mark.parametrize(("precision", "loss"), [("fp32", "mse+ssim"), ("bf16", "mse")])
