@@ -93,8 +93,8 @@ def test_the_batch_is_bounded_as_the_cli_and_engines_are_cached_and_closed(tiny_
 
     seen = []
     real = api.predict_volume
-    monkeypatch.setattr(api, "predict_volume", lambda r, e, s, config, st: seen.append(config.batch_size)
-                        or real(r, e, s, config, st))
+    monkeypatch.setattr(api, "predict_volume", lambda r, e, s, config, *rest: seen.append(config.batch_size)
+                        or real(r, e, s, config, *rest))
     monkeypatch.setattr(memory, "memory_budget", lambda: 1)  # room for one window per call
     vol = tiny_volume(SHAPE, seed=24)
     api.close_engines()
