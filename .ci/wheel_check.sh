@@ -42,10 +42,10 @@ expect_extra() {  # command... : exit 1 and exactly one stderr line that names t
 id=$(basename "$(find demo -mindepth 1 -maxdepth 1 -type d | head -n 1)")
 "$bin/impeccable-denoise" "demo/$id/seismic_w_noise_vol_$id.npy" -o denoised.npy --no-tta --no-progress
 "$bin/impeccable-score" denoised.npy "demo/$id/seismicCubes_RFC_fullstack_2023.$id.npy"
-for cmd in denoise synth score export; do
+for cmd in denoise synth score export train; do  # every --help works without its extra
   "$bin/impeccable-$cmd" --help > /dev/null
 done
-expect_extra "$bin/impeccable-train" --help
+expect_extra "$bin/impeccable-train" --synthetic 2 --out runs/x
 model=$("$bin/python" -c "from impeccable.models import DEFAULT_MODEL_DIR; print(DEFAULT_MODEL_DIR)")
 mkdir weights-only && cp "$model/model.json" "$model/model.safetensors" weights-only/
 expect_extra "$bin/impeccable-export" weights-only

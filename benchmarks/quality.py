@@ -46,7 +46,7 @@ def _denoise(noisy_path: Path, out_path: Path, model: Path, spec: str, batch: in
     report = denoise_file(noisy_path, out_path, config)
     qc = {"gain": report.fit["gain"], "offset_of_std": report.fit["offset_of_std"],
           "removed_energy": report.qc["removed_energy"], "removed_mean_of_std": report.qc["removed_mean_of_std"],
-          "leakage": report.qc["leakage"]}
+          "local_similarity": report.qc["local_similarity"], "removed_coherence": report.qc["coherence"]["removed"]}
     return np.load(out_path), time.perf_counter() - start, qc
 
 
@@ -166,7 +166,7 @@ def main(model: Path | None, engines: str, volumes: int, shape: str, levels: str
 
 def qc_table(rows: list[dict]) -> list[str]:
     """Markdown lines of the QC figures of every model column on every volume (noisy and clean-in runs)."""
-    names = ("gain", "offset_of_std", "removed_energy", "removed_mean_of_std", "leakage")
+    names = ("gain", "offset_of_std", "removed_energy", "removed_mean_of_std", "local_similarity", "removed_coherence")
     lines = ["| family | level | seed | run | " + " | ".join(names) + " |", "|---|---|---|---|" + "---|" * len(names)]
     for row in rows:
         for column, qc in row["qc"].items():

@@ -10,6 +10,7 @@ ignored, so a storm of Ctrl-C cannot cut it short or print a traceback.
 from __future__ import annotations
 
 import functools
+import re
 import signal
 import sys
 import threading
@@ -71,6 +72,46 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 signal.signal(sig, handler)
 
     return wrapper
+
+
+class UsageLineError(click.ClickException):
+    """A wrong command line, shown as our one ``Error:`` line with exit code 1 (not click's usage block, exit 2)."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.message}", err=True)
+
+
+def usage_line(exc: click.UsageError, command: str) -> str:
+    """Click's usage error as ``what | received | expected | what to do``."""
+    message = exc.format_message().rstrip(".")
+    todo = f"see {command} --help"
+    choice = re.match(r"Invalid value for '(.+?)': '(.*)' is not one of (.+)$", message)
+    if choice:
+        return f"invalid {choice[1]} | received {choice[2]} | expected one of {choice[3]} | {todo}"
+    invalid = re.match(r"Invalid value for '(.+?)': (.+)$", message, re.S)
+    if invalid:
+        return f"invalid {invalid[1]} | {' '.join(invalid[2].split())} | {todo}"
+    option = re.match(r"No such option:? '?([^'\s]+)'?\.?\s*(.*)$", message)
+    if option:
+        hint = f" ({option[2].rstrip('?').lower()}?)" if option[2] else ""
+        return f"unknown option | received {option[1]} | expected an option of {command}{hint} | {todo}"
+    missing = re.match(r"Missing (argument|option) '(.+?)'", message)
+    if missing:
+        return f"missing {missing[2]} | received nothing | expected {missing[2]} | {todo}"
+    return f"{' '.join(message.split())} | {todo}"
+
+
+class OneLineCommand(click.Command):
+    """A click command whose usage errors (bad option value, unknown option, missing argument) are one line,
+    exit 1, like every other error of the project (DESIGN §7); ``--help`` is click's."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise UsageLineError(usage_line(exc, ctx.command_path)) from exc
 
 
 def parse_shape(text: str, n: int = 3, name: str = "shape") -> tuple[int, ...]:

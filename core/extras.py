@@ -17,6 +17,16 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
+def install_hint(extra: str | None = None) -> str:
+    """How to install the package (with ``extra``): from a clone, since impeccable is not on PyPI.
+
+    ``pip install 'impeccable[gpu]'`` would ask the package index for a name it does not have; a clone
+    installs with ``pip install '.[gpu]'``, another project with ``pip install 'impeccable[gpu] @ git+URL'``.
+    """
+    return f"pip install '.[{extra}]' in the impeccable clone (not on PyPI)" if extra else \
+        "pip install . in the impeccable clone (not on PyPI)"
+
+
 class MissingExtra(ImpeccableError):
     """A command's optional dependencies are not installed."""
 
@@ -36,4 +46,4 @@ def require(extra: str, command: str) -> None:
     if absent:
         raise MissingExtra(f"{command} needs the [{extra}] extra", received=f"{', '.join(absent)} not installed",
                            expected=EXTRAS[extra][1],
-                           todo=f"install the [{extra}] extra: pip install 'impeccable[{extra}]'")
+                           todo=f"install the [{extra}] extra: {install_hint(extra)}")

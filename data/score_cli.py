@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from impeccable.core.cli import one_line_errors
+from impeccable.core.cli import OneLineCommand, one_line_errors
 from impeccable.core.errors import DataError
 from impeccable.data.scoring import score_sections, section_ssim, submission_sections
 from impeccable.data.submission import canonical_volume, read_submission
@@ -24,7 +24,7 @@ def load_sections(path: Path, time_axis: str) -> dict[str, np.ndarray]:
     return read_submission(path)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("prediction", type=click.Path(path_type=Path))
 @click.argument("truth", type=click.Path(path_type=Path))
 @click.option("--per-section", is_flag=True, help="Also print each section's SSIM (dropped ones marked).")

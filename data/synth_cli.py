@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from impeccable.core.cli import one_line_errors, parse_shape
+from impeccable.core.cli import OneLineCommand, one_line_errors, parse_shape
 from impeccable.core.errors import InputError
 from impeccable.data.config import SynthConfig
 
@@ -15,7 +15,7 @@ from impeccable.data.config import SynthConfig
 _DEFAULT = {f.name: f.default for f in dataclasses.fields(SynthConfig) if f.default is not dataclasses.MISSING}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--volumes", type=int, default=_DEFAULT["volumes"], show_default=True,
               help="Number of noisy/clean pairs.")

@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from impeccable.core.card import ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, read_card, sha256_file
-from impeccable.core.cli import one_line_errors
+from impeccable.core.cli import OneLineCommand, one_line_errors
 from impeccable.core.errors import ExportError
 from impeccable.core.onnx_meta import onnx_metadata
 from impeccable.export.config import DEFAULT_MARGIN, DEFAULT_OPSET, ExportConfig
@@ -98,7 +98,7 @@ def _needs_torch() -> None:
     if missing:
         raise ExportError("exporting needs the training packages", received=f"{', '.join(missing)} not installed",
                           expected="torch, segmentation-models-pytorch, onnx, onnxconverter-common",
-                          todo="pip install 'impeccable[train]'")
+                          todo="pip install '.[train]'")
 
 
 def run_export(config: ExportConfig, echo: Callable[[str], None] = click.echo) -> int:
@@ -182,10 +182,10 @@ def _int8_plan(config: ExportConfig, int8_path: Path, echo: Callable[[str], None
     return 0
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
                epilog="Exit codes: 0 done; 1 error (one 'Error:' line); 2 --fp16 wrote the ONNX files but this "
                       "machine cannot build a TensorRT plan (no TensorRT or no NVIDIA GPU): pip install "
-                      "'impeccable[gpu]' on a GPU machine and run the same command there.")
+                      "'.[gpu]' on a GPU machine and run the same command there.")
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Output directory [default: MODEL_DIR].")

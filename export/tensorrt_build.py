@@ -15,7 +15,7 @@ miscompiles and batch > 1 bugs that only a run shows. Then ``model.<gpu-slug>.fp
 ``<plan>.json`` (:mod:`impeccable.core.manifest`) are written.
 
 ``tensorrt`` and ``polygraphy`` are imported only when a plan is built; nothing here needs torch or onnx, so a
-``pip install 'impeccable[gpu]'`` machine can rebuild a stale plan from shipped ONNX files.
+``pip install '.[gpu]'`` machine can rebuild a stale plan from shipped ONNX files.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from impeccable.core.atomic import atomic_write
 from impeccable.core.card import ONNX_NAME, sha256_file, window_of
 from impeccable.core.errors import ExportError, ParityError
 from impeccable.core.cuda_libs import expose_cudart
+from impeccable.core.extras import install_hint
 from impeccable.core.manifest import PRECISION, current_environment, make_manifest, manifest_path, plan_name
 from impeccable.core.onnx_meta import onnx_metadata
 from impeccable.core.tiling import predict_sections
 
 TIMING_CACHE_NAME = "timing.cache"
-GPU_EXTRA = "pip install 'impeccable[gpu]' on a machine with an NVIDIA GPU"
+GPU_EXTRA = f"{install_hint('gpu')}, on a machine with an NVIDIA GPU"
 
 
 class EngineUnavailable(ExportError):
@@ -127,7 +128,7 @@ def verify_plan(plan_bytes: bytes, reference_onnx: Path, window: tuple[int, int]
         raise ExportError("the TensorRT plan could not be run to check it",
                           received=f"{type(exc).__name__}: {exc}".splitlines()[0],
                           expected="a CUDA device and libcudart that Polygraphy can load",
-                          todo="check nvidia-smi and pip install 'impeccable[gpu]' (CUDA 13); no plan was "
+                          todo="check nvidia-smi and pip install '.[gpu]' (CUDA 13); no plan was "
                                "written") from exc
     for b, got in measured.items():
         stats = compare_fields(reference, got)

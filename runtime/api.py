@@ -105,6 +105,7 @@ def _bounded(config: DenoiseConfig, shape: tuple[int, int, int], engine, resampl
 def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarray:
     """Denoise an in-memory ``(inline, crossline, sample)`` volume; float32 (uint8 for the ``uint8`` scale)."""
     _check_volume(volume)
+    config = config.for_shape(tuple(volume.shape))  # --views auto, resolved as every driver does
     reader = ArrayReader(volume)
     stats = reduce_stats([stats_part(reader)])
     store = array_store(reader.shape, config.view_list)
@@ -120,7 +121,7 @@ def denoise_numpy(volume: np.ndarray, config: DenoiseConfig, engine) -> np.ndarr
         out[a:b] = block
 
     write_output(reader, store.inlines, write, fit, stats, config.scale, config.strength, unit_range, step,
-                 io.scaling)
+                 io.scaling, sampling)
     return out
 
 

@@ -61,7 +61,7 @@ from impeccable.runtime.distributed_plan import Plan, RunDir, check_trace_owners
 from impeccable.runtime.distributed_worker import (PLUGIN_NAME, EngineFactory, Job, geometry_digest, make_plugin,
                                                    task_fit, task_predict, task_stats, task_write, unit_predictions)
 from impeccable.runtime.output import check_format, check_output, check_views, finish_output
-from impeccable.runtime.passes import output_inline, reduce_fit, reduce_qc, reduce_stats
+from impeccable.runtime.passes import output_section, qc_interval, reduce_fit, reduce_qc, reduce_stats
 from impeccable.runtime.predict import Sampling, model_io
 from impeccable.runtime.report import ClusterRun, RunReport
 from impeccable.runtime.volumes import CLUSTER_FORMATS, cluster_sink, format_of, open_reader
@@ -186,10 +186,11 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                 done_predictions += [results[i] for i in fresh]
             fit, unit_range = reduce_fit(passes.pass_("fit", plan.inline, task_fit, (job,)), stats)
             job = replace(job, fit=fit, unit_range=unit_range)
-            qc = reduce_qc(passes.pass_("write", plan.inline, task_write, (job,)), fit, reader.shape[0])
+            qc = reduce_qc(passes.pass_("write", plan.inline, task_write, (job,)), qc_interval(reader, sampling))
         finish_output(reader, identity["input"], output, config,
-                      lambda mid: output_inline(reader, functools.partial(unit_predictions, job), fit, stats,
-                                                config.scale, config.strength, unit_range, mid, io.scaling),
+                      lambda section: output_section(reader, functools.partial(unit_predictions, job), fit, stats,
+                                                     config.scale, config.strength, unit_range, section,
+                                                     io.scaling),
                       # the module's name, looked up at the call: tests stand a commit in for it
                       lambda: globals()["commit_output"](run, sink, output, config.overwrite))
         committed = True

@@ -8,7 +8,7 @@ done-flag after its data (:class:`~impeccable.runtime.distributed_plan.RunDir`):
 - :func:`task_stats`: statistics (and, for SEG-Y, the slab's dead traces);
 - :func:`task_predict`: unit predictions of one view into its Zarr scratch array;
 - :func:`task_fit`: the amplitude fit's per-inline sums;
-- :func:`task_write`: the output, written into the temporary output, and its QC rows.
+- :func:`task_write`: the output, written into the temporary output, and its QC sums.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def import_distributed():
         import distributed
     except ImportError as exc:
         raise InputError("--cluster needs dask.distributed", received=str(exc), expected="dask[distributed], zarr",
-                         todo="pip install 'impeccable[distributed]'") from exc
+                         todo="pip install '.[distributed]'") from exc
     return distributed
 
 

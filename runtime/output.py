@@ -67,29 +67,40 @@ def check_input(reader: VolumeReader, identity: dict) -> None:
         own()
 
 
-def draw_preview(reader: VolumeReader, output: Path, preview: Path, denoised: np.ndarray, mid: int) -> None:
-    """Noisy, denoised and their difference for inline ``mid`` (``denoised``: ``(1, crossline, sample)``), input units."""
-    from impeccable.data.preview import save_pair_preview
+#: A volume fewer crosslines wide than this is previewed along its middle crossline (a 2-D line stored as one
+#: crossline, e.g. Penobscot xl 1155 as (601, 1, 1501), has 1-trace inlines).
+PREVIEW_MIN_TRACES = 16
 
-    noisy = reader.read(inlines=slice(mid, mid + 1))
-    noisy = np.where(np.isfinite(noisy), noisy, denoised)  # a hole in the input shows as no difference
-    save_pair_preview(preview, noisy=noisy, denoised=denoised, inline=0, leakage=True,
-                      title=f"{output.name}: inline {mid} (noisy, denoised, removed, local similarity)")
+
+def preview_section(shape: tuple[int, int, int]) -> tuple[str, int]:
+    """The section ``--preview`` draws: ``("inline", middle)``, or ``("crossline", middle)`` for a narrow volume."""
+    if shape[1] < PREVIEW_MIN_TRACES and shape[0] > shape[1]:
+        return "crossline", shape[1] // 2
+    return "inline", shape[0] // 2
+
+
+def draw_preview(reader: VolumeReader, output: Path, preview: Path, denoised: np.ndarray,
+                 section: tuple[str, int]) -> None:
+    """Input, output, removed part, local similarity and spectra of ``section`` (``denoised``: it, input units)."""
+    from impeccable.data.preview import save_run_preview
+
+    save_run_preview(preview, reader, section, denoised, title=output.name)
 
 
 def finish_output(reader: VolumeReader, identity: dict, output: Path, config: DenoiseConfig,
-                  preview_inline: Callable[[int], np.ndarray], commit: Callable[[], None]) -> None:
-    """Check the input, draw the preview (``preview_inline(mid)``: the output's middle inline), then ``commit()``.
+                  preview_of: Callable[[tuple[str, int]], np.ndarray], commit: Callable[[], None]) -> None:
+    """Check the input, draw the preview (``preview_of(section)``: that section of the output), then ``commit()``.
 
-    The preview goes first so that a failing preview leaves no output; a failing commit removes the preview.
-    The input is checked first of all: one that changed during the run leaves nothing.
+    The section is :func:`preview_section`'s. The preview goes first so that a failing preview leaves no
+    output; a failing commit removes the preview. The input is checked first of all: one that changed during
+    the run leaves nothing.
     """
     check_input(reader, identity)
     if config.preview is None:
         commit()
         return
-    mid = reader.shape[0] // 2
-    draw_preview(reader, output, config.preview, preview_inline(mid), mid)
+    section = preview_section(reader.shape)
+    draw_preview(reader, output, config.preview, preview_of(section), section)
     try:
         commit()
     except BaseException:

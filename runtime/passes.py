@@ -3,7 +3,7 @@
 A run is: statistics (:func:`stats_part` per slab -> :func:`reduce_stats`), predictions
 (:func:`impeccable.runtime.predict.predict_volume` per slab of each view into a prediction store), amplitude fit
 (:func:`fit_part` per slab -> :func:`reduce_fit`), output (:func:`write_part` per slab, each writing its inlines
-and returning its QC rows -> :func:`reduce_qc`). Every part is reduced per inline and added exactly, and every
+and returning its QC sums -> :func:`reduce_qc`). Every part is reduced per inline and added exactly, and every
 part is JSON-ready (a cluster records it as the slab's done-flag), so the result does not depend on how the
 volume was cut: one process runs the parts over blocks of inlines in a loop (:func:`reader_stats`,
 :func:`fit_amplitudes`, :func:`write_output`), a cluster runs them as tasks, the dask API as a graph.
@@ -17,7 +17,7 @@ import numpy as np
 
 from impeccable.core.amplitude import MINMAX, Scaling, VolumeStats, merge_stats, stats_part as block_stats
 from impeccable.core.calibration import AmplitudeFit
-from impeccable.core.qc import QualityControl, leakage_inlines
+from impeccable.core.qc import leakage_inlines, merge_qc, qc_part, sample_interval_ms
 from impeccable.runtime.batching import block_inlines
 from impeccable.runtime.calibrate import block_sums, live_rows, output_block
 from impeccable.runtime.volumes import VolumeReader, live_mask
@@ -115,46 +115,65 @@ def write_part(reader: VolumeReader, predictions: PredictionBlocks, write: Calla
         scaling: The model's scaling (its card's), in whose units the predictions are.
 
     Returns:
-        The QC part (:func:`reduce_qc`): per-inline rows and the local similarity of the sampled inlines.
+        The QC part (:func:`impeccable.core.qc.qc_part`, exact per-inline sums; :func:`reduce_qc` merges them).
     """
     inputs = reader.read(inlines=slice(start, stop))
     live = live_rows(reader, start, stop)
     written, in_units = output_block(inputs, predictions(start, stop), fit, stats, scale, strength, unit_range, live,
                                      scaling)
     write(start, stop, written)
-    qc = QualityControl(mean=fit.mean, sampled=leakage_inlines(reader.shape[0]))
-    qc.add(start, inputs, in_units, live)
-    return {"rows": np.concatenate(qc.rows).tolist(), "similarity": [[k, s, n] for k, (s, n) in qc.similarity.items()]}
+    return qc_part(start, inputs, in_units, live, mean=fit.mean, sampled=leakage_inlines(reader.shape[0]))
 
 
-def reduce_qc(parts: list[dict], fit: AmplitudeFit, inlines: int) -> dict:
-    """The QC figures (:meth:`~impeccable.core.qc.QualityControl.report`) of a volume from its slabs' parts."""
-    qc = QualityControl(mean=fit.mean, sampled=leakage_inlines(inlines))
-    for p in parts:
-        qc.rows.append(np.asarray(p["rows"], dtype=np.float64).reshape(-1, 4))
-        qc.similarity.update({int(k): (float(s), int(n)) for k, s, n in p["similarity"]})
-    return qc.report()
+def qc_interval(reader: VolumeReader, sampling=None) -> tuple[float | None, bool]:
+    """The QC spectra's ``(sample interval, depth)``: the run's (``--sample-interval``, the file) else the reader's.
+
+    ``sampling``: the run's :class:`~impeccable.runtime.predict.Sampling`, if any. A depth volume's interval
+    (metres) is the reader's, its spectra in cycles per km.
+    """
+    depth = bool(getattr(reader, "depth", False))
+    if sampling is not None and sampling.data_ms is not None and not depth:
+        return float(sampling.data_ms), False
+    return sample_interval_ms(reader), depth
+
+
+def reduce_qc(parts: list[dict], interval: tuple[float | None, bool] = (None, False)) -> dict:
+    """The QC figures (:func:`impeccable.core.qc.merge_qc`: report, warnings, summary) from the slabs' parts.
+
+    ``interval``: :func:`qc_interval`'s ``(sample interval, depth)``; unknown: spectra per cycles/sample.
+    """
+    return merge_qc(parts, interval[0], interval[1])
 
 
 def write_output(reader: VolumeReader, predictions: PredictionBlocks, write: Callable[[int, int, np.ndarray], None],
                  fit: AmplitudeFit, stats: VolumeStats, scale: str, strength: float,
-                 unit_range: tuple[float, float], step: int, scaling: Scaling = MINMAX) -> dict:
-    """The output pass over a whole volume by blocks of ``step`` inlines; returns the QC figures."""
+                 unit_range: tuple[float, float], step: int, scaling: Scaling = MINMAX, sampling=None) -> dict:
+    """The output pass over a whole volume by blocks of ``step`` inlines; returns the QC figures.
+
+    ``sampling``: the run's :class:`~impeccable.runtime.predict.Sampling` (the QC's frequency axis).
+    """
     parts = [write_part(reader, predictions, write, fit, stats, scale, strength, unit_range, a, b, scaling)
              for a, b in blocks(reader.shape[0], step)]
-    return reduce_qc(parts, fit, reader.shape[0])
+    return reduce_qc(parts, qc_interval(reader, sampling))
 
 
-def output_inline(reader: VolumeReader, predictions: PredictionBlocks, fit: AmplitudeFit, stats: VolumeStats,
-                  scale: str, strength: float, unit_range: tuple[float, float], inline: int,
-                  scaling: Scaling = MINMAX) -> np.ndarray:
-    """One inline of the output in the input's units, ``(1, crossline, sample)`` float32 (the preview's).
+def output_section(reader: VolumeReader, predictions: PredictionBlocks, fit: AmplitudeFit, stats: VolumeStats,
+                   scale: str, strength: float, unit_range: tuple[float, float], section: tuple[str, int],
+                   scaling: Scaling = MINMAX) -> np.ndarray:
+    """One section of the output in the input's units (the preview's), float32.
 
-    Recomputed from the input and the predictions with the output pass's own function, rather than read back
-    from the output, whose scale (``unit``, ``uint8``) or sample format (IBM float, integers) is not the
-    input's units.
+    ``section``: ``("inline", i)``, returned as ``(1, crossline, sample)``, or ``("crossline", j)`` (a volume
+    too narrow for inline sections, :func:`~impeccable.runtime.output.preview_section`), returned as
+    ``(inline, 1, sample)``. Recomputed from the input and the predictions with the output pass's own function,
+    rather than read back from the output, whose scale (``unit``, ``uint8``) or sample format (IBM float,
+    integers) is not the input's units.
     """
-    inputs = reader.read(inlines=slice(inline, inline + 1))
-    _, in_units = output_block(inputs, predictions(inline, inline + 1), fit, stats, scale, strength, unit_range,
-                               live_rows(reader, inline, inline + 1), scaling)
-    return np.array(in_units)
+    view, index = section
+    ranges = [(index, index + 1)] if view == "inline" else list(blocks(reader.shape[0], block_inlines(reader.shape)))
+    pieces = []
+    for start, stop in ranges:
+        inputs = reader.read(inlines=slice(start, stop))
+        _, in_units = output_block(inputs, predictions(start, stop), fit, stats, scale, strength, unit_range,
+                                   live_rows(reader, start, stop), scaling)
+        pieces.append(np.array(in_units if view == "inline" else in_units[:, index:index + 1]))
+    return np.concatenate(pieces)

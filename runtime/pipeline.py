@@ -35,7 +35,7 @@ from impeccable.runtime.engines.base import Engine
 # The bound lives in runtime.memory (one function for every driver); its names stay importable from here.
 from impeccable.runtime.memory import MEMORY_SHARE, bounded_batch, memory_budget, run_batch  # noqa: F401
 from impeccable.runtime.output import check_format, check_output, check_views, finish_output
-from impeccable.runtime.passes import fit_amplitudes, output_inline, reduce_stats, stats_part, write_output
+from impeccable.runtime.passes import fit_amplitudes, output_section, reduce_stats, stats_part, write_output
 from impeccable.runtime.predict import Sampling, model_io, predict_volume
 from impeccable.runtime.report import RunReport
 from impeccable.runtime.stores import ScratchStore
@@ -98,7 +98,7 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
         stats = reduce_stats([stats_part(reader)])
         store = ScratchStore(output, tuple(reader.shape), config.view_list)
         sections, images, engine_s = predict_volume(reader, engine, store, config, stats, io, sampling.resampling)
-        fit, qc = _write(reader, identity, store, output, config, stats, io.scaling)
+        fit, qc = _write(reader, identity, store, output, config, stats, io.scaling, sampling)
         name = f"{engine.name} {engine.precision}"
     except OSError as exc:  # disk full, file vanished... as one line (temp files are removed below)
         raise OutputError("I/O failed while denoising", received=f"{exc.strerror or exc}: {exc.filename or ''}",
@@ -115,7 +115,8 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
                      sampling=sampling.as_dict())
 
 
-def _write(reader, identity: dict, store: ScratchStore, output: Path, config: DenoiseConfig, stats, scaling):
+def _write(reader, identity: dict, store: ScratchStore, output: Path, config: DenoiseConfig, stats, scaling,
+           sampling=None):
     """The fit and output passes into the format's writer, then the commit; returns the fit and the QC figures."""
     step = block_inlines(tuple(reader.shape))
     fit, unit_range = fit_amplitudes(reader, store.inlines, stats, config.strength, step, scaling)
@@ -123,10 +124,10 @@ def _write(reader, identity: dict, store: ScratchStore, output: Path, config: De
                          overwrite=config.overwrite)
     try:
         qc = write_output(reader, store.inlines, lambda start, stop, block: writer.write(slice(start, stop), block),
-                          fit, stats, config.scale, config.strength, unit_range, step, scaling)
+                          fit, stats, config.scale, config.strength, unit_range, step, scaling, sampling)
         finish_output(reader, identity, output, config,
-                      lambda mid: output_inline(reader, store.inlines, fit, stats, config.scale, config.strength,
-                                                unit_range, mid, scaling), writer.commit)
+                      lambda section: output_section(reader, store.inlines, fit, stats, config.scale,
+                                                     config.strength, unit_range, section, scaling), writer.commit)
     except BaseException:
         writer.abort()
         raise

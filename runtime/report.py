@@ -56,7 +56,7 @@ class RunReport:
         batch_note: Why it differs from the one asked for ("" when it does not).
         stale_removed: Temp files of dead runs removed beside the output.
         fit: The amplitude fit (:meth:`~impeccable.core.calibration.AmplitudeFit.as_dict`).
-        qc: The QC figures (:meth:`impeccable.core.qc.QualityControl.report`).
+        qc: The QC figures (:func:`impeccable.core.qc.merge_qc`).
         strength: The ``--strength`` used.
         cluster: What a ``--cluster`` run adds (None in one process).
         sampling: The data's and the model's sample intervals (:meth:`~impeccable.runtime.predict.Sampling.as_dict`).
@@ -181,9 +181,7 @@ def cluster_line(cluster: ClusterRun) -> str:
 
 
 def qc_line(report: RunReport) -> str:
-    """The QC line every run prints: the amplitude fit and what was removed."""
-    fit, qc = report.fit, report.qc
-    return (f"QC: amplitude fit gain {fit['gain']:.4f}, offset {fit['offset']:.4g} ({fit['offset_of_std']:+.3f} std); "
-            f"removed {qc['removed_energy']:.1%} of the input's energy, mean {qc['removed_mean_of_std']:+.4f} std; "
-            f"leakage {qc['leakage']:.3f} (local similarity of removed and denoised, "
-            f"{qc['leakage_sections']} inlines)")
+    """The QC line every run prints, in words (:func:`impeccable.core.qc.summary_words`); the numbers in --report."""
+    from impeccable.core.qc import summary_words
+
+    return report.qc.get("summary") or summary_words(report.qc)

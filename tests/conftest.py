@@ -23,7 +23,7 @@ def _gpu_reason() -> str | None:
 
     if not installed("tensorrt") and not ort_has_cuda():
         return ("neither TensorRT nor ONNX Runtime's CUDA provider is available "
-                "(pip install 'impeccable[gpu]' in an environment without impeccable[cpu])")
+                "(pip install '.[gpu]' in an environment without impeccable[cpu])")
     return None
 
 

@@ -29,6 +29,27 @@ def train(*args: Any, **kwargs: Any) -> Any:
     return _train(*args, **kwargs)
 
 
+def _help_without_torch() -> None:
+    """Let ``impeccable-train --help`` list its options without the ``[train]`` extra.
+
+    The command's module reads the loss names from :mod:`impeccable.train.losses`, which imports torch; for
+    the help alone, a stand-in module holds the same names, read from that file's source (not copied, so
+    they cannot drift). The help exits before anything else runs.
+    """
+    import ast
+    import importlib.util
+    import sys
+    import types
+    from pathlib import Path
+
+    source = Path(importlib.util.find_spec("impeccable.train.losses").origin).read_text()
+    names = next(ast.literal_eval(node.value) for node in ast.parse(source).body
+                 if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "LOSSES" for t in node.targets))
+    stand_in = types.ModuleType("impeccable.train.losses")
+    stand_in.LOSSES = names
+    sys.modules["impeccable.train.losses"] = stand_in
+
+
 def main() -> None:
     """The ``impeccable-train`` console script: one ``Error:`` line and exit 1 without the ``[train]`` extra,
     else :func:`impeccable.train.cli.main` (whose module imports torch)."""
@@ -41,8 +62,10 @@ def main() -> None:
     try:
         require("train", "impeccable-train")
     except MissingExtra as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+        if not {"-h", "--help"} & set(sys.argv[1:]):
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        _help_without_torch()
     from impeccable.train.cli import main as cli_main
 
     cli_main()

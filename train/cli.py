@@ -16,7 +16,7 @@ import click
 
 from impeccable.core.cli import one_line_errors, parse_shape
 from impeccable.core.errors import InputError
-from impeccable.train.adapt import AdaptConfig
+from impeccable.train.adapt_config import AdaptConfig
 from impeccable.train.config import (DEVICES, LOSS_REDUCTIONS, PRECISIONS, SYNTHETIC_FAMILIES, TrainConfig,
                                      check_multiple_of_32)
 from impeccable.train.losses import LOSSES

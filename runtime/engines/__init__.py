@@ -19,6 +19,7 @@ from pathlib import Path
 
 from impeccable.core.card import CARD_NAME, ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, WEIGHTS_NAME
 from impeccable.core.errors import EngineError, ImpeccableError, ModelError
+from impeccable.core.extras import install_hint
 from impeccable.runtime.engines.base import Engine, EngineBase, check_batch
 
 __all__ = ["ENGINES", "Engine", "EngineBase", "EngineSpec", "check_batch", "create_engine", "default_engine_name",
@@ -81,7 +82,7 @@ class EngineSpec:
         return precision
 
 
-_GPU_INSTALL = "pip install 'impeccable[gpu]' on a machine with an NVIDIA GPU (CUDA 13)"
+_GPU_INSTALL = f"{install_hint('gpu')}, on a machine with an NVIDIA GPU (CUDA 13)"
 
 #: Measured ``(base, per_image)`` peak resident bytes per engine and precision, 320 x 1280 images on the CPU:
 #: ``nice -n 10 python -m impeccable.benchmarks.memory --engines onnxruntime:fp32,openvino:fp32,openvino:bf16
@@ -98,11 +99,11 @@ _MEMORY = {
 #: on CUDA.
 ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
     EngineSpec("torch", "impeccable.runtime.engines.torch_engine:TorchEngine",
-               ("torch", "segmentation_models_pytorch", "safetensors"), "pip install 'impeccable[train]'",
+               ("torch", "segmentation_models_pytorch", "safetensors"), install_hint("train"),
                files={"fp32": WEIGHTS_NAME, "bf16": WEIGHTS_NAME}, default_precision="fp32",
                devices=("cpu", "cuda"), options=("precision", "device"), cpu_rank=2),
     EngineSpec("onnxruntime", "impeccable.runtime.engines.ort_engine:OnnxRuntimeEngine",
-               ("onnxruntime",), "pip install 'impeccable[cpu]' (CPU) or 'impeccable[gpu]' (NVIDIA, CUDA 13)",
+               ("onnxruntime",), f"{install_hint('cpu')}, or '.[gpu]' for NVIDIA GPUs (CUDA 13)",
                files={"fp32": ONNX_NAME, "fp16": ONNX_FP16_NAME, "int8": ONNX_INT8_NAME}, default_precision="fp32",
                devices=("cpu", "cuda"), options=("precision", "device"), cpu_rank=1, gpu_rank=1,
                memory=_MEMORY["onnxruntime"]),
@@ -111,7 +112,7 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
                files={"fp16": "model.<gpu>.fp16.plan", "int8": "model.<gpu>.int8.plan"}, default_precision="fp16",
                devices=("cuda",), options=("precision",), gpu_rank=0),
     EngineSpec("openvino", "impeccable.runtime.engines.ov_engine:OpenVINOEngine",
-               ("openvino",), "pip install 'impeccable[openvino]' (OpenVINO is in the base install)",
+               ("openvino",), f"{install_hint('openvino')} (OpenVINO is in the base install)",
                files={"fp32": ONNX_NAME, "bf16": ONNX_NAME, "int8": ONNX_INT8_NAME}, default_precision="fp32",
                cpu_rank=0, memory=_MEMORY["openvino"]),
 )}
@@ -138,6 +139,21 @@ def _check_name(name: str) -> None:
                           todo="pass --engine with one of these")
 
 
+def check_installed(name: str) -> None:
+    """Refuse an unknown engine name, or one whose packages are not installed (nothing is imported).
+
+    Raises:
+        EngineError: The message names the missing packages and the install command.
+    """
+    _check_name(name)
+    missing = missing_packages(name)
+    if missing:
+        names = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+        verb = "are" if len(missing) > 1 else "is"
+        raise EngineError(f"engine {name} needs {names}, which {verb} not installed", received=f"--engine {name}",
+                          expected=f"{names} importable", todo=ENGINES[name].install)
+
+
 def create_engine(name: str, model: str | Path, batch_size: int = 8, **options: object) -> Engine:
     """Create engine ``name`` for a model.
 
@@ -151,12 +167,8 @@ def create_engine(name: str, model: str | Path, batch_size: int = 8, **options: 
         EngineError: Unknown name, unknown option, package not installed, or the backend failed to load.
         ModelError: Missing or stale model files (the message names the command that creates them).
     """
-    _check_name(name)
+    check_installed(name)
     spec = ENGINES[name]
-    missing = missing_packages(name)
-    if missing:
-        raise EngineError(f"engine {name} needs {', '.join(missing)}, which is not installed", received=name,
-                          expected=f"{', '.join(missing)} importable", todo=spec.install)
     module_name, class_name = spec.target.split(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
@@ -247,4 +259,4 @@ def default_engine_name(model: str | Path) -> str:
             return spec.name
     raise ModelError("no installed engine can run this model", received=str(model),
                      expected=f"{ONNX_NAME} (openvino, onnxruntime) or {WEIGHTS_NAME} with torch installed",
-                     todo=f"run impeccable-export {model}, or pip install 'impeccable[train]' for the torch engine")
+                     todo=f"run impeccable-export {model}, or pip install '.[train]' for the torch engine")

@@ -78,7 +78,7 @@ class OnnxRuntimeEngine(EngineBase):
         if kind == "cuda" and CUDA not in session.get_providers():
             raise EngineError("onnxruntime did not load its CUDA provider (it would silently run on the CPU)",
                               received=f"providers {session.get_providers()}", expected=CUDA,
-                              todo="pip install 'impeccable[gpu]' in an environment without impeccable[cpu]'s "
+                              todo="pip install '.[gpu]' in an environment without impeccable[cpu]'s "
                                    "onnxruntime (CUDA 13 and cuDNN 9 must be loadable), or pass device cpu")
         return session
 

@@ -89,7 +89,7 @@ class TensorRTEngine(EngineBase):
             self.release()
             raise EngineError("TensorRT engine setup failed", received=f"{type(exc).__name__}: {exc}".splitlines()[0],
                               expected="a CUDA device, libcudart and a valid plan",
-                              todo="check nvidia-smi and pip install 'impeccable[gpu]'") from exc
+                              todo="check nvidia-smi and pip install '.[gpu]'") from exc
 
     def _setup(self, plan: Path, manifest: dict, batch_size: int) -> None:
         import tensorrt as trt

@@ -30,7 +30,7 @@ def _import_zarr():
         import zarr
     except ImportError as exc:
         raise InputError("reading Zarr needs the zarr package", received=str(exc), expected="zarr >= 3",
-                         todo="pip install 'impeccable[distributed]'") from exc
+                         todo="pip install '.[distributed]'") from exc
     return zarr
 
 

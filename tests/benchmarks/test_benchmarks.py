@@ -95,7 +95,7 @@ def test_quality_scores_noisy_baselines_and_model(tiny_model, tmp_path):
     qc = rows[0]["qc"]
     assert set(qc) == {"model onnxruntime", "clean-in model onnxruntime"}
     assert set(qc["model onnxruntime"]) == {"gain", "offset_of_std", "removed_energy", "removed_mean_of_std",
-                                            "leakage"}
+                                            "local_similarity", "removed_coherence"}
     assert abs(qc["model onnxruntime"]["removed_mean_of_std"]) < 0.01  # amplitude-preserving
     assert "| removed_energy |" in result.output  # the QC table
 

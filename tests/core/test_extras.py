@@ -25,11 +25,22 @@ def test_import_impeccable_train_needs_no_torch():
 
 
 def test_impeccable_train_without_torch_names_the_extra_in_one_line():
-    result = _run("sys.argv = ['impeccable-train', '--help']; import impeccable.train; impeccable.train.main()")
+    result = _run("sys.argv = ['impeccable-train', '--synthetic', '2', '--out', 'x']; import impeccable.train; "
+                  "impeccable.train.main()")
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("Error: impeccable-train needs the [train] extra | received torch")
-    assert "pip install 'impeccable[train]'" in result.stderr
+    assert "pip install '.[train]' in the impeccable clone (not on PyPI)" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["impeccable-train", "impeccable-denoise", "impeccable-export", "impeccable-synth",
+                                     "impeccable-score"])
+def test_every_command_help_exits_0_without_torch(command):
+    result = _run(f"sys.argv = ['{command}', '--help']; from importlib.metadata import entry_points; "
+                  f"[e for e in entry_points(group='console_scripts') if e.name == '{command}'][0].load()()")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: {command} [OPTIONS]") and "--help" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 def test_require_passes_where_the_extra_is_installed():

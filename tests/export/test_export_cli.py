@@ -40,7 +40,8 @@ def test_full_export_without_tensorrt_writes_onnx_files_and_exits_2(tiny_model_d
     assert "ONNX Runtime matches PyTorch" in result.stdout and "node(s) kept in FP32" in result.stdout
     (line,) = _error_lines(result)
     assert line.startswith("Error: no TensorRT plan built: tensorrt not installed | model.onnx and model.fp16.onnx "
-                           "are written | pip install 'impeccable[gpu]' on a machine with an NVIDIA GPU")
+                           "are written | pip install '.[gpu]' in the impeccable clone (not on PyPI), on a machine "
+                           "with an NVIDIA GPU")
     assert line.endswith(f"impeccable-export {tiny_model_dir} --fp16")
     assert not list(tiny_model_dir.glob("*.onnx"))  # --out respected
 
@@ -79,4 +80,4 @@ def test_export_without_torch_says_what_to_install(exported_dir, model_copy, mon
     assert result.exit_code == 1
     (line,) = _error_lines(result)
     assert "exporting needs the training packages | received torch not installed" in line
-    assert line.endswith("pip install 'impeccable[train]'")
+    assert line.endswith("pip install '.[train]'")

@@ -25,7 +25,8 @@ def test_why_no_engine_names_the_missing_piece():
 def test_build_without_tensorrt_says_how_to_get_one(fp16_dir, monkeypatch):
     monkeypatch.setattr(tensorrt_build, "why_no_engine", lambda: "tensorrt not installed")
     with pytest.raises(EngineUnavailable, match=r"no TensorRT engine built \| received tensorrt not installed .*"
-                                                r"pip install 'impeccable\[gpu\]' on a machine with an NVIDIA GPU"):
+                                                r"pip install '\.\[gpu\]' in the impeccable clone \(not on PyPI\), on a "
+                                                r"machine with an NVIDIA GPU"):
         build_engine(fp16_dir / "model.fp16.onnx")
     assert not list(fp16_dir.glob("*.plan"))
 
@@ -108,7 +109,7 @@ def test_plan_check_failures_are_one_line_export_errors(exported_dir, monkeypatc
     pytest.importorskip("polygraphy")
     _stand_in(monkeypatch, exported_dir / "model.onnx", fail=error)
     with pytest.raises(ExportError, match=r"could not be run to check it \| received " + type(error).__name__
-                       + r".*impeccable\[gpu\]") as info:
+                       + r".*\.\[gpu\]") as info:
         tensorrt_build.verify_plan(b"plan", exported_dir / "model.onnx", TINY_WINDOW, 4, atol=1e-6)
     assert "\n" not in str(info.value) and info.value.__cause__ is error
 

@@ -110,7 +110,7 @@ def test_strength_zero_returns_the_input_exactly_and_one_half_is_the_midpoint(tm
     np.testing.assert_allclose(half, 0.5 * (vol.astype(np.float64) + full), atol=1e-3 * vol.std())
 
 
-def test_leakage_is_high_for_a_blur_and_low_for_removing_pure_noise(tmp_path):
+def test_local_similarity_is_high_for_a_blur_and_low_for_removing_pure_noise(tmp_path):
     noisy, clean = _survey(noise=0.5, shape=(4, 24, 256))
     lo, hi = float(noisy.min()), float(noisy.max())
     noise_unit = (noisy - clean) / (hi - lo)
@@ -126,11 +126,11 @@ def test_leakage_is_high_for_a_blur_and_low_for_removing_pure_noise(tmp_path):
     _, good = _denoise(tmp_path, noisy, StandIn(denoiser, (32, 256)), name="good.npy", batch_size=1)
     _, blurred = _denoise(tmp_path, clean, StandIn(lambda b: gaussian_filter1d(b, 4, axis=-1), (32, 256)),
                           name="blur.npy")
-    assert good.qc["leakage"] < 0.1
-    assert blurred.qc["leakage"] > 2 * good.qc["leakage"] and blurred.qc["leakage"] > 0.2
+    assert good.qc["local_similarity"] < 0.1
+    assert blurred.qc["local_similarity"] > 2 * good.qc["local_similarity"] and blurred.qc["local_similarity"] > 0.2
     from impeccable.core.qc import LEAKAGE_WARN
 
-    assert any("leakage" in w for w in blurred.qc["warnings"]) == (blurred.qc["leakage"] > LEAKAGE_WARN)
+    assert any("local similarity" in w for w in blurred.qc["warnings"]) == (blurred.qc["local_similarity"] > LEAKAGE_WARN)
 
 
 def test_local_similarity_of_a_section_with_itself_is_one_and_with_white_noise_small():
@@ -164,10 +164,12 @@ def test_cli_prints_qc_and_writes_the_report(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli.main, [str(tmp_path / "in.npy"), "--no-progress", "--strength", "0.8",
                                            "--report", str(tmp_path / "qc.json")])
     assert result.exit_code == 0, result.output
-    assert "QC: amplitude fit gain" in result.output and "leakage" in result.output
+    assert "QC: removed" in result.output and "local similarity to the output" in result.output
+    assert "std)" not in result.output  # no "offset ... (+2.8 std)" wording
     report = json.loads((tmp_path / "qc.json").read_text())
     assert report["strength"] == 0.8
-    assert set(report["qc"]) >= {"removed_energy", "removed_mean_of_std", "leakage"}
+    assert set(report["qc"]) >= {"removed_energy", "removed_mean_of_std", "local_similarity", "spectra", "bands",
+                                 "low_frequency", "coherence", "removed_by_depth", "summary"}
     assert set(report["amplitude_fit"]) >= {"gain", "offset"}
 
 

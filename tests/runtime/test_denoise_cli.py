@@ -38,8 +38,9 @@ def test_denoise_writes_the_input_orientation_and_prints_the_summary_and_qc(tmp_
                      "--no-progress")
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2 and "denoised 3 sections" in lines[0] and "sections/s" in lines[0]
-    assert lines[1].startswith("QC: amplitude fit gain")
+    assert len(lines) == 3 and "denoised 3 sections" in lines[0] and "sections/s" in lines[0]
+    assert lines[1].startswith("sample interval unknown: run at the model's")
+    assert lines[2].startswith("QC: removed")
     assert str(tmp_path / "vol.denoised.npy") in lines[0]
     out = np.load(tmp_path / "vol.denoised.npy")
     assert out.shape == stored.shape and out.dtype == np.float32
@@ -57,8 +58,8 @@ def test_flags_views_scale_tta_preview_and_integer_input(tmp_path, tiny_volume, 
                      "--views", "both", "--no-tta", "--batch-size", 3, "--scale", "uint8", "--time-axis", "2",
                      "--preview", png, "--no-progress")
     assert result.exit_code == 0, result.output
-    line, qc = result.stdout.strip().splitlines()
-    assert qc.startswith("QC: ")
+    line, sampling, qc = result.stdout.strip().splitlines()
+    assert sampling.startswith("sample interval unknown") and qc.startswith("QC: ")
     assert "denoised 24 sections" in line and line.endswith(f", preview {png}")
     den = np.load(out)
     assert den.dtype == np.uint8 and den.shape == vol.shape and den.min() == 0 and den.max() == 255
@@ -123,8 +124,8 @@ NAN_ELSE_ZERO[0, 0, :4] = np.nan
 DEFAULT_ENGINE = "<no --engine>"
 # (id, input file name, its content (None: absent), extra args, message pattern)
 BAD_RUNS = [
-    ("missing file", "vol.npy", None, [], "input file not found"),
-    ("unsupported extension", "vol.txt", GOOD.tobytes(), [], "unsupported file type"),
+    ("missing file", "vol.npy", None, [], "INPUT not found"),
+    ("unsupported extension", "vol.txt", GOOD.tobytes(), [], "unsupported INPUT type"),
     ("object npy", "vol.npy", np.array([Evil(), 1], dtype=object), [], "pickled/object arrays are refused"),
     ("pickle named npy", "vol.npy", pickle.dumps([Evil()]), [], "pickle|unreadable"),
     ("1-D", "vol.npy", np.zeros(10, np.float32), [], "has 1 dimension"),
@@ -145,7 +146,7 @@ BAD_RUNS = [
      "no installed engine"),
     ("unknown engine", "vol.npy", GOOD, ["--engine", "tensorflow"],
      "unknown engine .*torch, onnxruntime, tensorrt, openvino"),
-    ("engine not installed", "vol.npy", GOOD, ["--engine", "tensorrt"], r"impeccable\[gpu\]"),
+    ("engine not installed", "vol.npy", GOOD, ["--engine", "tensorrt"], r"pip install '\.\[gpu\]' in the impeccable clone"),
 ]
 _TRT_HERE = pytest.mark.skipif(installed("tensorrt"), reason="tensorrt is installed here")
 

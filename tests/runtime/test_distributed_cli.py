@@ -41,7 +41,7 @@ def test_running_scheduler(tmp_path, source, tiny_model_dir):
                                            *_args(tiny_model_dir)])
     assert result.exit_code == 0, result.output
     assert "dashboard:" in result.output and "on 2 workers" in result.output and "retries 0" in result.output
-    assert "slabs: 3 inline + 14 crossline" in result.output and "QC: amplitude fit" in result.output
+    assert "slabs: 3 inline + 14 crossline" in result.output and "QC: removed" in result.output
     assert np.array_equal(np.load(tmp_path / "out.npy"), ref)
     assert f"preview {tmp_path / 'p.png'}" in result.output and (tmp_path / "p.png").stat().st_size > 0
     report = json.loads((tmp_path / "r.json").read_text())

@@ -71,10 +71,10 @@ def test_precision_help_lists_every_choice():
 
 
 @pytest.mark.parametrize(("name", "missing", "match"), [
-    ("openvino", "openvino", r"needs openvino.*impeccable\[openvino\]"),
-    ("tensorrt", "tensorrt", r"needs tensorrt.*impeccable\[gpu\]"),
-    ("torch", "torch", r"needs torch.*impeccable\[train\]"),
-    ("onnxruntime", "onnxruntime", r"needs onnxruntime.*impeccable\[cpu\].*impeccable\[gpu\].*CUDA 13"),
+    ("openvino", "openvino", r"needs openvino.*\.\[openvino\]"),
+    ("tensorrt", "tensorrt", r"needs tensorrt.*\.\[gpu\]"),
+    ("torch", "torch", r"needs torch.*\.\[train\]"),
+    ("onnxruntime", "onnxruntime", r"needs onnxruntime.*\.\[cpu\].*\.\[gpu\].*CUDA 13"),
 ])
 def test_missing_package_names_the_extra(monkeypatch, tmp_path, name, missing, match):
     real = importlib.util.find_spec
@@ -294,7 +294,7 @@ def test_onnxruntime_refuses_a_silent_cpu_fallback(engine_model_dir, monkeypatch
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: None, raising=False)
     for device in ("cuda", "auto"):
-        with pytest.raises(EngineError, match=r"did not load its CUDA provider.*impeccable\[gpu\]"):
+        with pytest.raises(EngineError, match=r"did not load its CUDA provider.*\.\[gpu\]"):
             create_engine("onnxruntime", engine_model_dir, device=device)
 
 
@@ -440,7 +440,7 @@ def test_fresh_plan_passes_the_check(engine_model_dir, tmp_path, monkeypatch):
 def test_create_tensorrt_without_tensorrt_names_the_gpu_extra(tmp_path):
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("tensorrt is installed here")
-    with pytest.raises(EngineError, match=r"needs tensorrt.*impeccable\[gpu\]"):
+    with pytest.raises(EngineError, match=r"needs tensorrt.*\.\[gpu\]"):
         create_engine("tensorrt", tmp_path)
 
 
@@ -619,6 +619,6 @@ def test_tensorrt_cuda_failure_is_an_engine_error_with_cause(fake_trt_model, mon
         raise OSError("libcudart.so: cannot open shared object file")
 
     monkeypatch.setattr(cuda, "Stream", no_cuda)
-    with pytest.raises(EngineError, match=r"setup failed.*OSError: libcudart.*impeccable\[gpu\]") as info:
+    with pytest.raises(EngineError, match=r"setup failed.*OSError: libcudart.*\.\[gpu\]") as info:
         TensorRTEngine(fake_trt_model(), batch_size=4)
     assert isinstance(info.value.__cause__, OSError)

@@ -340,7 +340,7 @@ def test_row9_an_input_directory_named_like_a_volume_says_so(tmp_path, tiny_mode
     (tmp_path / "x.npy").mkdir()
     result = _invoke(tmp_path / "x.npy", *_model(tiny_model_dir))
     assert result.exit_code == 1
-    _one_error_line(result.stderr, "input is a directory")
+    _one_error_line(result.stderr, "INPUT is a directory")
 
 
 def test_row9_an_empty_model_directory_says_no_model_files(work, tmp_path):
