@@ -306,7 +306,9 @@ def test_one_2d_line_is_one_section(tmp_path, endian, descending):
         got = reader.read()
     # Along the line by CDP number, as the file runs: a descending file reads from its own first trace.
     np.testing.assert_array_equal(got[0], line[::-1] if descending else line)
-    _denoise(tmp_path / "in.sgy", tmp_path / "out.sgy")
+    # The lines are written at 2 ms; the .npy twin has no interval: both run at the model's (the resampling
+    # has its own tests, tests/runtime/test_sample_interval.py).
+    _denoise(tmp_path / "in.sgy", tmp_path / "out.sgy", sample_interval=4.0)
     assert_headers_kept(tmp_path / "in.sgy", tmp_path / "out.sgy")
     np.save(tmp_path / "line.npy", got)
     _denoise(tmp_path / "line.npy", tmp_path / "line.out.npy")
@@ -331,7 +333,7 @@ def test_several_2d_lines_of_different_lengths(tmp_path, key, options):
     np.testing.assert_array_equal(live.sum(axis=1), [23, 9, 31])
     for k, line in enumerate(lines):
         np.testing.assert_array_equal(grid[k, :len(line)], line)
-    _denoise(tmp_path / "in.sgy", tmp_path / "out.sgy", **options)
+    _denoise(tmp_path / "in.sgy", tmp_path / "out.sgy", sample_interval=4.0, **options)  # as the .npy reference
     assert_headers_kept(tmp_path / "in.sgy", tmp_path / "out.sgy")
     expected = _reference(tmp_path, grid, live)
     np.testing.assert_allclose(traces_of(tmp_path / "out.sgy"), np.stack([expected[k, j] for k, j in order]),

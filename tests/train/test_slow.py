@@ -17,4 +17,6 @@ def test_real_architecture_one_step_on_a_crop(tmp_path, make_config, fake_synth)
     assert result.step == 1
     card = json.loads((tmp_path / "model.json").read_text())
     assert card["smp"]["encoder_name"] == "tu-tf_efficientnetv2_s" and card["input_size"] == [320, 1280]
-    assert card["smp"]["arch"] == "UnetPlusPlus" and card["smp"]["activation"] == "sigmoid"
+    # a field-ready card by default: linear output, robust scaling, padding at the data's zero level
+    assert card["smp"]["arch"] == "UnetPlusPlus" and card["smp"]["activation"] is None
+    assert card["output_activation"] == "identity" and card["padding"]["value"] == 0.5
