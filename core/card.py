@@ -51,6 +51,10 @@ ROBUST_NORMALIZATION = {
 }
 ROBUST_PADDING = {"kind": "constant", "value": 0.5, "where": "end of both axes",
                   "section": "rows = traces, columns = samples", "why": "0.5 is the data's zero level"}
+#: Field-ready models: no output band may hold more energy than the input's (core.band_guard).
+BAND_GUARD = {"kind": "band_energy",
+              "what": "per section, the output's power spectrum along time (tapered traces, averaged over traces) "
+                      "scaled down with a zero-phase gain wherever it exceeds the input's; the level left alone"}
 #: The synthetic generators' sample interval and the band their wavelets fill.
 SAMPLING = {"interval_ms": 4.0, "band_hz": [5.0, 60.0], "vertical": "time"}
 SCALINGS = ("robust", "minmax")
@@ -64,7 +68,8 @@ def new_card(smp_kwargs: dict[str, Any] | None = None, input_size: tuple[int, in
         smp_kwargs: Overrides of :data:`DEFAULT_SMP` (e.g. a tiny encoder for tests).
         input_size: ``(traces, samples)`` window, multiples of 32.
         scaling: ``minmax`` (the seed's contract: min-max input, zero padding, sigmoid output) or ``robust``
-            (field-ready: robust input scaling, padding at the data's zero level, linear output, 4 ms).
+            (field-ready: robust input scaling, padding at the data's zero level, linear output, 4 ms, the band
+            guard on the output).
         **extra: Further top-level fields (``training``, ``data``, ``metrics``, ``name``...).
     """
     if scaling not in SCALINGS:
@@ -86,6 +91,8 @@ def new_card(smp_kwargs: dict[str, Any] | None = None, input_size: tuple[int, in
         "output_activation": "sigmoid" if smp.get("activation") == "sigmoid" else "identity",
         "sampling": copy.deepcopy(SAMPLING),
     }
+    if scaling == "robust":
+        card["output_guard"] = copy.deepcopy(BAND_GUARD)
     card.update(extra)
     return card
 

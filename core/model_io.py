@@ -6,7 +6,8 @@ exporter's checks) asks this one object, so that a model is always fed as it was
     io = ModelIO.from_card(card)
     unit = io.normalize(raw_sections, stats)                        # volume units -> model units
     pred = tiling.predict_sections(unit, engine, io.window, tta, batch,
-                                   pad_value=io.pad_value, resampling=io.resampling(data_interval_ms))
+                                   pad_value=io.pad_value, resampling=io.resampling(data_interval_ms),
+                                   guard=io.band_guard)
     out = io.scaling.denormalize(pred, stats)                       # model units -> volume units
 """
 from __future__ import annotations
@@ -30,18 +31,24 @@ class ModelIO:
         window: ``(traces, samples)`` of one model image.
         scaling: Volume units <-> model units.
         interval_ms: The sample interval the model was trained at, in ms (or m for depth-trained models).
+        band_guard: Keep each output section from holding more energy than its input at any frequency
+            (:mod:`impeccable.core.band_guard`): the card's ``output_guard``; field-ready cards without one
+            get it, min-max cards (v5, seed imports) never, so they run as before bit for bit.
     """
 
     window: tuple[int, int]
     scaling: Scaling
     interval_ms: float = DEFAULT_INTERVAL_MS
+    band_guard: bool = False
 
     @classmethod
     def from_card(cls, card: dict) -> ModelIO:
         """The contract a model card states (older cards: min-max, zero padding, 4 ms)."""
         rows, cols = card["input_size"]
         interval = (card.get("sampling") or {}).get("interval_ms", DEFAULT_INTERVAL_MS)
-        return cls((int(rows), int(cols)), Scaling.of(card), float(interval))
+        scaling = Scaling.of(card)
+        guard = (card.get("output_guard") or {}).get("kind", "band_energy" if scaling.kind == "robust" else "none")
+        return cls((int(rows), int(cols)), scaling, float(interval), guard == "band_energy")
 
     @property
     def pad_value(self) -> float:

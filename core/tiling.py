@@ -19,7 +19,9 @@ the mirrored half of the predictions is blended, mirrored back and averaged with
 The padding value is the model card's (``pad_value``: the seed's 0, or the data's zero level 0.5 for robust-
 scaled models, :class:`impeccable.core.amplitude.Scaling`). Data at another sample interval than the model's
 are resampled to it before tiling and only the removed part is brought back (``resampling``,
-:mod:`impeccable.core.resample`): the plan carries both, so :func:`blend` undoes what :func:`split` did.
+:mod:`impeccable.core.resample`): the plan carries both, so :func:`blend` undoes what :func:`split` did. Field-ready
+cards also ask for the band guard (``guard``, :mod:`impeccable.core.band_guard`): each blended section is kept
+from holding more energy than its input at any frequency.
 
 Cost: ``ceil((L - overlap) / (window - overlap))`` tiles along an axis of length ``L > window``. A 700 x 2600
 section takes 3 x 3 = 9 images of 320 x 1280, against 4.4 windows of area: about twice the work of an
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from impeccable.core.band_guard import guard_sections
 from impeccable.core.errors import InputError
 from impeccable.core.geometry import pad_sections
 from impeccable.core.resample import Resampling
@@ -77,8 +80,9 @@ class TilePlan:
         col_starts: Tile start columns (samples).
         resampling: The sections were resampled to the model's interval before tiling (``shape`` is then at
             the model's interval), or None.
-        source: With ``resampling``: the sections as given, ``(n, traces, samples)`` float32 at the data's
-            interval (the output is ``source`` less the removed part brought back).
+        source: With ``resampling`` or ``guard``: the sections as given, ``(n, traces, samples)`` float32 at the
+            data's interval (the output is ``source`` less the removed part brought back; the guard compares with it).
+        guard: Apply the band guard to each blended section.
     """
 
     shape: tuple[int, int, int]
@@ -87,6 +91,7 @@ class TilePlan:
     col_starts: tuple[int, ...]
     resampling: Resampling | None = None
     source: np.ndarray | None = None
+    guard: bool = False
 
     @property
     def tiles_per_section(self) -> int:
@@ -114,8 +119,8 @@ def plan_tiles(shape: tuple[int, int, int], window: tuple[int, int],
 
 
 def split(sections: np.ndarray, window: tuple[int, int], overlap: tuple[int, int] | None = None,
-          mirror: bool = False, pad_value: float = 0.0,
-          resampling: Resampling | None = None) -> tuple[np.ndarray, TilePlan]:
+          mirror: bool = False, pad_value: float = 0.0, resampling: Resampling | None = None,
+          guard: bool = False) -> tuple[np.ndarray, TilePlan]:
     """Tiles of a stack of sections (and of their trace-mirrored copies, for flip TTA).
 
     Args:
@@ -126,17 +131,18 @@ def split(sections: np.ndarray, window: tuple[int, int], overlap: tuple[int, int
             carries both). The section is mirrored before padding, so the padding stays at the end.
         pad_value: Fills the window beyond the data (the card's padding).
         resampling: Resample the samples to the model's interval first (:mod:`impeccable.core.resample`).
+        guard: :func:`blend` applies the band guard (:mod:`impeccable.core.band_guard`).
 
     Returns:
         ``(k * n * tiles_per_section, 1, rows, cols)`` float32 C-contiguous tiles (``k`` = 2 with ``mirror``,
         else 1; section-major) and the plan to merge each half back with :func:`merge`.
     """
-    source = None
+    source = sections if resampling is not None or guard else None
     if resampling is not None:
-        source, sections = sections, resampling.to_model(sections)
+        sections = resampling.to_model(sections)
     plan = plan_tiles(sections.shape, window, overlap)
-    if resampling is not None:
-        plan = TilePlan(plan.shape, plan.window, plan.row_starts, plan.col_starts, resampling, source)
+    if source is not None:
+        plan = TilePlan(plan.shape, plan.window, plan.row_starts, plan.col_starts, resampling, source, guard)
     rows, cols = window
     n, n_rows, n_cols = plan.shape
     sources = (sections, sections[:, ::-1, :]) if mirror else (sections,)
@@ -201,17 +207,20 @@ def blend(predictions: np.ndarray, plan: TilePlan, tta: bool) -> np.ndarray:
     if tta:
         pred = np.add(pred, merge(predictions[plain:], plan)[:, ::-1, :])
         pred *= np.float32(0.5)
-    if plan.resampling is None:
-        return pred
-    # Only what the model removed goes back to the data's interval (core.resample explains why).
-    at_model = plan.resampling.to_model(plan.source)
-    removed = plan.resampling.to_data(at_model - pred, plan.source.shape[-1])
-    return np.subtract(plan.source, removed, dtype=np.float32)
+    if plan.resampling is not None:
+        # Only what the model removed goes back to the data's interval (core.resample explains why).
+        at_model = plan.resampling.to_model(plan.source)
+        removed = plan.resampling.to_data(at_model - pred, plan.source.shape[-1])
+        pred = np.subtract(plan.source, removed, dtype=np.float32)
+    if plan.guard:
+        pred = guard_sections(pred, plan.source)
+    return pred
 
 
 def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.ndarray], window: tuple[int, int],
                      tta: bool = True, batch: int = 8, overlap: tuple[int, int] | None = None,
-                     pad_value: float = 0.0, resampling: Resampling | None = None) -> np.ndarray:
+                     pad_value: float = 0.0, resampling: Resampling | None = None,
+                     guard: bool = False) -> np.ndarray:
     """Denoise normalized sections the runtime's way: tile (and mirror), run in batches, blend (and average).
 
     Args:
@@ -224,6 +233,7 @@ def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.
         overlap: Tile overlap [default: :func:`default_overlap`].
         pad_value: Fills the window beyond the data (the card's padding).
         resampling: From the sections' sample interval to the model's, or None.
+        guard: Apply the band guard to each section (the card's ``output_guard``).
 
     Returns:
         ``(n, traces, samples)`` float32 predictions.
@@ -234,6 +244,7 @@ def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.
     if int(batch) < 1:
         raise InputError("batch size must be positive", received=batch, expected=">= 1",
                          todo="pass a batch of 1 or more")
-    tiles, plan = split(sections, window, overlap, mirror=tta, pad_value=pad_value, resampling=resampling)
+    tiles, plan = split(sections, window, overlap, mirror=tta, pad_value=pad_value, resampling=resampling,
+                        guard=guard)
     outs = [run_batch(tiles[start:start + batch]) for start in range(0, tiles.shape[0], batch)]
     return blend(np.concatenate(outs) if len(outs) > 1 else outs[0], plan, tta)

@@ -59,7 +59,8 @@ def torch_runner(model: nn.Module, device: torch.device | str = "cpu",
 
 def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, int], batch_size: int = 8,
                      tta: bool = False, device: torch.device | str = "cpu",
-                     autocast_dtype: torch.dtype | None = None, pad_value: float = 0.0) -> np.ndarray:
+                     autocast_dtype: torch.dtype | None = None, pad_value: float = 0.0,
+                     guard: bool = False) -> np.ndarray:
     """Denoise normalized sections with a network exactly as the runtime does (:mod:`impeccable.core.tiling`).
 
     Args:
@@ -72,12 +73,13 @@ def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, 
         device: Where the network runs.
         autocast_dtype: e.g. ``torch.bfloat16`` on CUDA; ``None`` runs in float32.
         pad_value: The card's padding (:class:`impeccable.core.model_io.ModelIO`).
+        guard: The card's band guard (:mod:`impeccable.core.band_guard`).
 
     Returns:
         ``(n, traces, samples)`` float32 predictions in ``[0, 1]``.
     """
     return tiling.predict_sections(sections, torch_runner(model, device, autocast_dtype), window, tta, batch_size,
-                                   pad_value=pad_value)
+                                   pad_value=pad_value, guard=guard)
 
 
 def scoring_positions(shape: Sequence[int]) -> list[tuple[int, int]]:
@@ -133,7 +135,8 @@ def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], windo
             picks = [k for k, (a, _) in enumerate(positions) if a == axis]
             stack = np.stack([units[k][0] for k in picks])
             p = predict_sections(model, stack, window, batch_size, tta, device, autocast_dtype,
-                                 pad_value=ROBUST.pad_value if scaling == "robust" else 0.0)
+                                 pad_value=ROBUST.pad_value if scaling == "robust" else 0.0,
+                                 guard=scaling == "robust")
             for j, k in enumerate(picks):
                 key = section_key(vid, *positions[k])
                 v_pred[key] = p[j]
