@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 from impeccable.core.errors import InputError, OutputError
 from impeccable.runtime.distributed_plan import RunDir
@@ -22,10 +24,19 @@ def start_client(cluster: str, workers: int | None = None, processes: bool = Tru
     if cluster != "local":
         try:
             return distributed.Client(cluster, timeout=CONNECT_TIMEOUT)
+        except ValueError as exc:  # not an address at all ("missing port number in address 'bogus'")
+            raise InputError("--cluster is not a scheduler address", received=f"{cluster} ({exc})",
+                             expected="local, or a scheduler's address such as tcp://10.0.0.5:8786",
+                             todo="pass --cluster local, or the address `dask scheduler` printed") from exc
         except (OSError, TimeoutError) as exc:
             raise InputError("cannot reach the Dask scheduler", received=f"{cluster} ({exc})",
                              expected="a running `dask scheduler`", todo="start it, or pass --cluster local") from exc
-    kwargs = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "processes": processes}
+    quiet_resource_tracker()
+    # Workers log at ERROR only: closing a busy worker (a signal, a failed task) logs warnings such as "Async
+    # instruction ... ended with CancelledError" that would surround the command's own line; what goes wrong
+    # reaches the user through the runner's errors.
+    kwargs = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "processes": processes,
+              "silence_logs": logging.ERROR}
     try:
         from dask_cuda import LocalCUDACluster  # one worker per GPU, each seeing its GPU as device 0
         from dask_cuda.utils import get_n_gpus
@@ -36,6 +47,22 @@ def start_client(cluster: str, workers: int | None = None, processes: bool = Tru
         pass
     n = workers or max(1, (os.cpu_count() or 2) // 2)
     return distributed.Client(distributed.LocalCluster(n_workers=n, threads_per_worker=1, **kwargs))
+
+
+#: The warning filter the multiprocessing resource tracker's process is started with (see quiet_resource_tracker).
+TRACKER_FILTER = "ignore:resource_tracker:UserWarning"
+
+
+def quiet_resource_tracker() -> None:
+    """Keep the resource tracker from warning about the local cluster's semaphores at exit.
+
+    A local cluster ended by a signal leaves its nannies' queue semaphores registered; the tracker, a process
+    of its own, then prints "There appear to be 1 leaked semaphore objects" after the command's one line. The
+    operating system frees them anyway. The tracker takes its warning filters from ``sys.warnoptions`` when it
+    starts, so the filter is added before the cluster creates any.
+    """
+    if TRACKER_FILTER not in sys.warnoptions:
+        sys.warnoptions.append(TRACKER_FILTER)
 
 
 #: Engines whose CPU thread count can be set (``threads``).

@@ -61,6 +61,7 @@ def test_local_cluster(tmp_path, source, tiny_model_dir):
     ("in.npy", ["--resume"], "Error: --resume and --workers need --cluster"),
     ("in.h5", ["--cluster", "local"], "Error: HDF5 cannot be written by many workers"),
     ("in.npy", ["--cluster", "tcp://127.0.0.1:9", "--slab-sections", "2"], "Error: cannot reach the Dask scheduler"),
+    ("in.npy", ["--cluster", "bogus"], "Error: --cluster is not a scheduler address"),
 ])
 def test_refusals(tmp_path, source, tiny_model_dir, name, extra, message, monkeypatch):
     monkeypatch.setattr("impeccable.runtime.distributed_cluster.CONNECT_TIMEOUT", "1s")
@@ -69,3 +70,5 @@ def test_refusals(tmp_path, source, tiny_model_dir, name, extra, message, monkey
     result = CliRunner().invoke(main, [str(path), "-o", str(tmp_path / f"out{path.suffix}"), *extra,
                                        *_args(tiny_model_dir)])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert "--resume" not in result.output.replace(" ".join(extra), "")  # no run state exists to resume
+    assert not any(p.name.endswith(".impeccable-run") for p in tmp_path.iterdir())

@@ -78,6 +78,9 @@ def test_signal_ends_a_cluster_run_and_resume_finishes_it(tmp_path, sig):
     errors = [line for line in stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and "Traceback" not in stderr, stderr
     assert errors[0].startswith(f"Error: interrupted by {signal.Signals(sig).name} | cluster closed")
+    # nothing around the line: no worker's "CancelledError" warning, no resource tracker's "leaked semaphore"
+    others = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("Error: ", "dashboard: "))]
+    assert not others, stderr
     assert errors[0].endswith("rerun the same command with --resume")
     deadline = time.monotonic() + 10
     while _session_alive(child.pid) and time.monotonic() < deadline:  # the worker process, the nanny: gone
