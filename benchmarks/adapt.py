@@ -248,7 +248,7 @@ def markdown(report: dict) -> str:
 @click.option("--minutes", type=float, default=8.5, show_default=True, help="Training minutes per adaptation.")
 @click.option("--steps", type=int, default=400, show_default=True, help="--steps of each adaptation.")
 @click.option("--synthetic-share", type=float, default=0.25, show_default=True)
-@click.option("--mask", default="both", show_default=True)
+@click.option("--mask", default="blind-trace", show_default=True)
 @click.option("--holdout", type=float, default=0.25, show_default=True, help="Share of the traces held out.")
 @click.option("--crop", default=None, help="--crop of the adaptation, RxC [default: its own].")
 @click.option("--adapted", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,

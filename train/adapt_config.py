@@ -47,7 +47,7 @@ class AdaptConfig(TrainConfig):
     """
 
     adapt: Path | None = None
-    mask: str = "both"
+    mask: str = "blind-trace"
     mask_share: float = 0.02
     mask_radius: int = 5
     unmasked_weight: float = 0.05

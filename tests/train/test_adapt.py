@@ -95,7 +95,7 @@ def test_adapt_writes_a_model_directory_with_its_lineage_and_the_qc(tmp_path, su
     model, card = load_model(tmp_path / "run")  # a model directory like any other
     entry = card["training"]["lineage"][-1]
     assert entry["adapt"]["survey"] == {"name": "survey.npy", "sha256": sha256_file(survey)}
-    assert entry["adapt"]["mask"] == "both" and entry["adapt"]["mask_share"] == 0.02
+    assert entry["adapt"]["mask"] == "blind-trace" and entry["adapt"]["mask_share"] == 0.02
     assert entry["adapt"]["synthetic_images_per_batch"] == 1 and entry["steps"] == 3
     assert entry["init_from"] == str(start_model)
     assert card["data"]["survey"]["held_out_block"] == {"view_axis": "inline", "start": 13, "stop": 16}
