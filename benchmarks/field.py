@@ -334,7 +334,7 @@ def run(denoiser: Denoiser, field_dir: Path, out_dir: Path, cases: bool = True, 
             for seed in range(seeds):
                 noisy = add_noise(clean, kind, seed)
                 row = {"line": line.name, "noise": kind, "seed": seed,
-                       "stretch": [first, first + clean.shape[-1]],
+                       "stretch": [int(first), int(first + clean.shape[-1])],
                        "input": {"snr_db": snr_db(clean, noisy), "ssim": ssim_vs(clean, noisy)}}
                 estimates = {}
                 for name, fn in (("model", denoiser), ("bandpass", bandpass_denoiser), ("fx", fx_denoiser)):
@@ -351,9 +351,9 @@ def run(denoiser: Denoiser, field_dir: Path, out_dir: Path, cases: bool = True, 
         gains = [c["model"]["snr_db"] - c["input"]["snr_db"] for c in results["cases"]]
         results["summary"] = {
             "mean_snr_gain_db": float(np.mean(gains)),
-            "beats_bandpass_snr_and_ssim": sum(c["model"]["snr_db"] > c["bandpass"]["snr_db"]
-                                               and c["model"]["ssim"] > c["bandpass"]["ssim"]
-                                               for c in results["cases"]),
+            "beats_bandpass_snr_and_ssim": int(sum(c["model"]["snr_db"] > c["bandpass"]["snr_db"]
+                                                   and c["model"]["ssim"] > c["bandpass"]["ssim"]
+                                                   for c in results["cases"])),
             "cases": len(results["cases"])}
     return results
 
