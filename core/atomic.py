@@ -108,6 +108,39 @@ def write_error(exc: OSError, path: str | Path, what: str = "cannot write the ou
     return OutputError(what, received=f"{reason} ({path})", expected="room and permission to write there", todo=todo)
 
 
+def reserve_space(path: Path, size: int, target: Path | None = None) -> None:
+    """Reserve ``size`` bytes for the existing file ``path`` now, so a full disk fails here and not mid-write.
+
+    The file grows to at least ``size`` bytes (zeros). A sparse file written through a memory map would
+    otherwise meet the full disk as SIGBUS at its first page without room, which kills the process with no
+    message. Filesystems without ``fallocate`` are left as they are (their writes are still checked).
+
+    Args:
+        path: The file.
+        size: Bytes.
+        target: The file the user asked for, named in the error [default: ``path``].
+
+    Raises:
+        OutputError: Not enough space (the file is left as it was; the caller removes it).
+    """
+    if size <= 0:
+        return
+    target = Path(target or path)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.posix_fallocate(fd, 0, int(size))
+    except OSError as exc:
+        if exc.errno in _NO_FALLOCATE:
+            return
+        free = _free_bytes(target.parent)
+        raise OutputError(f"not enough disk space for {target.name}",
+                          received=f"{size / 1e9:.3f} GB needed, {free / 1e9:.3f} GB free in {target.parent}",
+                          expected="room for the whole file before the work starts",
+                          todo="free disk space or write elsewhere") from exc
+    finally:
+        os.close(fd)
+
+
 class TargetAppeared(OutputError):
     """A file appeared at the target during the run: it was left alone, the result kept under another name.
 
@@ -225,30 +258,13 @@ class AtomicFile:
         return open(self.tmp, mode)
 
     def preallocate(self, size: int) -> None:
-        """Reserve ``size`` bytes for the temp file now, so a full disk fails here and not mid-write.
-
-        The file grows to at least ``size`` bytes (zeros). Filesystems without ``fallocate`` are left as they
-        are (their writes are still checked, one error at a time).
-
-        Raises:
-            OutputError: Not enough space (the temp file is removed).
-        """
-        if size <= 0:
-            return
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CLOEXEC)
+        """Reserve ``size`` bytes for the temp file now, so a full disk fails here and not mid-write
+        (:func:`reserve_space`; on failure the temp file is removed)."""
         try:
-            os.posix_fallocate(fd, 0, int(size))
-        except OSError as exc:
-            if exc.errno in _NO_FALLOCATE:
-                return
+            reserve_space(self.tmp, size, self.path)
+        except OutputError:
             self.abort()
-            free = _free_bytes(self.path.parent)
-            raise OutputError(f"not enough disk space for {self.path.name}",
-                              received=f"{size / 1e9:.3f} GB needed, {free / 1e9:.3f} GB free in {self.path.parent}",
-                              expected="room for the whole file before the work starts",
-                              todo="free disk space or write elsewhere") from exc
-        finally:
-            os.close(fd)
+            raise
 
     def commit(self) -> Path:
         """Move the temp file to the target: replacing it only with ``overwrite``.

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from impeccable.core.atomic import write_error
-from impeccable.core.errors import InputError
+from impeccable.core.atomic import reserve_space, write_error
+from impeccable.core.errors import InputError, OutputError
 from impeccable.core.npy import open_npy
 from impeccable.core.geometry import from_canonical, resolve_time_axis, to_canonical
 from impeccable.runtime.volumes import FileStamp, TempFileCommit
@@ -318,6 +318,11 @@ class NpySink:
         path = Path(run_dir) / "output.npy"
         if not (resumed and path.is_file()):
             np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(reader.stored_shape)).flush()
+            try:  # reserved now: a full disk would otherwise kill the workers (SIGBUS) with no word
+                reserve_space(path, path.stat().st_size, output)
+            except OutputError:
+                path.unlink(missing_ok=True)
+                raise
         return path
 
     def write(self, sink: Path, reader, start: int, stop: int, block: np.ndarray) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from impeccable.core import atomic
@@ -152,3 +153,20 @@ def test_preallocation_fails_at_once_on_a_full_disk_and_removes_the_temp(small_t
     fits.preallocate(256 << 10)
     assert fits.tmp.stat().st_blocks * 512 >= 256 << 10  # really reserved, not a sparse file
     fits.abort()
+
+
+def test_the_cluster_npy_output_is_reserved_at_creation(small_tmpfs):
+    """The run directory's output.npy of a --cluster run: a full disk is one error now, not SIGBUS in a worker."""
+    from types import SimpleNamespace
+
+    from impeccable.runtime.volumes.npy import NpySink
+
+    run_dir = small_tmpfs / ".out.npy.impeccable-run"
+    run_dir.mkdir()
+    too_big = SimpleNamespace(stored_shape=(4, 64, 4096))  # 4 MiB of float32
+    with pytest.raises(OutputError, match=r"^not enough disk space for out\.npy \| received 0\.004 GB needed"):
+        NpySink().create(run_dir, too_big, small_tmpfs / "out.npy", np.dtype(np.float32), False, 1)
+    assert _listing(run_dir) == []
+    path = NpySink().create(run_dir, SimpleNamespace(stored_shape=(2, 16, 1024)), small_tmpfs / "out.npy",
+                            np.dtype(np.float32), False, 1)
+    assert path.stat().st_blocks * 512 >= 2 * 16 * 1024 * 4  # reserved, not sparse
