@@ -37,6 +37,10 @@ class InputError(ImpeccableError):
     """A volume file or array the toolkit cannot use (missing, wrong shape, wrong type, constant...)."""
 
 
+class InputChangedError(InputError):
+    """The input changed or vanished during the run: nothing computed from it can be kept or resumed."""
+
+
 class OutputError(ImpeccableError):
     """An output that cannot or must not be written (exists without --overwrite, unwritable folder)."""
 

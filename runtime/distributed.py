@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impeccable.core.errors import ImpeccableError, OutputError
+from impeccable.core.errors import ImpeccableError, InputChangedError, OutputError
 from impeccable.runtime.batching import model_shape, sections_per_batch
 from impeccable.runtime.config import DenoiseConfig
 from impeccable.runtime.distributed_cluster import (CONNECT_TIMEOUT, THREADED_ENGINES, Passes, dashboard_link,
@@ -122,7 +122,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     own_client = client is None
     client = None if own_client else client
     run = RunDir(output)
-    opened = committed = False
+    opened = committed = stale = False
     try:
         check_views(config, getattr(reader, "views", None))
         if own_client:
@@ -198,6 +198,9 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         raise OutputError("I/O failed in the distributed run", received=f"{exc.strerror or exc}: "
                           f"{exc.filename or ''}", expected="readable input and room beside the output",
                           todo=f"fix it, then rerun with --resume (state in {run.path})") from exc
+    except InputChangedError:
+        stale = True  # the state was computed from an input that is no more: --resume could never use it
+        raise
     except ImpeccableError:
         raise
     except KeyboardInterrupt:  # a signal (core.cli.Interrupted): the cluster closes below, the command says so
@@ -212,8 +215,8 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                           expected="every slab done", todo=f"fix the cause, then rerun with --resume "
                                                            f"(state in {run.path})") from exc
     finally:
-        if opened and not committed and not any(run.flags.glob("predict-*")):
-            run.remove()  # nothing costly was done (a constant volume, a failing engine): leave no state
+        if opened and not committed and (stale or not any(run.flags.glob("predict-*"))):
+            run.remove()  # nothing costly was done (a constant volume, a failing engine), or nothing reusable
         run.release()
         reader.close()
         if own_client and client is not None:

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from impeccable.core.errors import InputError
+from impeccable.core.errors import InputChangedError, InputError
 
 #: Metadata documents of a Zarr store (v3, v2): their bytes are part of a store's identity.
 METADATA_NAMES = ("zarr.json", ".zarray", ".zattrs", ".zgroup")
@@ -53,13 +53,13 @@ class FileStamp:
             raise _changed(f"{path}: {what}")
 
 
-def _vanished(path, exc: OSError) -> InputError:
-    return InputError("input vanished during the run", received=f"{path} ({exc.strerror or exc})",
+def _vanished(path, exc: OSError) -> InputChangedError:
+    return InputChangedError("input vanished during the run", received=f"{path} ({exc.strerror or exc})",
                       expected="an input left in place until the run ends", todo="rerun with the file in place")
 
 
-def _changed(received: str) -> InputError:
-    return InputError("input changed during the run; nothing was written", received=received,
+def _changed(received: str) -> InputChangedError:
+    return InputChangedError("input changed during the run; nothing was written", received=received,
                       expected="an input nobody writes while it is denoised", todo="rerun once the file is complete")
 
 

@@ -127,6 +127,30 @@ def test_row3_a_zarr_input_changed_mid_run_fails_in_one_line_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]
 
 
+@pytest.mark.parametrize("change", ["rewrite", "delete"])
+def test_row3_on_the_cluster_too(tmp_path, tiny_volume, client, change):
+    """The same edits on a cluster run (the workers read the chunks): refused at the commit, nothing written."""
+    from impeccable.runtime.distributed import run_distributed
+
+    source = _store(tmp_path / "in.zarr", tiny_volume(SHAPE))
+    chunk = sorted(p for p in (source / "c").rglob("*") if p.is_file())[-1]
+    data, stamp = chunk.read_bytes(), chunk.stat().st_mtime_ns
+
+    def edit():  # each worker's engine is a copy of this closure: idempotent
+        if change == "delete":
+            chunk.unlink(missing_ok=True)
+        else:
+            time.sleep(0.01)
+            chunk.write_bytes(data)
+
+    out = tmp_path / "out.zarr"
+    with pytest.raises(InputError, match="input changed during the run; nothing was written"):
+        run_distributed(source, out, _config(), client=client, engine_factory=lambda: OnFirstCall(edit))
+    assert (not chunk.exists()) if change == "delete" else chunk.stat().st_mtime_ns != stamp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]  # no run state: it could never be resumed
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("out.")]
+
+
 @pytest.mark.parametrize("cluster", [[], ["--cluster", "local"]])
 def test_row4_an_output_inside_the_input_store_is_refused_at_once(tmp_path, tiny_volume, cluster):
     source = _store(tmp_path / "in.zarr", tiny_volume(SHAPE))
