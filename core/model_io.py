@@ -7,7 +7,7 @@ exporter's checks) asks this one object, so that a model is always fed as it was
     unit = io.normalize(raw_sections, stats)                        # volume units -> model units
     pred = tiling.predict_sections(unit, engine, io.window, tta, batch,
                                    pad_value=io.pad_value, resampling=io.resampling(data_interval_ms),
-                                   guard=io.band_guard)
+                                   guard=io.output_guard)
     out = io.scaling.denormalize(pred, stats)                       # model units -> volume units
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from impeccable.core.amplitude import Scaling, VolumeStats
+from impeccable.core.output_guard import OutputGuard
 from impeccable.core.resample import Resampling
 
 #: The challenge's and the synthetic generators' sample interval: what cards without one were trained at.
@@ -31,15 +32,16 @@ class ModelIO:
         window: ``(traces, samples)`` of one model image.
         scaling: Volume units <-> model units.
         interval_ms: The sample interval the model was trained at, in ms (or m for depth-trained models).
-        band_guard: Keep each output section from holding more energy than its input at any frequency
-            (:mod:`impeccable.core.band_guard`): the card's ``output_guard``; field-ready cards without one
-            get it, min-max cards (v5, seed imports) never, so they run as before bit for bit.
+        output_guard: What is done to each output section before the amplitude fit
+            (:mod:`impeccable.core.output_guard`: the band guard, signal recovery): the card's ``output_guard``;
+            field-ready cards without one get the band guard, min-max cards (v5, seed imports) nothing, so they
+            run as before bit for bit.
     """
 
     window: tuple[int, int]
     scaling: Scaling
     interval_ms: float = DEFAULT_INTERVAL_MS
-    band_guard: bool = False
+    output_guard: OutputGuard = OutputGuard()
 
     @classmethod
     def from_card(cls, card: dict) -> ModelIO:
@@ -47,8 +49,8 @@ class ModelIO:
         rows, cols = card["input_size"]
         interval = (card.get("sampling") or {}).get("interval_ms", DEFAULT_INTERVAL_MS)
         scaling = Scaling.of(card)
-        guard = (card.get("output_guard") or {}).get("kind", "band_energy" if scaling.kind == "robust" else "none")
-        return cls((int(rows), int(cols)), scaling, float(interval), guard == "band_energy")
+        guard = OutputGuard.from_card(card, robust=scaling.kind == "robust")
+        return cls((int(rows), int(cols)), scaling, float(interval), guard)
 
     @property
     def pad_value(self) -> float:

@@ -20,8 +20,9 @@ The padding value is the model card's (``pad_value``: the seed's 0, or the data'
 scaled models, :class:`impeccable.core.amplitude.Scaling`). Data at another sample interval than the model's
 are resampled to it before tiling and only the removed part is brought back (``resampling``,
 :mod:`impeccable.core.resample`): the plan carries both, so :func:`blend` undoes what :func:`split` did. Field-ready
-cards also ask for the band guard (``guard``, :mod:`impeccable.core.band_guard`): each blended section is kept
-from holding more energy than its input at any frequency.
+cards also ask for an output guard (``guard``, :mod:`impeccable.core.output_guard`): each blended section is kept
+from holding more energy than its input at any frequency, and optionally gets back the signal that leaked into
+its removed part.
 
 Cost: ``ceil((L - overlap) / (window - overlap))`` tiles along an axis of length ``L > window``. A 700 x 2600
 section takes 3 x 3 = 9 images of 320 x 1280, against 4.4 windows of area: about twice the work of an
@@ -34,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from impeccable.core.band_guard import guard_sections
 from impeccable.core.errors import InputError
 from impeccable.core.geometry import pad_sections
+from impeccable.core.output_guard import OutputGuard
 from impeccable.core.resample import Resampling
 
 
@@ -82,7 +83,7 @@ class TilePlan:
             the model's interval), or None.
         source: With ``resampling`` or ``guard``: the sections as given, ``(n, traces, samples)`` float32 at the
             data's interval (the output is ``source`` less the removed part brought back; the guard compares with it).
-        guard: Apply the band guard to each blended section.
+        guard: The card's output guard, applied to each blended section, or None.
     """
 
     shape: tuple[int, int, int]
@@ -91,7 +92,7 @@ class TilePlan:
     col_starts: tuple[int, ...]
     resampling: Resampling | None = None
     source: np.ndarray | None = None
-    guard: bool = False
+    guard: OutputGuard | None = None
 
     @property
     def tiles_per_section(self) -> int:
@@ -120,7 +121,7 @@ def plan_tiles(shape: tuple[int, int, int], window: tuple[int, int],
 
 def split(sections: np.ndarray, window: tuple[int, int], overlap: tuple[int, int] | None = None,
           mirror: bool = False, pad_value: float = 0.0, resampling: Resampling | None = None,
-          guard: bool = False) -> tuple[np.ndarray, TilePlan]:
+          guard: OutputGuard | None = None) -> tuple[np.ndarray, TilePlan]:
     """Tiles of a stack of sections (and of their trace-mirrored copies, for flip TTA).
 
     Args:
@@ -131,7 +132,7 @@ def split(sections: np.ndarray, window: tuple[int, int], overlap: tuple[int, int
             carries both). The section is mirrored before padding, so the padding stays at the end.
         pad_value: Fills the window beyond the data (the card's padding).
         resampling: Resample the samples to the model's interval first (:mod:`impeccable.core.resample`).
-        guard: :func:`blend` applies the band guard (:mod:`impeccable.core.band_guard`).
+        guard: :func:`blend` applies this output guard (:mod:`impeccable.core.output_guard`).
 
     Returns:
         ``(k * n * tiles_per_section, 1, rows, cols)`` float32 C-contiguous tiles (``k`` = 2 with ``mirror``,
@@ -213,14 +214,14 @@ def blend(predictions: np.ndarray, plan: TilePlan, tta: bool) -> np.ndarray:
         removed = plan.resampling.to_data(at_model - pred, plan.source.shape[-1])
         pred = np.subtract(plan.source, removed, dtype=np.float32)
     if plan.guard:
-        pred = guard_sections(pred, plan.source)
+        pred = plan.guard.apply(pred, plan.source)
     return pred
 
 
 def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.ndarray], window: tuple[int, int],
                      tta: bool = True, batch: int = 8, overlap: tuple[int, int] | None = None,
                      pad_value: float = 0.0, resampling: Resampling | None = None,
-                     guard: bool = False) -> np.ndarray:
+                     guard: OutputGuard | None = None) -> np.ndarray:
     """Denoise normalized sections the runtime's way: tile (and mirror), run in batches, blend (and average).
 
     Args:
@@ -233,7 +234,7 @@ def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.
         overlap: Tile overlap [default: :func:`default_overlap`].
         pad_value: Fills the window beyond the data (the card's padding).
         resampling: From the sections' sample interval to the model's, or None.
-        guard: Apply the band guard to each section (the card's ``output_guard``).
+        guard: The card's output guard (:mod:`impeccable.core.output_guard`), or None.
 
     Returns:
         ``(n, traces, samples)`` float32 predictions.

@@ -161,7 +161,7 @@ class SurveyFeed:
         tile, run (with flip TTA), blend. Returns the network's ``(n, traces, samples)`` float32 output in its
         units, at the survey's interval."""
         return predict_sections(self.unit(raw, stats), run_batch, self.window, tta=tta, batch=batch,
-                                pad_value=self.pad_value, resampling=self.resampling, guard=self.io.band_guard)
+                                pad_value=self.pad_value, resampling=self.resampling, guard=self.io.output_guard)
 
     def to_units(self, raw: np.ndarray, unit: np.ndarray, stats: VolumeStats) -> np.ndarray:
         """A prediction back in the survey's units: a min-max model's through the runtime's least-squares

@@ -28,6 +28,7 @@ from torch import nn
 
 from impeccable.core import tiling
 from impeccable.core.amplitude import ROBUST, to_uint8
+from impeccable.core.output_guard import OutputGuard
 from impeccable.data.scoring import score_sections, section_indices
 from impeccable.data.synth_field import in_input_units
 from impeccable.train.dataset import CROSSLINE, INLINE, VolumeSet
@@ -60,7 +61,7 @@ def torch_runner(model: nn.Module, device: torch.device | str = "cpu",
 def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, int], batch_size: int = 8,
                      tta: bool = False, device: torch.device | str = "cpu",
                      autocast_dtype: torch.dtype | None = None, pad_value: float = 0.0,
-                     guard: bool = False) -> np.ndarray:
+                     guard: OutputGuard | None = None) -> np.ndarray:
     """Denoise normalized sections with a network exactly as the runtime does (:mod:`impeccable.core.tiling`).
 
     Args:
@@ -73,7 +74,7 @@ def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, 
         device: Where the network runs.
         autocast_dtype: e.g. ``torch.bfloat16`` on CUDA; ``None`` runs in float32.
         pad_value: The card's padding (:class:`impeccable.core.model_io.ModelIO`).
-        guard: The card's band guard (:mod:`impeccable.core.band_guard`).
+        guard: The card's output guard (:mod:`impeccable.core.output_guard`), or None.
 
     Returns:
         ``(n, traces, samples)`` float32 predictions in ``[0, 1]``.
@@ -136,7 +137,7 @@ def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], windo
             stack = np.stack([units[k][0] for k in picks])
             p = predict_sections(model, stack, window, batch_size, tta, device, autocast_dtype,
                                  pad_value=ROBUST.pad_value if scaling == "robust" else 0.0,
-                                 guard=scaling == "robust")
+                                 guard=OutputGuard(band_energy=True) if scaling == "robust" else None)
             for j, k in enumerate(picks):
                 key = section_key(vid, *positions[k])
                 v_pred[key] = p[j]

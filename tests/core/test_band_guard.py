@@ -6,6 +6,7 @@ from scipy import signal
 from impeccable.core.band_guard import guard_sections
 from impeccable.core.card import new_card
 from impeccable.core.model_io import ModelIO
+from impeccable.core.output_guard import OutputGuard
 from impeccable.core.tiling import predict_sections
 
 
@@ -74,13 +75,13 @@ def test_dead_traces_stay_dead_and_shapes_of_any_size_pass():
 
 
 def test_cards_say_who_gets_the_guard():
-    assert ModelIO.from_card(new_card(scaling="robust")).band_guard
-    assert not ModelIO.from_card(new_card(scaling="minmax")).band_guard
+    assert ModelIO.from_card(new_card(scaling="robust")).output_guard.band_energy
+    assert not ModelIO.from_card(new_card(scaling="minmax")).output_guard.band_energy
     card = new_card(scaling="robust")
     card.pop("output_guard")
-    assert ModelIO.from_card(card).band_guard  # field-ready cards written before the guard get it
+    assert ModelIO.from_card(card).output_guard.band_energy  # field-ready cards written before the guard get it
     card["output_guard"] = {"kind": "none"}
-    assert not ModelIO.from_card(card).band_guard
+    assert not ModelIO.from_card(card).output_guard.band_energy
 
 
 def test_the_tiling_path_applies_it_to_whole_sections():
@@ -93,6 +94,7 @@ def test_the_tiling_path_applies_it_to_whole_sections():
         return batch + np.float32(0.05) * np.cos(2 * np.pi * 0.01 * t)[None, None, None, :].astype(np.float32)
 
     plain = predict_sections(x, adds_background, (32, 64), tta=True, batch=5, pad_value=0.5)
-    guarded = predict_sections(x, adds_background, (32, 64), tta=True, batch=5, pad_value=0.5, guard=True)
+    guarded = predict_sections(x, adds_background, (32, 64), tta=True, batch=5, pad_value=0.5,
+                               guard=OutputGuard(band_energy=True))
     assert _band_power(plain, 0.5, 6) > 2 * _band_power(x, 0.5, 6)
     assert _band_power(guarded, 0.5, 6) <= 1.2 * _band_power(x, 0.5, 6)
