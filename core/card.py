@@ -51,10 +51,14 @@ ROBUST_NORMALIZATION = {
 }
 ROBUST_PADDING = {"kind": "constant", "value": 0.5, "where": "end of both axes",
                   "section": "rows = traces, columns = samples", "why": "0.5 is the data's zero level"}
-#: Field-ready models: no output band may hold more energy than the input's (core.band_guard).
+#: Field-ready models: signal that leaked into the removed part put back (core.signal_recovery), then no output
+#: band may hold more energy than the input's (core.band_guard); core.output_guard applies both.
 BAND_GUARD = {"kind": "band_energy",
               "what": "per section, the output's power spectrum along time (tapered traces, averaged over traces) "
-                      "scaled down with a zero-phase gain wherever it exceeds the input's; the level left alone"}
+                      "scaled down with a zero-phase gain wherever it exceeds the input's; the level left alone",
+              "recover_signal": True,
+              "recovery": "local signal-and-noise orthogonalization: the removed part's local least-squares weight "
+                          "in [0, 1] on the output (11 traces x 41 samples, 5-trace lateral median) put back"}
 #: The synthetic generators' sample interval and the band their wavelets fill.
 SAMPLING = {"interval_ms": 4.0, "band_hz": [5.0, 60.0], "vertical": "time"}
 SCALINGS = ("robust", "minmax")
