@@ -15,6 +15,17 @@ from impeccable.runtime.distributed import run_distributed  # noqa: E402
 from impeccable.runtime.pipeline import denoise_file  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _local_dask_scheduler():
+    """MDIO's converters and readers compute dask graphs on the *default* scheduler; a distributed client that an
+    earlier test left as the default (its cluster gone) once made segy_to_mdio wait forever in CI. Computations
+    outside run_distributed (which submits to its own client) run on dask's threads here."""
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
 def _segy(path, volume, present) -> None:
     """An IEEE SEG-Y of the ``present`` cells that MDIO ingests: ASCII textual header, scalar 1, CDP x/y."""
     field = segyio.TraceField
