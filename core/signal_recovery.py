@@ -61,8 +61,11 @@ def recovery_weights(output: np.ndarray, source: np.ndarray, radius: tuple[int, 
         ``(traces, samples)`` float64 weights.
     """
     y = output.astype(np.float64)
-    s = y - _level(y)
-    r = source.astype(np.float64) - y
+    return _weights(y - _level(y), source.astype(np.float64) - y, radius)
+
+
+def _weights(s: np.ndarray, r: np.ndarray, radius: tuple[int, int]) -> np.ndarray:
+    """:func:`recovery_weights` of the level-free output ``s`` and the removed part ``r`` (float64)."""
     power = _triangle(s * s, radius)
     floor = FLOOR * float(np.mean(s * s)) + 1e-30
     if s.shape[0] >= LATERAL:
@@ -86,9 +89,10 @@ def recover_sections(output: np.ndarray, source: np.ndarray, radius: tuple[int, 
     """
     if output.shape != source.shape:
         raise ValueError(f"output {output.shape} and input {source.shape} differ in shape")
-    out = np.array(output, dtype=np.float32, copy=True)
+    out = np.empty(output.shape, dtype=np.float32)
     for i in range(out.shape[0]):
-        y = out[i].astype(np.float64)
-        w = recovery_weights(y, np.asarray(source[i]), radius)
-        out[i] = (y + w * (y - _level(y))).astype(np.float32)
+        y = np.asarray(output[i], dtype=np.float64)
+        s = y - _level(y)
+        w = _weights(s, np.asarray(source[i], dtype=np.float64) - y, radius)
+        out[i] = y + w * s
     return out
