@@ -59,6 +59,11 @@ BAND_GUARD = {"kind": "band_energy",
               "recover_signal": True,
               "recovery": "local signal-and-noise orthogonalization: the removed part's local least-squares weight "
                           "in [0, 1] on the output (11 traces x 41 samples, 5-trace lateral median) put back"}
+#: Field-ready models from v8: each section's slow amplitude trend balanced before the network, restored after.
+SECTION_GAIN = {"kind": "time_trend", "window_samples": 125, "floor": 0.1,
+                "what": "per section and sample: median over traces of |unit - 0.5|, Hann-smoothed over the window, "
+                        "over its median in time, within [floor, 1/floor]; input (unit - 0.5) / gain + 0.5, "
+                        "output restored with the same gain (core.section_gain)"}
 #: The synthetic generators' sample interval and the band their wavelets fill.
 SAMPLING = {"interval_ms": 4.0, "band_hz": [5.0, 60.0], "vertical": "time"}
 SCALINGS = ("robust", "minmax")
@@ -97,6 +102,7 @@ def new_card(smp_kwargs: dict[str, Any] | None = None, input_size: tuple[int, in
     }
     if scaling == "robust":
         card["output_guard"] = copy.deepcopy(BAND_GUARD)
+        card["section_gain"] = copy.deepcopy(SECTION_GAIN)
     card.update(extra)
     return card
 

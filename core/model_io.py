@@ -7,7 +7,7 @@ exporter's checks) asks this one object, so that a model is always fed as it was
     unit = io.normalize(raw_sections, stats)                        # volume units -> model units
     pred = tiling.predict_sections(unit, engine, io.window, tta, batch,
                                    pad_value=io.pad_value, resampling=io.resampling(data_interval_ms),
-                                   guard=io.output_guard)
+                                   guard=io.output_guard, gain=io.section_gain)
     out = io.scaling.denormalize(pred, stats)                       # model units -> volume units
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from impeccable.core.amplitude import Scaling, VolumeStats
 from impeccable.core.output_guard import OutputGuard
 from impeccable.core.resample import Resampling
+from impeccable.core.section_gain import SectionGain
 
 #: The challenge's and the synthetic generators' sample interval: what cards without one were trained at.
 DEFAULT_INTERVAL_MS = 4.0
@@ -36,12 +37,15 @@ class ModelIO:
             (:mod:`impeccable.core.output_guard`: the band guard, signal recovery): the card's ``output_guard``;
             field-ready cards without one get the band guard, min-max cards (v5, seed imports) nothing, so they
             run as before bit for bit.
+        section_gain: The amplitude trend each section is balanced with before the network
+            (:mod:`impeccable.core.section_gain`), or None (cards before v8).
     """
 
     window: tuple[int, int]
     scaling: Scaling
     interval_ms: float = DEFAULT_INTERVAL_MS
     output_guard: OutputGuard = OutputGuard()
+    section_gain: SectionGain | None = None
 
     @classmethod
     def from_card(cls, card: dict) -> ModelIO:
@@ -50,7 +54,7 @@ class ModelIO:
         interval = (card.get("sampling") or {}).get("interval_ms", DEFAULT_INTERVAL_MS)
         scaling = Scaling.of(card)
         guard = OutputGuard.from_card(card, robust=scaling.kind == "robust")
-        return cls((int(rows), int(cols)), scaling, float(interval), guard)
+        return cls((int(rows), int(cols)), scaling, float(interval), guard, SectionGain.from_card(card))
 
     @property
     def pad_value(self) -> float:

@@ -39,6 +39,7 @@ from impeccable.core.errors import InputError
 from impeccable.core.geometry import pad_sections
 from impeccable.core.output_guard import OutputGuard
 from impeccable.core.resample import Resampling
+from impeccable.core.section_gain import SectionGain
 
 
 def default_overlap(window: tuple[int, int]) -> tuple[int, int]:
@@ -84,6 +85,8 @@ class TilePlan:
         source: With ``resampling`` or ``guard``: the sections as given, ``(n, traces, samples)`` float32 at the
             data's interval (the output is ``source`` less the removed part brought back; the guard compares with it).
         guard: The card's output guard, applied to each blended section, or None.
+        gains: ``(n, samples)`` float32 section gains (the card's ``section_gain``, at the model's interval) the
+            tiles were balanced with, or None.
     """
 
     shape: tuple[int, int, int]
@@ -93,6 +96,7 @@ class TilePlan:
     resampling: Resampling | None = None
     source: np.ndarray | None = None
     guard: OutputGuard | None = None
+    gains: np.ndarray | None = None
 
     @property
     def tiles_per_section(self) -> int:
@@ -121,7 +125,7 @@ def plan_tiles(shape: tuple[int, int, int], window: tuple[int, int],
 
 def split(sections: np.ndarray, window: tuple[int, int], overlap: tuple[int, int] | None = None,
           mirror: bool = False, pad_value: float = 0.0, resampling: Resampling | None = None,
-          guard: OutputGuard | None = None) -> tuple[np.ndarray, TilePlan]:
+          guard: OutputGuard | None = None, gain: SectionGain | None = None) -> tuple[np.ndarray, TilePlan]:
     """Tiles of a stack of sections (and of their trace-mirrored copies, for flip TTA).
 
     Args:
@@ -133,6 +137,8 @@ def split(sections: np.ndarray, window: tuple[int, int], overlap: tuple[int, int
         pad_value: Fills the window beyond the data (the card's padding).
         resampling: Resample the samples to the model's interval first (:mod:`impeccable.core.resample`).
         guard: :func:`blend` applies this output guard (:mod:`impeccable.core.output_guard`).
+        gain: Balance each section's amplitude trend before tiling, restored by :func:`blend`
+            (:mod:`impeccable.core.section_gain`).
 
     Returns:
         ``(k * n * tiles_per_section, 1, rows, cols)`` float32 C-contiguous tiles (``k`` = 2 with ``mirror``,
@@ -142,8 +148,12 @@ def split(sections: np.ndarray, window: tuple[int, int], overlap: tuple[int, int
     if resampling is not None:
         sections = resampling.to_model(sections)
     plan = plan_tiles(sections.shape, window, overlap)
-    if source is not None:
-        plan = TilePlan(plan.shape, plan.window, plan.row_starts, plan.col_starts, resampling, source, guard)
+    gains = None
+    if gain is not None:
+        gains = gain.gains(sections)
+        sections = gain.balance(sections, gains)
+    if source is not None or gains is not None:
+        plan = TilePlan(plan.shape, plan.window, plan.row_starts, plan.col_starts, resampling, source, guard, gains)
     rows, cols = window
     n, n_rows, n_cols = plan.shape
     sources = (sections, sections[:, ::-1, :]) if mirror else (sections,)
@@ -208,6 +218,8 @@ def blend(predictions: np.ndarray, plan: TilePlan, tta: bool) -> np.ndarray:
     if tta:
         pred = np.add(pred, merge(predictions[plain:], plan)[:, ::-1, :])
         pred *= np.float32(0.5)
+    if plan.gains is not None:
+        pred = SectionGain.restore(pred, plan.gains)
     if plan.resampling is not None:
         # Only what the model removed goes back to the data's interval (core.resample explains why).
         at_model = plan.resampling.to_model(plan.source)
@@ -221,7 +233,7 @@ def blend(predictions: np.ndarray, plan: TilePlan, tta: bool) -> np.ndarray:
 def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.ndarray], window: tuple[int, int],
                      tta: bool = True, batch: int = 8, overlap: tuple[int, int] | None = None,
                      pad_value: float = 0.0, resampling: Resampling | None = None,
-                     guard: OutputGuard | None = None) -> np.ndarray:
+                     guard: OutputGuard | None = None, gain: SectionGain | None = None) -> np.ndarray:
     """Denoise normalized sections the runtime's way: tile (and mirror), run in batches, blend (and average).
 
     Args:
@@ -235,6 +247,7 @@ def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.
         pad_value: Fills the window beyond the data (the card's padding).
         resampling: From the sections' sample interval to the model's, or None.
         guard: The card's output guard (:mod:`impeccable.core.output_guard`), or None.
+        gain: The card's section gain (:mod:`impeccable.core.section_gain`), or None.
 
     Returns:
         ``(n, traces, samples)`` float32 predictions.
@@ -246,6 +259,6 @@ def predict_sections(sections: np.ndarray, run_batch: Callable[[np.ndarray], np.
         raise InputError("batch size must be positive", received=batch, expected=">= 1",
                          todo="pass a batch of 1 or more")
     tiles, plan = split(sections, window, overlap, mirror=tta, pad_value=pad_value, resampling=resampling,
-                        guard=guard)
+                        guard=guard, gain=gain)
     outs = [run_batch(tiles[start:start + batch]) for start in range(0, tiles.shape[0], batch)]
     return blend(np.concatenate(outs) if len(outs) > 1 else outs[0], plan, tta)

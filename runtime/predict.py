@@ -122,7 +122,8 @@ class ModelTiles:
     def encode(self, sections: np.ndarray) -> tuple[np.ndarray, tiling.TilePlan]:
         """Model tiles ``(k, 1, rows, cols)`` float32 of ``(n, traces, samples)`` sections in the input's units."""
         return tiling.split(self.io.normalize(sections, self.stats), self.io.window, mirror=self.tta,
-                            pad_value=self.io.pad_value, resampling=self.resampling, guard=self.io.output_guard)
+                            pad_value=self.io.pad_value, resampling=self.resampling, guard=self.io.output_guard,
+                            gain=self.io.section_gain)
 
     def decode(self, predictions: np.ndarray, plan: tiling.TilePlan) -> np.ndarray:
         """``(n, traces, samples)`` float32 sections in the model's units, at the data's interval, from the

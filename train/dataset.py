@@ -423,17 +423,20 @@ class SectionDataset(Dataset):
             ``robust`` (field-ready, :func:`robust_pair`: field-like traits, the target in the input's units,
             robust scaling, padding at the data's zero level).
         field_mix: With ``robust``: how often field-like traits are drawn (:mod:`impeccable.data.synth_field`).
+        section_gain: With ``robust``: the card's section gain (:mod:`impeccable.core.section_gain`), which
+            balances input and target alike, computed from the whole section's input as at inference; or None.
     """
 
     def __init__(self, volumes: VolumeSet, refs: Sequence[SectionRef], window: tuple[int, int],
                  crop: tuple[int, int] | None = None, flip: bool = True, clean_fraction: float = 0.0,
-                 scaling: str = "minmax", field_mix=None):
+                 scaling: str = "minmax", field_mix=None, section_gain=None):
         from impeccable.data.synth_field import FieldMix
 
         self.volumes, self.refs, self.window, self.crop, self.flip = volumes, list(refs), window, crop, flip
         self.clean_fraction = clean_fraction
         self.scaling = scaling
         self.field_mix = field_mix or FieldMix()
+        self.section_gain = section_gain
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -460,6 +463,9 @@ class SectionDataset(Dataset):
         if self.clean_fraction > 0 and rng.random() < self.clean_fraction:
             noisy = clean
         x, y = robust_pair(noisy, clean, rng)
+        if self.section_gain is not None:
+            gains = self.section_gain.gains(x[None])
+            x, y = self.section_gain.balance(x[None], gains)[0], self.section_gain.target(y[None], gains)[0]
         x, y = place_in_window(x, y, self.window, rng, flip=self.flip, crop=self.crop, pad_value=ROBUST.pad_value)
         return torch.from_numpy(x), torch.from_numpy(y)
 

@@ -37,6 +37,8 @@ from tqdm import tqdm
 
 from impeccable.core.atomic import atomic_write
 from impeccable.core.card import new_card, window_of
+from impeccable.core.model_io import ModelIO
+from impeccable.core.section_gain import SectionGain
 from impeccable.core.errors import DataError, InputError, ModelError, OutputError
 from impeccable.core.geometry import WINDOW
 from impeccable.train import dataset as ds
@@ -480,7 +482,8 @@ def _setup(config: TrainConfig, explicit: set[str] | None) -> _Run:
     from impeccable.data.synth_field import FieldMix
 
     dataset = ds.SectionDataset(volumes, refs, window, crop=crop, flip=True, clean_fraction=cfg.clean_fraction,
-                                scaling=cfg.scaling, field_mix=FieldMix(field_share=cfg.field_share))
+                                scaling=cfg.scaling, field_mix=FieldMix(field_share=cfg.field_share),
+                                section_gain=SectionGain.from_card(card))
     start_time = time.perf_counter()
     return _Run(cfg=cfg, run_dir=run_dir, accelerator=accelerator, autocast_dtype=autocast_dtype, main=main,
                 world=world, device=device, volumes=volumes, val_idx=val_idx, refs=refs, data_desc=data_desc,
@@ -594,7 +597,8 @@ def _end_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
     if run.main:
         t0 = time.perf_counter()
         scores = validate(run.ema.module, run.volumes, run.val_idx, run.window, cfg.batch_size, cfg.val_tta,
-                          run.device, run.autocast_dtype, scaling=cfg.scaling) if run.val_idx else {}
+                          run.device, run.autocast_dtype, scaling=cfg.scaling,
+                          io=ModelIO.from_card(run.card)) if run.val_idx else {}
         line.update({k: v for k, v in scores.items() if k != "volumes"})
         if scores:
             line["val_volumes"] = scores["volumes"]

@@ -150,10 +150,12 @@ class SurveyFeed:
         return self.io.normalize(raw, stats)
 
     def training_unit(self, raw: np.ndarray, stats: VolumeStats) -> np.ndarray:
-        """A piece ``(traces, samples)`` as the network meets it at inference: normalized, and at the model's
-        sample interval (the runtime resamples before tiling)."""
+        """A piece ``(traces, samples)`` as the network meets it at inference: normalized, at the model's
+        sample interval (the runtime resamples before tiling), balanced by the card's section gain."""
         unit = self.unit(raw, stats)
-        return unit if self.resampling is None else self.resampling.to_model(unit[None])[0]
+        unit = unit if self.resampling is None else self.resampling.to_model(unit[None])[0]
+        gain = self.io.section_gain
+        return unit if gain is None else gain.balance(unit[None], gain.gains(unit[None]))[0]
 
     def predict(self, run_batch: Any, raw: np.ndarray, stats: VolumeStats, tta: bool = True,
                 batch: int = 4) -> np.ndarray:
@@ -161,7 +163,8 @@ class SurveyFeed:
         tile, run (with flip TTA), blend. Returns the network's ``(n, traces, samples)`` float32 output in its
         units, at the survey's interval."""
         return predict_sections(self.unit(raw, stats), run_batch, self.window, tta=tta, batch=batch,
-                                pad_value=self.pad_value, resampling=self.resampling, guard=self.io.output_guard)
+                                pad_value=self.pad_value, resampling=self.resampling, guard=self.io.output_guard,
+                                gain=self.io.section_gain)
 
     def to_units(self, raw: np.ndarray, unit: np.ndarray, stats: VolumeStats) -> np.ndarray:
         """A prediction back in the survey's units: a min-max model's through the runtime's least-squares

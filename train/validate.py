@@ -28,7 +28,9 @@ from torch import nn
 
 from impeccable.core import tiling
 from impeccable.core.amplitude import ROBUST, to_uint8
+from impeccable.core.model_io import ModelIO
 from impeccable.core.output_guard import OutputGuard
+from impeccable.core.section_gain import SectionGain
 from impeccable.data.scoring import score_sections, section_indices
 from impeccable.data.synth_field import in_input_units
 from impeccable.train.dataset import CROSSLINE, INLINE, VolumeSet
@@ -61,7 +63,7 @@ def torch_runner(model: nn.Module, device: torch.device | str = "cpu",
 def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, int], batch_size: int = 8,
                      tta: bool = False, device: torch.device | str = "cpu",
                      autocast_dtype: torch.dtype | None = None, pad_value: float = 0.0,
-                     guard: OutputGuard | None = None) -> np.ndarray:
+                     guard: OutputGuard | None = None, gain: SectionGain | None = None) -> np.ndarray:
     """Denoise normalized sections with a network exactly as the runtime does (:mod:`impeccable.core.tiling`).
 
     Args:
@@ -75,12 +77,13 @@ def predict_sections(model: nn.Module, sections: np.ndarray, window: tuple[int, 
         autocast_dtype: e.g. ``torch.bfloat16`` on CUDA; ``None`` runs in float32.
         pad_value: The card's padding (:class:`impeccable.core.model_io.ModelIO`).
         guard: The card's output guard (:mod:`impeccable.core.output_guard`), or None.
+        gain: The card's section gain (:mod:`impeccable.core.section_gain`), or None.
 
     Returns:
         ``(n, traces, samples)`` float32 predictions in ``[0, 1]``.
     """
     return tiling.predict_sections(sections, torch_runner(model, device, autocast_dtype), window, tta, batch_size,
-                                   pad_value=pad_value, guard=guard)
+                                   pad_value=pad_value, guard=guard, gain=gain)
 
 
 def scoring_positions(shape: Sequence[int]) -> list[tuple[int, int]]:
@@ -95,7 +98,7 @@ def section_key(volume_id: str, axis: int, index: int) -> str:
 
 def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], window: tuple[int, int],
              batch_size: int = 8, tta: bool = False, device: torch.device | str = "cpu",
-             autocast_dtype: torch.dtype | None = None, scaling: str = "minmax") -> dict:
+             autocast_dtype: torch.dtype | None = None, scaling: str = "minmax", io: ModelIO | None = None) -> dict:
     """Challenge score of the model (and of the noisy input, the baseline) on the validation volumes.
 
     Args:
@@ -109,12 +112,18 @@ def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], windo
         autocast_dtype: Mixed precision dtype, or ``None``.
         scaling: The model's (card) scaling: ``minmax`` or ``robust`` (inputs scaled with the noisy volume's
             robust figures, padded at 0.5; the loss's target is the clean section in the input's units).
+        io: The model card's contract; its output guard and section gain are applied as the runtime applies
+            them. None: the band guard alone for ``robust`` (cards before the output guard), nothing for ``minmax``.
 
     Returns:
         ``val_score`` and ``val_noisy_score`` (trimmed mean over all validation sections, as the
         challenge scores a submission), ``val_loss`` (MSE of the normalized sections, padding excluded),
         and ``volumes``: per-volume ``score`` and ``noisy_score`` (each volume's own six sections).
     """
+    if io is not None:
+        guard, gain = io.output_guard or None, io.section_gain
+    else:
+        guard, gain = (OutputGuard(band_energy=True) if scaling == "robust" else None), None
     truth, pred, noisy = {}, {}, {}
     per_volume, sq_err, count = {}, 0.0, 0
     for i in indices:
@@ -136,8 +145,7 @@ def validate(model: nn.Module, volumes: VolumeSet, indices: Sequence[int], windo
             picks = [k for k, (a, _) in enumerate(positions) if a == axis]
             stack = np.stack([units[k][0] for k in picks])
             p = predict_sections(model, stack, window, batch_size, tta, device, autocast_dtype,
-                                 pad_value=ROBUST.pad_value if scaling == "robust" else 0.0,
-                                 guard=OutputGuard(band_energy=True) if scaling == "robust" else None)
+                                 pad_value=ROBUST.pad_value if scaling == "robust" else 0.0, guard=guard, gain=gain)
             for j, k in enumerate(picks):
                 key = section_key(vid, *positions[k])
                 v_pred[key] = p[j]

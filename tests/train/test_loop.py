@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from impeccable.core.amplitude import Scaling
 from impeccable.core.errors import DataError, InputError, OutputError
+from impeccable.core.model_io import ModelIO
 from impeccable.models.builder import build_model
 from impeccable.models.checkpoint import load_model, save_model_dir
 from impeccable.train.loop import load_encoder_weights, parent_lineage, read_metrics, train
@@ -127,7 +128,7 @@ def test_saved_weights_are_the_ema(finished_run):
     # Validation runs at the training precision (bf16 autocast on a bf16 CPU or GPU).
     autocast = torch.bfloat16 if card["training"]["precision"] == "bf16" else None
     score = validate(model, volumes, val, (64, 256), batch_size=2, autocast_dtype=autocast,
-                     scaling=Scaling.of(card).kind)["val_score"]
+                     scaling=Scaling.of(card).kind, io=ModelIO.from_card(card))["val_score"]
     assert score == pytest.approx(card["metrics"]["val_score"], abs=1e-9)
 
 
