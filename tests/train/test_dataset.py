@@ -153,3 +153,24 @@ def test_synthetic_family_is_part_of_the_cache_key(tmp_path, fake_synth):
     assert len(list(tmp_path.glob("*.npy"))) == 8
     with pytest.raises(InputError, match="unknown synthetic family"):
         ds.synthetic_sources(1, (64, 12, 10), seed=5, cache_dir=tmp_path, progress=False, family="c")
+
+
+def test_section_gain_balances_input_and_target_alike(volumes):
+    from impeccable.core.section_gain import SectionGain
+
+    refs = ds.section_refs(volumes, [0, 1], stride=6)
+    kwargs = dict(crop=None, flip=False, scaling="robust")
+    plain = ds.SectionDataset(volumes, refs, (64, 256), **kwargs)
+    gained = ds.SectionDataset(volumes, refs, (64, 256), section_gain=SectionGain(window=31), **kwargs)
+    changed = 0
+    for key in [(k % len(refs), 77 + k) for k in range(6)]:
+        (x0, y0), (x1, y1) = plain[key], gained[key]
+        x0, y0, x1, y1 = (t.numpy()[0] for t in (x0, y0, x1, y1))
+        data = x0 != 0.5  # the padding (the zero level) is left as it is
+        ratio_x = (x0[data] - 0.5) / np.where(x1[data] == 0.5, np.nan, x1[data] - 0.5)
+        ratio_y = (y0[data] - 0.5) / np.where(y1[data] == 0.5, np.nan, y1[data] - 0.5)
+        unclipped = (np.abs(x0[data] - 0.5) < 1.9) & (np.abs(x0[data] - 0.5) > 1e-2) & (np.abs(y0[data] - 0.5) > 1e-2)
+        # one gain per sample divides input and target (the unclipped input), so their ratios agree
+        np.testing.assert_allclose(ratio_x[unclipped], ratio_y[unclipped], rtol=1e-3)
+        changed += not np.allclose(x0, x1)
+    assert changed  # the gain did something
