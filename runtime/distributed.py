@@ -43,6 +43,7 @@ commit); this module runs the passes in order.
 
 from __future__ import annotations
 
+import errno
 import functools
 import time
 from collections import defaultdict
@@ -195,6 +196,11 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                       lambda: globals()["commit_output"](run, sink, output, config.overwrite))
         committed = True
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # a worker's write: the error names no file
+            raise OutputError("not enough disk space for the distributed run",
+                              received=f"{exc.strerror} ({exc.filename or output.parent})",
+                              expected="room for the output and its run state beside it",
+                              todo=f"free disk space there, then rerun with --resume (state in {run.path})") from exc
         raise OutputError("I/O failed in the distributed run", received=f"{exc.strerror or exc}: "
                           f"{exc.filename or ''}", expected="readable input and room beside the output",
                           todo=f"fix it, then rerun with --resume (state in {run.path})") from exc

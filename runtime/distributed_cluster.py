@@ -32,11 +32,12 @@ def start_client(cluster: str, workers: int | None = None, processes: bool = Tru
             raise InputError("cannot reach the Dask scheduler", received=f"{cluster} ({exc})",
                              expected="a running `dask scheduler`", todo="start it, or pass --cluster local") from exc
     quiet_resource_tracker()
-    # Workers log at ERROR only: closing a busy worker (a signal, a failed task) logs warnings such as "Async
-    # instruction ... ended with CancelledError" that would surround the command's own line; what goes wrong
+    # Workers log at CRITICAL only: closing a busy worker (a signal, a failed task) logs warnings such as "Async
+    # instruction ... ended with CancelledError", and a task that fails logs "Compute Failed" with its traceback
+    # at each retry (a full disk: three blocks); they would surround the command's own line. What goes wrong
     # reaches the user through the runner's errors.
     kwargs = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "processes": processes,
-              "silence_logs": logging.ERROR}
+              "silence_logs": logging.CRITICAL}
     try:
         from dask_cuda import LocalCUDACluster  # one worker per GPU, each seeing its GPU as device 0
         from dask_cuda.utils import get_n_gpus

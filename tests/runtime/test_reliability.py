@@ -214,6 +214,29 @@ def test_row4_full_disk_after_the_long_work_is_one_line_too(tmp_path, tmpfs, tin
     assert _names(tmpfs) == []
 
 
+@pytest.mark.parametrize("fmt", ["npy", "zarr"])
+def test_row4_a_full_disk_on_the_cluster_is_one_line_too(tmp_path, tmpfs, tiny_volume, tiny_model_dir, fmt):
+    # Issue 28 row 5: the cluster's sparse .npy scratch once filled the disk inside the workers (KilledWorker
+    # after four retries), Zarr printed worker tracebacks before the right line.
+    vol = tiny_volume((12, 40, 600), seed=1)  # 1.15 MB: the output does not fit 1 MiB
+    src = tmp_path / f"big.{fmt}"
+    if fmt == "npy":
+        np.save(src, vol)
+    else:
+        import zarr
+
+        zarr.create_array(store=str(src), shape=vol.shape, chunks=(2, 40, 600), dtype="float32")[:] = vol
+    done = _child("none", 0, src, "-o", tmpfs / f"out.{fmt}", "--no-tta", "--cluster", "local", "--workers", "1",
+                  *_model(tiny_model_dir))
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    # The cluster's one information line (where its dashboard is), then the one error line.
+    told = [line for line in done.stderr.splitlines() if not line.startswith("dashboard: ")]
+    line = _one_error_line("\n".join(told), "not enough disk space")
+    assert str(tmpfs) in line  # the full disk named
+    # Nothing at the output; at most the run state the line names, for --resume once there is room.
+    assert [n for n in _names(tmpfs) if n != f".out.{fmt}.impeccable-run"] == []
+
+
 # ---- rows 5, 7, 9: signals --------------------------------------------------------------------------------
 
 
