@@ -58,7 +58,8 @@ BAND_GUARD = {"kind": "band_energy",
                       "scaled down with a zero-phase gain wherever it exceeds the input's; the level left alone",
               "recover_signal": True,
               "recovery": "local signal-and-noise orthogonalization: the removed part's local least-squares weight "
-                          "in [0, 1] on the output (11 traces x 41 samples, 5-trace lateral median) put back"}
+                          "in [0, 1] on the output (11 traces x 41 samples at the model's interval, the same time span at the "
+                          "data's; 5-trace lateral median) put back"}
 #: Field-ready models from v8: each section's slow amplitude trend balanced before the network, restored after.
 SECTION_GAIN = {"kind": "time_trend", "window_samples": 125, "floor": 0.1,
                 "what": "per section and sample: median over traces of |unit - 0.5|, Hann-smoothed over the window, "

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from impeccable.core.band_guard import guard_sections
-from impeccable.core.signal_recovery import recover_sections
+from impeccable.core.signal_recovery import radius_at, recover_sections
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,11 @@ class OutputGuard:
     def __bool__(self) -> bool:
         return self.band_energy or self.recover_signal
 
-    def apply(self, output: np.ndarray, source: np.ndarray) -> np.ndarray:
-        """``(n, traces, samples)`` float32 guarded sections; ``source``: the same sections as the model saw them."""
+    def apply(self, output: np.ndarray, source: np.ndarray, samples_per_model_sample: float = 1.0) -> np.ndarray:
+        """``(n, traces, samples)`` float32 guarded sections; ``source``: the same sections as the model saw them;
+        ``samples_per_model_sample``: the data's samples in one of the model's (recovery's window is a time span)."""
         if self.recover_signal:
-            output = recover_sections(output, source)
+            output = recover_sections(output, source, radius_at(samples_per_model_sample))
         if self.band_energy:
             output = guard_sections(output, source)
         return output

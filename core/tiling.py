@@ -226,7 +226,8 @@ def blend(predictions: np.ndarray, plan: TilePlan, tta: bool) -> np.ndarray:
         removed = plan.resampling.to_data(at_model - pred, plan.source.shape[-1])
         pred = np.subtract(plan.source, removed, dtype=np.float32)
     if plan.guard:
-        pred = plan.guard.apply(pred, plan.source)
+        per_model_sample = plan.resampling.down / plan.resampling.up if plan.resampling is not None else 1.0
+        pred = plan.guard.apply(pred, plan.source, per_model_sample)
     return pred
 
 
