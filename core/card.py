@@ -65,8 +65,9 @@ SECTION_GAIN = {"kind": "time_trend", "window_samples": 125, "floor": 0.1,
                 "what": "per section and sample: median over traces of |unit - 0.5|, Hann-smoothed over the window, "
                         "over its median in time, within [floor, 1/floor]; input (unit - 0.5) / gain + 0.5, "
                         "output restored with the same gain (core.section_gain)"}
-#: The synthetic generators' sample interval and the band their wavelets fill.
-SAMPLING = {"interval_ms": 4.0, "band_hz": [5.0, 60.0], "vertical": "time"}
+#: The synthetic generators' sample interval and the band their wavelets fill once field-like sections are
+#: stretched in time by 0.4-1.7 (the families' 5-37 Hz: 3-90 Hz).
+SAMPLING = {"interval_ms": 4.0, "band_hz": [3.0, 90.0], "vertical": "time"}
 SCALINGS = ("robust", "minmax")
 
 
