@@ -104,3 +104,26 @@ def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
         with distributed.Client(c) as cl:
             yield cl
+
+
+@pytest.fixture(autouse=True)
+def no_dask_client_left_behind(request):
+    """Close a default dask client a test leaves behind, and say which test left it.
+
+    A CI run once hung in a later test's ``mdio.segy_to_mdio``: its dask computation went to a default client
+    left by an earlier test, whose cluster was gone. Closing it here keeps the next test's computations local;
+    the warning names the test to fix.
+    """
+    yield
+    import sys
+    import warnings
+
+    client_module = sys.modules.get("distributed.client")
+    if client_module is None:  # no test so far imported distributed: nothing to leave behind
+        return
+    try:
+        left = client_module.default_client()
+    except ValueError:  # "No clients found": the normal case
+        return
+    warnings.warn(f"{request.node.nodeid} left a default dask client behind ({left}); closed it", stacklevel=1)
+    left.close()
