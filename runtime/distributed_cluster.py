@@ -22,13 +22,16 @@ def start_client(cluster: str, workers: int | None = None, processes: bool = Tru
     """
     distributed = import_distributed()
     if cluster != "local":
+        before = _default_client(distributed)
         try:
             return distributed.Client(cluster, timeout=CONNECT_TIMEOUT)
         except ValueError as exc:  # not an address at all ("missing port number in address 'bogus'")
+            _drop_half_made_client(distributed, before)
             raise InputError("--cluster is not a scheduler address", received=f"{cluster} ({exc})",
                              expected="local, or a scheduler's address such as tcp://10.0.0.5:8786",
                              todo="pass --cluster local, or the address `dask scheduler` printed") from exc
         except (OSError, TimeoutError) as exc:
+            _drop_half_made_client(distributed, before)
             raise InputError("cannot reach the Dask scheduler", received=f"{cluster} ({exc})",
                              expected="a running `dask scheduler`", todo="start it, or pass --cluster local") from exc
     quiet_resource_tracker()
@@ -48,6 +51,26 @@ def start_client(cluster: str, workers: int | None = None, processes: bool = Tru
         pass
     n = workers or max(1, (os.cpu_count() or 2) // 2)
     return distributed.Client(distributed.LocalCluster(n_workers=n, threads_per_worker=1, **kwargs))
+
+
+def _default_client(distributed):
+    """The process's default dask client, or None."""
+    try:
+        return distributed.default_client()
+    except ValueError:  # "No clients found"
+        return None
+
+
+def _drop_half_made_client(distributed, before) -> None:
+    """Close the client a failed ``Client(address)`` registered as the process's default before it failed.
+
+    Dask makes the new client the default before it connects; one that never connected stayed the default, and
+    the caller's later dask computations (in the API's process, or the next test's) waited on it forever. A
+    default client the caller had before is left alone.
+    """
+    left = _default_client(distributed)
+    if left is not None and left is not before:
+        left.close()
 
 
 #: The warning filter the multiprocessing resource tracker's process is started with (see quiet_resource_tracker).

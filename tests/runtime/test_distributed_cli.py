@@ -72,3 +72,9 @@ def test_refusals(tmp_path, source, tiny_model_dir, name, extra, message, monkey
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert "--resume" not in result.output.replace(" ".join(extra), "")  # no run state exists to resume
     assert not any(p.name.endswith(".impeccable-run") for p in tmp_path.iterdir())
+    import distributed
+
+    # A client that never connected is not left as this process's default: the caller's (or the next test's)
+    # dask computations would wait on it forever (a CI run hung so in mdio.segy_to_mdio).
+    with pytest.raises(ValueError, match="No clients found"):
+        distributed.default_client()
