@@ -100,10 +100,14 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
     return removed
 
 
+#: The errnos of a write that found no room (disk full, quota, file size limit).
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def write_error(exc: OSError, path: str | Path, what: str = "cannot write the output") -> OutputError:
     """An OSError of a write as one line: disk full, quota, permissions, a vanished folder."""
     reason = exc.strerror or type(exc).__name__
-    todo = ("free disk space or write elsewhere" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    todo = ("free disk space or write elsewhere" if exc.errno in NO_ROOM
             else "check the path and its permissions")
     return OutputError(what, received=f"{reason} ({path})", expected="room and permission to write there", todo=todo)
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Model units' zero level (:class:`impeccable.core.amplitude.Scaling`, robust): what the gain scales around.
-ZERO_LEVEL = 0.5
+from impeccable.core.amplitude import ROBUST, Scaling
+
+#: Model units' zero level (the robust scaling's, also its padding): what the gain scales around.
+ZERO_LEVEL = ROBUST.pad_value
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,11 @@ class SectionGain:
             (125 = 500 ms at 4 ms: a trend, not single reflectors).
         floor: The gain stays within ``[floor, 1 / floor]`` of the section's typical level (a muted zone or a
             dead stretch is not blown up).
-        clip: Model-unit range the balanced input is clipped to (the robust scaling's own clip).
+    The balanced input is clipped to the robust scaling's own range (:attr:`Scaling.ROBUST_CLIP`).
     """
 
     window: int = 125
     floor: float = 0.1
-    clip: tuple[float, float] = (-1.5, 2.5)
 
     @classmethod
     def from_card(cls, card: dict) -> SectionGain | None:
@@ -44,7 +45,7 @@ class SectionGain:
         spec = card.get("section_gain")
         if not spec:
             return None
-        return cls(window=int(spec.get("window_samples", 125)), floor=float(spec.get("floor", 0.1)))
+        return cls(window=int(spec.get("window_samples", cls.window)), floor=float(spec.get("floor", cls.floor)))
 
     def gains(self, sections: np.ndarray) -> np.ndarray:
         """``(n, samples)`` float32 gains of ``(n, traces, samples)`` float32 sections in model units."""
@@ -64,8 +65,7 @@ class SectionGain:
 
     def balance(self, sections: np.ndarray, gains: np.ndarray) -> np.ndarray:
         """Input sections divided by their gains around the zero level, clipped as the scaling clips (float32)."""
-        out = (sections - np.float32(ZERO_LEVEL)) / gains[:, None, :] + np.float32(ZERO_LEVEL)
-        return np.clip(out, *self.clip).astype(np.float32, copy=False)
+        return np.clip(self.target(sections, gains), *Scaling.ROBUST_CLIP)
 
     def target(self, sections: np.ndarray, gains: np.ndarray) -> np.ndarray:
         """A training target balanced with its input's gains (not clipped: the network's output is linear)."""

@@ -43,7 +43,6 @@ commit); this module runs the passes in order.
 
 from __future__ import annotations
 
-import errno
 import functools
 import time
 from collections import defaultdict
@@ -52,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from impeccable.core.atomic import NO_ROOM
 from impeccable.core.errors import ImpeccableError, InputChangedError, OutputError
 from impeccable.runtime.batching import model_shape, sections_per_batch
 from impeccable.runtime.config import DenoiseConfig
@@ -196,7 +196,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                       lambda: globals()["commit_output"](run, sink, output, config.overwrite))
         committed = True
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # a worker's write: the error names no file
+        if exc.errno in NO_ROOM:  # a worker's write: the error names no file
             raise OutputError("not enough disk space for the distributed run",
                               received=f"{exc.strerror} ({exc.filename or output.parent})",
                               expected="room for the output and its run state beside it",
