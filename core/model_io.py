@@ -12,7 +12,7 @@ exporter's checks) asks this one object, so that a model is always fed as it was
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -55,6 +55,10 @@ class ModelIO:
         scaling = Scaling.of(card)
         guard = OutputGuard.from_card(card, robust=scaling.kind == "robust")
         return cls((int(rows), int(cols)), scaling, float(interval), guard, SectionGain.from_card(card))
+
+    def with_window(self, window: tuple[int, int]) -> ModelIO:
+        """The same contract with an engine's window (everything else, guard and gain included, is the card's)."""
+        return replace(self, window=(int(window[0]), int(window[1])))
 
     @property
     def pad_value(self) -> float:

@@ -59,7 +59,7 @@ def model_io(model, window: tuple[int, int] | None = None) -> ModelIO:
             io = None
     if io is None:
         return default_io(window or WINDOW)
-    return io if window is None else ModelIO(tuple(window), io.scaling, io.interval_ms)
+    return io if window is None else io.with_window(window)
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ def predict_volume(reader: VolumeReader, engine, store, config: DenoiseConfig, s
         ``(sections, images, engine_seconds)``.
     """
     views = config.view_list
-    io = default_io(engine.window) if io is None else ModelIO(tuple(engine.window), io.scaling, io.interval_ms)
+    io = default_io(engine.window) if io is None else io.with_window(engine.window)
     tiles = ModelTiles(io, stats, config.tta, resampling)
     per_call = images_per_call(engine, config.batch_size, config.tta)
     total = sum(section_count(reader.shape, v) for v in views)

@@ -17,16 +17,24 @@ from impeccable.core.model_io import ModelIO  # noqa: E402
 from impeccable.core.tiling import predict_sections  # noqa: E402
 
 
-def _reference(model_dir, volume: np.ndarray, interval_ms: float | None, tta: bool = True) -> np.ndarray:
+def _reference(model_dir, volume: np.ndarray, interval_ms: float | None, tta: bool = True,
+               bare: bool = False) -> np.ndarray:
+    """The contract on the torch network; ``bare``: without the card's output guard and section gain."""
+    import dataclasses
+
+    from impeccable.core.output_guard import OutputGuard
     from impeccable.models.checkpoint import load_model
     from impeccable.train.validate import torch_runner
 
     model, card = load_model(model_dir)
     io = ModelIO.from_card(card)
+    if bare:
+        io = dataclasses.replace(io, output_guard=OutputGuard(), section_gain=None)
     stats = volume_stats(volume)
     with torch.inference_mode():
         pred = predict_sections(io.normalize(volume, stats), torch_runner(model.float().eval(), "cpu", None),
-                                io.window, tta, 4, pad_value=io.pad_value, resampling=io.resampling(interval_ms))
+                                io.window, tta, 4, pad_value=io.pad_value, resampling=io.resampling(interval_ms),
+                                guard=io.output_guard, gain=io.section_gain)
     return AmplitudeFit.from_sums(inline_sums(volume, pred, stats), stats).apply(volume, pred, stats)
 
 
@@ -34,6 +42,17 @@ def _spiky(tiny_volume) -> np.ndarray:
     volume = tiny_volume((3, 40, 300), seed=5, amplitude=200.0, offset=900.0)  # data on an offset
     volume[1, 7, 33] = 1e6  # one spike: min-max would squeeze everything else
     return volume
+
+
+def test_the_reference_is_sensitive_to_the_guard_and_the_gain(tiny_robust_model_dir, tiny_volume):
+    """A driver that dropped the card's output guard or section gain would be caught by the tests below."""
+    volume = _spiky(tiny_volume)
+    io = ModelIO.from_card(__import__("impeccable.core.card", fromlist=["read_card"]).read_card(tiny_robust_model_dir))
+    assert io.output_guard and io.section_gain is not None
+    scale = float(np.percentile(np.abs(volume - np.median(volume)), 99))
+    gap = np.abs(_reference(tiny_robust_model_dir, volume, 4.0) - _reference(tiny_robust_model_dir, volume, 4.0,
+                                                                             bare=True)).max()
+    assert gap > 1e-2 * scale, gap / scale
 
 
 def test_runtime_stats_carry_the_robust_figures(tiny_volume):
