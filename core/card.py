@@ -51,15 +51,23 @@ ROBUST_NORMALIZATION = {
 }
 ROBUST_PADDING = {"kind": "constant", "value": 0.5, "where": "end of both axes",
                   "section": "rows = traces, columns = samples", "why": "0.5 is the data's zero level"}
-#: Field-ready models: signal that leaked into the removed part put back (core.signal_recovery), then no output
-#: band may hold more energy than the input's (core.band_guard); core.output_guard applies both.
+#: The removal floor of new field-ready cards (dB; core.removal_floor): chosen on v9's development lines, cases and
+#: held-out synthetic volumes (benchmarks/results/2026-12-06-field-v9/).
+REMOVAL_FLOOR_DB = -13.0
+#: Field-ready models: signal that leaked into the removed part put back (core.signal_recovery), weak removal on
+#: strong signal left in (core.removal_floor, cards from v9), then no output band may hold more energy than the
+#: input's (core.band_guard); core.output_guard applies all three.
 BAND_GUARD = {"kind": "band_energy",
               "what": "per section, the output's power spectrum along time (tapered traces, averaged over traces) "
                       "scaled down with a zero-phase gain wherever it exceeds the input's; the level left alone",
               "recover_signal": True,
               "recovery": "local signal-and-noise orthogonalization: the removed part's local least-squares weight "
                           "in [0, 1] on the output (11 traces x 41 samples at the model's interval, the same time span at the "
-                          "data's; 5-trace lateral median) put back"}
+                          "data's; 5-trace lateral median) put back",
+              "removal_floor_db": REMOVAL_FLOOR_DB,
+              "removal_floor": "the removed part applied with weight rho^2 / (rho^2 + tau^2), rho its local power over "
+                               "the output's (the recovery window; floored at 0.3 of the section's mean output "
+                               "power), tau = 10^(removal_floor_db / 10)"}
 #: Field-ready models from v8: each section's slow amplitude trend balanced before the network, restored after.
 SECTION_GAIN = {"kind": "time_trend", "window_samples": 125, "floor": 0.1,
                 "what": "per section and sample: median over traces of |unit - 0.5|, Hann-smoothed over the window, "

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from impeccable.core.amplitude import Scaling, VolumeStats
+from impeccable.core.errors import InputError
 from impeccable.core.output_guard import OutputGuard
 from impeccable.core.resample import Resampling
 from impeccable.core.section_gain import SectionGain
@@ -59,6 +60,18 @@ class ModelIO:
     def with_window(self, window: tuple[int, int]) -> ModelIO:
         """The same contract with an engine's window (everything else, guard and gain included, is the card's)."""
         return replace(self, window=(int(window[0]), int(window[1])))
+
+    def with_removal_floor(self, floor: float | str | None) -> ModelIO:
+        """The contract with a run's removal floor (:mod:`impeccable.core.removal_floor`): dB, ``off``, or None
+        for the card's. Only a field-ready card's output is in its input's units, which the floor compares."""
+        if floor is None:
+            return self
+        if self.scaling.kind != "robust":
+            raise InputError("a removal floor needs a field-ready model", received=f"{self.scaling.kind} scaling",
+                             expected="a model whose card has robust scaling (v7 on)",
+                             todo="leave out --removal-floor, or pick a field-ready model with --model")
+        db = None if floor == "off" else float(floor)
+        return replace(self, output_guard=replace(self.output_guard, removal_floor_db=db))
 
     @property
     def pad_value(self) -> float:

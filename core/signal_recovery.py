@@ -39,13 +39,13 @@ LATERAL = 5
 FLOOR = 0.3
 
 
-def _triangle(x: np.ndarray, radius: tuple[int, int]) -> np.ndarray:
-    """A box filter applied twice along both axes of a ``(traces, samples)`` float64 array."""
+def local_mean(x: np.ndarray, radius: tuple[int, int]) -> np.ndarray:
+    """A box filter applied twice (a triangle window) along both axes of a ``(traces, samples)`` float64 array."""
     size = (2 * radius[0] + 1, 2 * radius[1] + 1)
     return ndimage.uniform_filter(ndimage.uniform_filter(x, size, mode="reflect"), size, mode="reflect")
 
 
-def _level(y: np.ndarray) -> np.ndarray:
+def trace_level(y: np.ndarray) -> np.ndarray:
     """Each trace's zero level: its median (a muted or quiet stretch sits on it; the mean would not)."""
     return np.median(y, axis=-1, keepdims=True)
 
@@ -62,19 +62,19 @@ def recovery_weights(output: np.ndarray, source: np.ndarray, radius: tuple[int, 
         ``(traces, samples)`` float64 weights.
     """
     y = output.astype(np.float64)
-    return _weights(y - _level(y), source.astype(np.float64) - y, radius)
+    return _weights(y - trace_level(y), source.astype(np.float64) - y, radius)
 
 
 def _weights(s: np.ndarray, r: np.ndarray, radius: tuple[int, int]) -> np.ndarray:
     """:func:`recovery_weights` of the level-free output ``s`` and the removed part ``r`` (float64)."""
-    power = _triangle(s * s, radius)
+    power = local_mean(s * s, radius)
     floor = FLOOR * float(np.mean(s * s)) + 1e-30
     if s.shape[0] >= LATERAL:
         s_med = ndimage.median_filter(s, size=(LATERAL, 1), mode="reflect")
         r_med = ndimage.median_filter(r, size=(LATERAL, 1), mode="reflect")
     else:
         s_med, r_med = s, r
-    return np.clip(_triangle(r_med * s_med, radius) / (power + floor), 0.0, 1.0)
+    return np.clip(local_mean(r_med * s_med, radius) / (power + floor), 0.0, 1.0)
 
 
 def radius_at(samples_per_model_sample: float) -> tuple[int, int]:
@@ -101,7 +101,7 @@ def recover_sections(output: np.ndarray, source: np.ndarray, radius: tuple[int, 
     out = np.empty(output.shape, dtype=np.float32)
     for i in range(out.shape[0]):
         y = np.asarray(output[i], dtype=np.float64)
-        s = y - _level(y)
+        s = y - trace_level(y)
         w = _weights(s, np.asarray(source[i], dtype=np.float64) - y, radius)
         out[i] = y + w * s
     return out

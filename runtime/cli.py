@@ -56,6 +56,14 @@ def _time_axis(value: str) -> int | str:
     return value if value == "auto" else int(value)
 
 
+def _number_or_word(value: str | None) -> float | str | None:
+    """``--removal-floor``: a number as a float, a word as given (DenoiseConfig refuses what it cannot use)."""
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return value
+
+
 @click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
@@ -90,6 +98,11 @@ def _time_axis(value: str) -> int | str:
               help="input: the volume's own units; unit: the model's [0, 1]; uint8: the challenge's 0..255.")
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Output = input - STRENGTH x the estimated noise: 1 the full denoising, 0 the input unchanged.")
+@click.option("--removal-floor", type=str, default=None, metavar="DB|off",
+              help="Field-ready models: where what the model removes is weaker than DB (<= 0) of the signal around "
+                   "it, the input is kept (a processed stack comes back unchanged; noise that stands out is still "
+                   "removed). Higher (e.g. -7): more conservative; off: the model's whole removal "
+                   "[default: the model card's].")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               help="Also write the run summary and the QC figures behind the QC line as JSON: amplitude fit, "
                    "spectra of input, output and removed part, energy per band and below the signal band, "
@@ -129,14 +142,14 @@ def _time_axis(value: str) -> int | str:
 @one_line_errors
 def main(input_path: Path, output: Path | None, model: Path | None, engine: str | None, precision: str | None,
          tta: bool, views: str, batch_size: int, time_axis: str, scale: str, strength: float,
-         report_path: Path | None, dataset: str | None, preview: Path | None, iline_byte: int, xline_byte: int,
+         removal_floor: str | None, report_path: Path | None, dataset: str | None, preview: Path | None, iline_byte: int, xline_byte: int,
          line_key: int | None, cdp_byte: int, overwrite: bool, progress: bool, cluster: str | None,
          workers: int | None, resume: bool, slab_sections: int | None, retries: int,
          sample_interval: float | None) -> None:
     """Denoise the seismic volume INPUT (.npy, .h5/.hdf5 or SEG-Y) and write it in the same format.
 
-    Volumes are read lazily in (inline, crossline, sample) order, min-max normalized per volume, cut into
-    vertical sections padded (or tiled) to the model's 320 x 1280 window, denoised in batches, and written
+    Volumes are read lazily in (inline, crossline, sample) order, scaled per volume as the model's card says,
+    cut into vertical sections padded (or tiled) to the model's window (320 x 1280), denoised in batches, and written
     back in the input's orientation and units. Memory is bounded by the batch, not the volume.
 
     Amplitudes are preserved: the output is the prediction mapped by the per-volume least-squares gain and
@@ -150,7 +163,8 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
 
     options = {"precision": precision} if precision else {}
     config = DenoiseConfig(model=model, engine=engine, tta=tta, views=views, batch_size=batch_size,
-                           time_axis=_time_axis(time_axis), scale=scale, strength=strength, overwrite=overwrite,
+                           time_axis=_time_axis(time_axis), scale=scale, strength=strength,
+                           removal_floor=_number_or_word(removal_floor), overwrite=overwrite,
                            preview=preview, dataset=dataset, engine_options=options, progress=progress,
                            iline_byte=iline_byte, xline_byte=xline_byte, line_key=line_key, cdp_byte=cdp_byte,
                            cluster=cluster, workers=workers, sample_interval=sample_interval)

@@ -31,6 +31,8 @@ class DenoiseConfig:
         scale: ``input`` (the volume's units, amplitude-preserving: the prediction mapped by a per-volume
             least-squares gain and offset fitted to the input), ``unit`` ([0, 1]) or ``uint8`` (challenge scale).
         strength: 0..1: output = input - strength x the estimated noise (1: the full denoising; 0: the input).
+        removal_floor: A field-ready model's removal floor (:mod:`impeccable.core.removal_floor`): dB (<= 0) of
+            the local output's power under which the removed part is left in, ``off``, or None for the card's.
         overwrite: Replace an existing output.
         preview: PNG path for a noisy/denoised/difference picture of one inline.
         dataset: HDF5 dataset path.
@@ -57,6 +59,7 @@ class DenoiseConfig:
     time_axis: int | str = "auto"
     scale: str = "input"
     strength: float = 1.0
+    removal_floor: float | str | None = None
     overwrite: bool = False
     preview: Path | None = None
     dataset: str | None = None
@@ -84,6 +87,15 @@ class DenoiseConfig:
         if self.sample_interval is not None and not float(self.sample_interval) > 0:
             raise InputError("sample interval must be positive", received=self.sample_interval,
                              expected="milliseconds between samples, e.g. 2 or 4", todo="pass --sample-interval 4")
+        if self.removal_floor is not None and self.removal_floor != "off":
+            try:
+                ok = float(self.removal_floor) <= 0.0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise InputError("removal floor out of range", received=self.removal_floor,
+                                 expected="dB <= 0 (e.g. -13; lower: more of the model's removal applied) or off",
+                                 todo="pass --removal-floor -13, or --removal-floor off")
         if not 0.0 <= float(self.strength) <= 1.0:
             raise InputError("strength out of range", received=self.strength, expected="0..1 (1: the full denoising)",
                              todo="pass --strength 0.5, say")

@@ -112,7 +112,7 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
         reader.close()
     return RunReport(output, sections, images, engine_s, time.perf_counter() - t0, stats.nonfinite, stats, name,
                      load_s, batch, batch_note, stale, fit=fit.as_dict(stats), qc=qc, strength=config.strength,
-                     sampling=sampling.as_dict())
+                     sampling=sampling.as_dict(), output_guard=io.output_guard.as_dict())
 
 
 def _write(reader, identity: dict, store: ScratchStore, output: Path, config: DenoiseConfig, stats, scaling,
@@ -137,5 +137,5 @@ def _write(reader, identity: dict, store: ScratchStore, output: Path, config: De
 def _model_io(config: DenoiseConfig, engine: Engine | None):
     """The model's input contract: its card's (a caller's engine with no model named: a bare engine's defaults)."""
     if engine is not None and config.model is None:
-        return model_io(None, tuple(engine.window))
-    return model_io(config.resolved_model(), None if engine is None else tuple(engine.window))
+        return model_io(None, tuple(engine.window), config.removal_floor)
+    return model_io(config.resolved_model(), None if engine is None else tuple(engine.window), config.removal_floor)

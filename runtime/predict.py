@@ -38,12 +38,13 @@ def default_io(window: tuple[int, int]) -> ModelIO:
     return ModelIO(tuple(window), MINMAX)
 
 
-def model_io(model, window: tuple[int, int] | None = None) -> ModelIO:
+def model_io(model, window: tuple[int, int] | None = None, removal_floor: float | str | None = None) -> ModelIO:
     """A model's input contract from its card (:meth:`~impeccable.core.model_io.ModelIO.from_card`).
 
     Args:
         model: Model directory, ``.onnx`` or ``.plan`` (its directory's card), or None (no card).
         window: The engine's window, which wins over the card's [default: the card's, else 320 x 1280].
+        removal_floor: The run's ``--removal-floor`` (:attr:`DenoiseConfig.removal_floor`) [None: the card's].
     """
     from impeccable.core.card import read_card
     from impeccable.core.geometry import WINDOW
@@ -58,8 +59,10 @@ def model_io(model, window: tuple[int, int] | None = None) -> ModelIO:
         except Exception:  # noqa: BLE001 - no card (a bare .onnx/.plan): the engine reports model errors itself
             io = None
     if io is None:
-        return default_io(window or WINDOW)
-    return io if window is None else io.with_window(window)
+        io = default_io(window or WINDOW)
+    elif window is not None:
+        io = io.with_window(window)
+    return io.with_removal_floor(removal_floor)
 
 
 @dataclass(frozen=True)

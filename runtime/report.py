@@ -60,6 +60,7 @@ class RunReport:
         strength: The ``--strength`` used.
         cluster: What a ``--cluster`` run adds (None in one process).
         sampling: The data's and the model's sample intervals (:meth:`~impeccable.runtime.predict.Sampling.as_dict`).
+        output_guard: What was done to each output section (:meth:`~impeccable.core.output_guard.OutputGuard.as_dict`).
     """
 
     output: Path
@@ -79,6 +80,7 @@ class RunReport:
     strength: float = 1.0
     cluster: ClusterRun | None = None
     sampling: dict = field(default_factory=dict)
+    output_guard: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The report as JSON-ready data (``--report FILE``)."""
@@ -86,7 +88,8 @@ class RunReport:
                "total_s": self.total_s, "engine_s": self.engine_s, "load_s": self.load_s,
                "sections_per_s": self.sections_per_s, "batch_size": self.batch_size,
                "input": {"min": self.stats.vmin, "max": self.stats.vmax, "nonfinite": self.nonfinite},
-               "strength": self.strength, "sampling": self.sampling, "amplitude_fit": self.fit, "qc": self.qc}
+               "strength": self.strength, "sampling": self.sampling, "output_guard": self.output_guard,
+               "amplitude_fit": self.fit, "qc": self.qc}
         if self.cluster is not None:
             out.update(self.cluster.as_dict())
         return out

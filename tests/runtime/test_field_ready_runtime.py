@@ -18,8 +18,9 @@ from impeccable.core.tiling import predict_sections  # noqa: E402
 
 
 def _reference(model_dir, volume: np.ndarray, interval_ms: float | None, tta: bool = True,
-               bare: bool = False) -> np.ndarray:
-    """The contract on the torch network; ``bare``: without the card's output guard and section gain."""
+               bare: bool = False, removal_floor=None) -> np.ndarray:
+    """The contract on the torch network; ``bare``: without the card's output guard and section gain;
+    ``removal_floor``: the run's (None: the card's)."""
     import dataclasses
 
     from impeccable.core.output_guard import OutputGuard
@@ -30,6 +31,7 @@ def _reference(model_dir, volume: np.ndarray, interval_ms: float | None, tta: bo
     io = ModelIO.from_card(card)
     if bare:
         io = dataclasses.replace(io, output_guard=OutputGuard(), section_gain=None)
+    io = io.with_removal_floor(removal_floor)
     stats = volume_stats(volume)
     with torch.inference_mode():
         pred = predict_sections(io.normalize(volume, stats), torch_runner(model.float().eval(), "cpu", None),
@@ -91,3 +93,44 @@ def test_the_file_pipeline_matches_the_contract(tiny_robust_model_dir, tiny_volu
     want = _reference(tiny_robust_model_dir, volume, 2.0)
     scale = float(np.percentile(np.abs(volume - np.median(volume)), 99))
     assert np.abs(np.load(tmp_path / "o.npy") - want).max() < 1e-3 * scale
+
+
+class _LightDenoiser:
+    """A stand-in engine that removes a little: a tenth of each image's sample-to-sample roughness."""
+
+    name, precision, device, max_batch = "light", "fp32", "cpu", None
+
+    def __init__(self, window):
+        self.window = tuple(window)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        smooth = (np.roll(batch, 1, axis=-1) + batch + np.roll(batch, -1, axis=-1)) / 3.0
+        return (batch - 0.1 * (batch - smooth)).astype(np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_removal_floor_is_the_runs_choice(tiny_robust_model_dir, tiny_volume):
+    """--removal-floor / removal_floor=: weak removal is left out at a high floor, kept with ``off``."""
+    import impeccable
+    from impeccable.core.card import read_card
+
+    volume = tiny_volume((3, 40, 300), seed=5, amplitude=200.0, offset=900.0)
+    engine = _LightDenoiser(read_card(tiny_robust_model_dir)["input_size"])
+    removed = {}
+    for floor in ("off", -20.0, -3.0):
+        out = impeccable.denoise(volume, model=str(tiny_robust_model_dir), engine=engine, views="inline",
+                                 removal_floor=floor, progress=False)
+        removed[floor] = float(np.sum((volume - out).astype(np.float64) ** 2))
+    assert removed[-3.0] < 0.1 * removed["off"] and removed[-3.0] < removed[-20.0], removed
+
+
+def test_the_removal_floor_on_the_network_matches_the_contract(tiny_robust_model_dir, tiny_volume):
+    import impeccable
+
+    volume = tiny_volume((3, 40, 300), seed=5, amplitude=200.0, offset=900.0)
+    got = impeccable.denoise(volume, model=str(tiny_robust_model_dir), engine="onnxruntime", views="inline",
+                             removal_floor=-3.0, progress=False)
+    scale = float(np.percentile(np.abs(volume - np.median(volume)), 99))
+    assert np.abs(got - _reference(tiny_robust_model_dir, volume, None, removal_floor=-3.0)).max() < 1e-3 * scale
