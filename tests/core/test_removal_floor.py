@@ -6,17 +6,6 @@ from impeccable.core.model_io import ModelIO
 from impeccable.core.removal_floor import floor_sections
 
 
-def _reflectors(rng, traces=120, samples=400):
-    """Dipping, band-limited reflections (zero mean, unit std), ``(traces, samples)`` float64."""
-    t = np.arange(samples)
-    out = np.zeros((traces, samples))
-    for _ in range(20):
-        t0, dip, a = rng.uniform(0, samples), rng.uniform(-0.8, 0.8), rng.normal()
-        centre = t0 + dip * np.arange(traces)[:, None]
-        out += a * np.exp(-((t - centre) / 3.0) ** 2) * np.cos((t - centre) / 2.0)
-    return out / out.std()
-
-
 def _unit(x):
     return (0.5 + 0.1 * x)[None].astype(np.float32)
 
@@ -26,18 +15,20 @@ def _applied(out, x, perfect):
     return float(np.sum((x - out) ** 2) / np.sum((x - perfect) ** 2))
 
 
-def test_a_stack_with_faint_noise_comes_back_nearly_unchanged():
+def test_a_stack_with_faint_noise_comes_back_nearly_unchanged(reflectors):
     rng = np.random.default_rng(0)
-    signal = _reflectors(rng)
+    signal = reflectors(rng)
+    signal /= signal.std()
     x = _unit(signal + 0.03 * rng.normal(size=signal.shape))  # noise 30 dB under the signal
     perfect = _unit(signal)  # a denoiser that removes exactly the noise
     out = floor_sections(perfect, x, -13.0)
     assert _applied(out, x, perfect) < 0.01
 
 
-def test_real_noise_is_still_removed():
+def test_real_noise_is_still_removed(reflectors):
     rng = np.random.default_rng(1)
-    signal = _reflectors(rng)
+    signal = reflectors(rng)
+    signal /= signal.std()
     x = _unit(signal + 0.7 * rng.normal(size=signal.shape))  # about 3 dB under the signal
     perfect = _unit(signal)
     out = floor_sections(perfect, x, -13.0)
@@ -51,9 +42,10 @@ def test_real_noise_is_still_removed():
     assert float(np.sum((out[0, 60] - perfect[0, 60]) ** 2) / np.sum((x[0, 60] - perfect[0, 60]) ** 2)) < 0.05
 
 
-def test_quiet_zones_are_judged_against_the_whole_section():
+def test_quiet_zones_are_judged_against_the_whole_section(reflectors):
     rng = np.random.default_rng(2)
-    signal = _reflectors(rng)
+    signal = reflectors(rng)
+    signal /= signal.std()
     signal[:, :100] = 0.0  # a top mute: the output is nothing there, the ratio alone would keep any noise
     top = (slice(None), slice(None), slice(None, 80))
     noise = 0.3 * rng.normal(size=signal.shape)  # noise the mute makes plain: 10 dB under the section's signal

@@ -8,24 +8,13 @@ from impeccable.core.signal_recovery import recover_sections
 from impeccable.core.tiling import predict_sections
 
 
-def _reflectors(rng, traces=120, samples=400):
-    """Dipping, band-limited reflections (zero mean), ``(traces, samples)`` float64."""
-    t = np.arange(samples)
-    out = np.zeros((traces, samples))
-    for _ in range(20):
-        t0, dip, a = rng.uniform(0, samples), rng.uniform(-0.8, 0.8), rng.normal()
-        centre = t0 + dip * np.arange(traces)[:, None]
-        out += a * np.exp(-((t - centre) / 3.0) ** 2) * np.cos((t - centre) / 2.0)
-    return out
-
-
 def _snr(clean, estimate):
     return 10 * np.log10(np.sum(clean ** 2) / np.sum((clean - estimate) ** 2))
 
 
-def test_leaked_reflectors_come_back():
+def test_leaked_reflectors_come_back(reflectors):
     rng = np.random.default_rng(0)
-    signal = _reflectors(rng)
+    signal = reflectors(rng)
     noise = rng.normal(size=signal.shape) * signal.std()
     x = (0.5 + 0.1 * (signal + noise))[None].astype(np.float32)
     leaky = (0.5 + 0.1 * (0.6 * signal + 0.1 * noise))[None].astype(np.float32)  # 40 % of the reflectors removed
@@ -34,9 +23,9 @@ def test_leaked_reflectors_come_back():
     assert after > before + 3, (before, after)
 
 
-def test_independent_noise_is_not_put_back():
+def test_independent_noise_is_not_put_back(reflectors):
     rng = np.random.default_rng(1)
-    signal = _reflectors(rng)
+    signal = reflectors(rng)
     noise = rng.normal(size=signal.shape) * signal.std()
     x = (0.5 + 0.1 * (signal + noise))[None].astype(np.float32)
     perfect = (0.5 + 0.1 * signal)[None].astype(np.float32)
@@ -47,9 +36,9 @@ def test_independent_noise_is_not_put_back():
     assert _snr(0.1 * signal, recovered[0] - 0.5) > 25
 
 
-def test_never_takes_away_and_quiet_zones_stay():
+def test_never_takes_away_and_quiet_zones_stay(reflectors):
     rng = np.random.default_rng(2)
-    signal = _reflectors(rng)
+    signal = reflectors(rng)
     signal[:, :100] = 0.0  # a top mute
     x = (0.5 + 0.1 * signal)[None].astype(np.float32)
     doubled = (0.5 + 0.2 * signal)[None].astype(np.float32)  # more than the input: anti-correlated removed part
@@ -60,14 +49,14 @@ def test_never_takes_away_and_quiet_zones_stay():
     assert np.abs(out - x).max() < np.abs(half - x).max()
 
 
-def test_the_card_switches_it_on_through_tiling():
+def test_the_card_switches_it_on_through_tiling(reflectors):
     card = new_card(scaling="robust")
     guard = ModelIO.from_card(card).output_guard  # new field-ready cards ask for it
     card["output_guard"].pop("recover_signal")
     assert not ModelIO.from_card(card).output_guard.recover_signal  # cards written before it keep their output
     assert guard.recover_signal and guard.band_energy
     rng = np.random.default_rng(3)
-    x = np.stack([0.5 + 0.1 * _reflectors(rng, 70, 300)]).astype(np.float32)
+    x = np.stack([0.5 + 0.1 * reflectors(rng, 70, 300)]).astype(np.float32)
 
     def halves(batch):  # a "model" that removes half of everything
         return (0.5 + 0.5 * (batch - 0.5)).astype(np.float32)
@@ -77,10 +66,10 @@ def test_the_card_switches_it_on_through_tiling():
     assert np.sum((guarded - x) ** 2) < 0.2 * np.sum((plain - x) ** 2)
 
 
-def test_erratic_traces_are_not_put_back():
+def test_erratic_traces_are_not_put_back(reflectors):
     """A noisy trace's removed part lines up with what is left of its noise: the lateral median ignores it."""
     rng = np.random.default_rng(5)
-    signal = _reflectors(rng)
+    signal = reflectors(rng)
     bad = rng.choice(signal.shape[0], 6, replace=False)
     erratic = np.zeros_like(signal)
     erratic[bad] = rng.normal(size=(bad.size, signal.shape[1])) * 4 * signal.std()
@@ -91,13 +80,13 @@ def test_erratic_traces_are_not_put_back():
     assert np.sum((recovered - clean)[0, bad] ** 2) < 1.1 * np.sum((y - clean)[0, bad] ** 2)
 
 
-def test_the_window_is_a_time_span_so_2ms_and_4ms_recover_alike():
+def test_the_window_is_a_time_span_so_2ms_and_4ms_recover_alike(reflectors):
     from scipy.signal import resample_poly
 
     from impeccable.core.signal_recovery import radius_at
 
     rng = np.random.default_rng(5)
-    signal = _reflectors(rng, samples=300)
+    signal = reflectors(rng, samples=300)
     noise = rng.normal(size=signal.shape) * signal.std()
     x4 = (signal + noise)[None].astype(np.float32)
     leaky4 = (0.6 * signal + 0.1 * noise)[None].astype(np.float32)
