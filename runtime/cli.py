@@ -99,7 +99,7 @@ def _number_or_word(value: str | None) -> float | str | None:
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Output = input - STRENGTH x the estimated noise: 1 the full denoising, 0 the input unchanged.")
 @click.option("--removal-floor", type=str, default=None, metavar="DB|off",
-              help="Field-ready models: where what the model removes is weaker than DB (<= 0) of the signal around "
+              help="Field-ready models: where what the model removes is weaker than DB (-60 to 0) of the signal around "
                    "it, the input is kept (a processed stack comes back unchanged; noise that stands out is still "
                    "removed). Higher (e.g. -7): more conservative; off: the model's whole removal "
                    "[default: the model card's].")
@@ -142,15 +142,15 @@ def _number_or_word(value: str | None) -> float | str | None:
 @one_line_errors
 def main(input_path: Path, output: Path | None, model: Path | None, engine: str | None, precision: str | None,
          tta: bool, views: str, batch_size: int, time_axis: str, scale: str, strength: float,
-         removal_floor: str | None, report_path: Path | None, dataset: str | None, preview: Path | None, iline_byte: int, xline_byte: int,
-         line_key: int | None, cdp_byte: int, overwrite: bool, progress: bool, cluster: str | None,
-         workers: int | None, resume: bool, slab_sections: int | None, retries: int,
+         removal_floor: str | None, report_path: Path | None, dataset: str | None, preview: Path | None,
+         iline_byte: int, xline_byte: int, line_key: int | None, cdp_byte: int, overwrite: bool, progress: bool,
+         cluster: str | None, workers: int | None, resume: bool, slab_sections: int | None, retries: int,
          sample_interval: float | None) -> None:
     """Denoise the seismic volume INPUT (.npy, .h5/.hdf5 or SEG-Y) and write it in the same format.
 
     Volumes are read lazily in (inline, crossline, sample) order, scaled per volume as the model's card says,
-    cut into vertical sections padded (or tiled) to the model's window (320 x 1280), denoised in batches, and written
-    back in the input's orientation and units. Memory is bounded by the batch, not the volume.
+    cut into vertical sections padded (or tiled) to the model's window (320 x 1280), denoised in batches, and
+    written back in the input's orientation and units. Memory is bounded by the batch, not the volume.
 
     Amplitudes are preserved: the output is the prediction mapped by the per-volume least-squares gain and
     offset that fit it to the input, so the removed part has zero mean and no systematic gain. Every run

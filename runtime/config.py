@@ -31,8 +31,8 @@ class DenoiseConfig:
         scale: ``input`` (the volume's units, amplitude-preserving: the prediction mapped by a per-volume
             least-squares gain and offset fitted to the input), ``unit`` ([0, 1]) or ``uint8`` (challenge scale).
         strength: 0..1: output = input - strength x the estimated noise (1: the full denoising; 0: the input).
-        removal_floor: A field-ready model's removal floor (:mod:`impeccable.core.removal_floor`): dB (<= 0) of
-            the local output's power under which the removed part is left in, ``off``, or None for the card's.
+        removal_floor: A field-ready model's removal floor (:mod:`impeccable.core.removal_floor`): dB (-60 to 0)
+            of the local output's power under which the removed part is left in, ``off``, or None for the card's.
         overwrite: Replace an existing output.
         preview: PNG path for a noisy/denoised/difference picture of one inline.
         dataset: HDF5 dataset path.
@@ -89,13 +89,13 @@ class DenoiseConfig:
                              expected="milliseconds between samples, e.g. 2 or 4", todo="pass --sample-interval 4")
         if self.removal_floor is not None and self.removal_floor != "off":
             try:
-                ok = float(self.removal_floor) <= 0.0
+                ok = -60.0 <= float(self.removal_floor) <= 0.0  # NaN and infinities fail too
             except (TypeError, ValueError):
                 ok = False
             if not ok:
                 raise InputError("removal floor out of range", received=self.removal_floor,
-                                 expected="dB <= 0 (e.g. -13; lower: more of the model's removal applied) or off",
-                                 todo="pass --removal-floor -13, or --removal-floor off")
+                                 expected="dB from -60 to 0 (e.g. -13; lower: more of the model's removal applied) "
+                                          "or off", todo="pass --removal-floor -13, or --removal-floor off")
         if not 0.0 <= float(self.strength) <= 1.0:
             raise InputError("strength out of range", received=self.strength, expected="0..1 (1: the full denoising)",
                              todo="pass --strength 0.5, say")

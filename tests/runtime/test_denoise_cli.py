@@ -147,6 +147,7 @@ BAD_RUNS = [
     ("removal floor on a min-max model", "vol.npy", GOOD, ["--removal-floor", "-13"],
      "removal floor needs a field-ready model"),
     ("removal floor not a level", "vol.npy", GOOD, ["--removal-floor", "high"], "removal floor out of range"),
+    ("removal floor infinite", "vol.npy", GOOD, ["--removal-floor", "-inf"], "removal floor out of range"),
     ("unknown engine", "vol.npy", GOOD, ["--engine", "tensorflow"],
      "unknown engine .*torch, onnxruntime, tensorrt, openvino"),
     ("engine not installed", "vol.npy", GOOD, ["--engine", "tensorrt"], r"pip install '\.\[gpu\]' in the impeccable clone"),
