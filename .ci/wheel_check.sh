@@ -13,9 +13,15 @@ started=$SECONDS
 
 python -m pip wheel . --no-deps --quiet -w "$work/dist"
 wheel=$(ls "$work"/dist/impeccable-*.whl)
+# The listing goes to a file first: `grep -q` quits at the first match, and under pipefail the listing's broken
+# pipe would fail the check on a long wheel.
+python -m zipfile -l "$wheel" > "$work/listing.txt"
 for pkg in impeccable/runtime/engines/__init__.py impeccable/models/unetpp-v2s-synth/model.onnx; do
-  python -m zipfile -l "$wheel" | grep -q "$pkg" || { echo "wheel_check: $pkg is not in $(basename "$wheel")" >&2; exit 1; }
+  grep -q "$pkg" "$work/listing.txt" || { echo "wheel_check: $pkg is not in $(basename "$wheel")" >&2; exit 1; }
 done
+if grep -q "models/candidates" "$work/listing.txt"; then
+  echo "wheel_check: models/candidates is in $(basename "$wheel") (trial models stay in the clone)" >&2; exit 1
+fi
 
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --upgrade pip
