@@ -105,7 +105,7 @@ def test_adapt_writes_a_model_directory_with_its_lineage_and_the_qc(tmp_path, su
     assert len(qc["held_out"]["pieces"]) == 2
     for name in ("start", "adapted"):
         assert set(qc[name]) >= {"removed_energy", "low_frequency_ratio", "removed_lateral_coherence",
-                                  "coherent_removed_energy", "leakage"}
+                                  "coherent_removed_energy", "leakage", "removed_from_denoised"}
         assert all(np.isfinite(v) for v in qc[name].values())
     # the weights moved from the start model's
     start, _ = load_model(start_model)
@@ -157,3 +157,14 @@ def test_help_documents_the_adaptation():
     for flag in ("--adapt", "--mask", "--mask-share", "--mask-radius", "--unmasked-weight", "--synthetic-share",
                  "--steps", "--holdout"):
         assert flag in text
+
+
+def test_the_qc_warns_when_the_adapted_model_takes_more_from_denoised_sections():
+    """The figure the noisy sections cannot show: a model that learned to take more from the signal itself."""
+    from impeccable.train.adapt_qc import DENOISED_WARN, qc_warnings
+
+    start = {"coherent_removed_energy": 0.001, "low_frequency_ratio": 0.9, "removed_from_denoised": 0.03}
+    assert qc_warnings(start, dict(start)) == []
+    assert qc_warnings(start, {**start, "removed_from_denoised": 0.03 + DENOISED_WARN / 2}) == []
+    (warning,) = qc_warnings(start, {**start, "removed_from_denoised": 0.09})
+    assert "already denoised" in warning and "0.090 vs 0.030" in warning
