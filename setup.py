@@ -9,10 +9,8 @@ names get the stage's prefix, so a new subpackage is in the next wheel without a
 from setuptools import find_namespace_packages, setup
 
 STAGES = ("core", "data", "models", "train", "export", "runtime", "benchmarks")
-# Folders below a stage that hold data or caches, not code (models/candidates: models kept in the clone for trial and
-# further training, not shipped in the wheel).
-NOT_CODE = ("__pycache__", "__pycache__.*", "*.__pycache__", "*.__pycache__.*", "results", "results.*",
-            "candidates", "candidates.*")
+# Folders below a stage that hold data or caches, not code.
+NOT_CODE = ("__pycache__", "__pycache__.*", "*.__pycache__", "*.__pycache__.*", "results", "results.*")
 
 # ``impeccable`` itself is a regular package (its folder holds only __init__.py: the ``denoise`` entry point);
 # the stages stay mapped one by one, which editable installs (a finder mapping each name) and wheels both honour.

@@ -52,7 +52,7 @@ ROBUST_NORMALIZATION = {
 ROBUST_PADDING = {"kind": "constant", "value": 0.5, "where": "end of both axes",
                   "section": "rows = traces, columns = samples", "why": "0.5 is the data's zero level"}
 #: The removal floor of new field-ready cards (dB; core.removal_floor): chosen on v9's development lines, cases and
-#: held-out synthetic volumes (benchmarks/results/2026-12-06-field-v9/).
+#: held-out synthetic volumes (benchmarks/results/2026-12-07-field-v9/).
 REMOVAL_FLOOR_DB = -13.0
 #: Field-ready models: signal that leaked into the removed part put back (core.signal_recovery), weak removal on
 #: strong signal left in (core.removal_floor, cards from v9), then no output band may hold more energy than the

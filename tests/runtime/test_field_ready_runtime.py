@@ -49,7 +49,9 @@ def _spiky(tiny_volume) -> np.ndarray:
 def test_the_reference_is_sensitive_to_the_guard_and_the_gain(tiny_robust_model_dir, tiny_volume):
     """A driver that dropped the card's output guard or section gain would be caught by the tests below."""
     volume = _spiky(tiny_volume)
-    io = ModelIO.from_card(__import__("impeccable.core.card", fromlist=["read_card"]).read_card(tiny_robust_model_dir))
+    from impeccable.core.card import read_card
+
+    io = ModelIO.from_card(read_card(tiny_robust_model_dir))
     assert io.output_guard and io.section_gain is not None
     scale = float(np.percentile(np.abs(volume - np.median(volume)), 99))
     gap = np.abs(_reference(tiny_robust_model_dir, volume, 4.0) - _reference(tiny_robust_model_dir, volume, 4.0,
