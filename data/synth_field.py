@@ -93,7 +93,7 @@ def _field_traits(s: np.ndarray, n: np.ndarray, rng: np.random.Generator) -> tup
     if rng.random() < 0.5:
         n = n[:, ::-1] if rng.random() < 0.5 else n[::-1, :]
     sigma = float(np.std(s)) or 1.0
-    if rng.random() < 0.4:  # added to the signal: the target keeps it
+    if rng.random() < 0.6:  # added to the signal: the target keeps it
         s = s + _fine_layers(s, rng, sigma)
     # The family's own noise at any level, sometimes none (then only the field kinds below).
     n = n * np.float32(0.0 if rng.random() < 0.15 else np.exp(rng.uniform(np.log(0.05), np.log(2.0))))
@@ -135,8 +135,9 @@ def _fine_layers(s: np.ndarray, rng: np.random.Generator, sigma: float) -> np.nd
     Processed stacks hold fine, continuous layering up to 60-100 Hz at 4 ms; the families' wavelets are broader.
     Without such sections the network took fine reflectors for noise (v6: Penobscot's removed part had a lateral
     coherence of 0.96). A sparse reflectivity series convolved with a Ricker wavelet of peak 0.06-0.22 cycles
-    per sample (15-55 Hz at 4 ms), followed across the section with a dip and a smooth wander, its amplitude
-    varying slowly along both axes.
+    per sample (15-55 Hz at 4 ms), followed across the section with a dip and a smooth wander, cut by up to
+    three faults (a throw of 2-20 samples over 1-4 traces: v9 removed Penobscot's reflectors where a fault zone
+    breaks them), its amplitude varying slowly along both axes.
     """
     traces, samples = s.shape
     reflectivity = rng.laplace(size=samples) * (rng.random(samples) < rng.uniform(0.05, 0.4))
@@ -146,7 +147,10 @@ def _fine_layers(s: np.ndarray, rng: np.random.Generator, sigma: float) -> np.nd
     trace = np.convolve(reflectivity, (1 - 2 * arg) * np.exp(-arg), mode="same")
     x = np.arange(traces, dtype=np.float64)
     knots = np.linspace(0, max(traces - 1, 1), int(rng.integers(2, 8)))
-    shift = rng.uniform(-0.6, 0.6) * (x - traces / 2) + np.interp(x, knots, rng.uniform(-6, 6, knots.size))
+    shift = rng.uniform(-1.0, 1.0) * (x - traces / 2) + np.interp(x, knots, rng.uniform(-6, 6, knots.size))
+    for _ in range(int(rng.integers(0, 4))):
+        at, width = rng.uniform(0, traces), rng.uniform(1, 4)
+        shift += rng.choice((-1.0, 1.0)) * rng.uniform(2, 20) * np.clip((x - at) / width + 0.5, 0.0, 1.0)
     pos = np.arange(samples, dtype=np.float64)[None, :] - shift[:, None]
     layers = np.interp(pos.ravel(), np.arange(samples), trace, left=0.0, right=0.0).reshape(traces, samples)
     lateral = np.interp(x, knots, rng.uniform(0.5, 1.5, knots.size))
