@@ -87,7 +87,8 @@ def _export_int8(config: ExportConfig, onnx_path: Path, fresh_onnx: bool, echo: 
          f"(groups {audit.get('sensitivity', {}).get('float_groups') or 'none'} + the output head), "
          f"{flops.get('int8_share', float('nan')):.0%} of the FLOPs in INT8, "
          f"{speed.get('speedup', float('nan')):.2f}x fp32 in ONNX Runtime on the gate's volumes; worst held-out "
-         f"loss {held.get('worst_loss', float('nan')):+.4f} <= {config.max_loss:g} "
+         f"loss {held.get('worst_loss', float('nan')):+.4f} <= {config.max_loss:g} through "
+         f"{' and '.join(e.removesuffix(' cpu') for e in held.get('engines', ['onnxruntime']))} "
          f"(audit: {audit_path(int8_path).name})")
     return int8_path
 
