@@ -40,11 +40,11 @@ Gate, before anything is written: the same measure on held-out volumes (:data:`H
 training, calibration or the search), through every CPU engine that runs the file and is installed
 (:data:`GATE_ENGINES`), each INT8 run against the same engine's float32 run: OpenVINO fuses the Q/DQ pairs into
 its own INT8 kernels and loses more than ONNX Runtime (v5: 0.0074 against 0.0051 on a held-out volume outside an
-ONNX-Runtime-only gate that had passed). While the loss on any volume and engine exceeds ``max_loss``, the next group of the
-ranking goes back to float and the gate runs again; when no group would be left in INT8 the export is refused
-(:class:`Int8LossError`) and no INT8 file is left. The audit (calibration, search table, float nodes, the FLOP
-share left in INT8, held-out scores, the seconds fp32 and INT8 spent on the gate's volumes) goes into the graph's
-metadata (``int8_audit``) and beside it (``model.int8.audit.json``), and later into a TensorRT plan's manifest.
+ONNX-Runtime-only gate that had passed). While the loss on any volume and engine exceeds ``max_loss``, the next
+group of the ranking goes back to float and the gate runs again; when no group would be left in INT8 the export
+is refused (:class:`Int8LossError`) and no INT8 file is left. The audit (calibration, search table, float nodes,
+the FLOP share left in INT8, held-out scores and the seconds fp32 and INT8 spent on the gate's volumes, per
+engine) goes into the graph's metadata (``int8_audit``) and beside it (``model.int8.audit.json``), and later into a TensorRT plan's manifest.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ if TYPE_CHECKING:
 
     from impeccable.core.model_io import ModelIO
 
-AUDIT_FORMAT = 2
+#: 3: held-out rows and speed per gate engine (``held_out.engines``, ``speed.by_engine``).
+AUDIT_FORMAT = 3
 DEFAULT_MAX_LOSS = 0.002
 #: Calibration sections, half from each synthetic family the shipped model was trained on (a and b).
 DEFAULT_SECTIONS = 24
