@@ -44,7 +44,8 @@ ONNX-Runtime-only gate that had passed). While the loss on any volume and engine
 group of the ranking goes back to float and the gate runs again; when no group would be left in INT8 the export
 is refused (:class:`Int8LossError`) and no INT8 file is left. The audit (calibration, search table, float nodes,
 the FLOP share left in INT8, held-out scores and the seconds fp32 and INT8 spent on the gate's volumes, per
-engine) goes into the graph's metadata (``int8_audit``) and beside it (``model.int8.audit.json``), and later into a TensorRT plan's manifest.
+engine) goes into the graph's metadata (``int8_audit``) and beside it (``model.int8.audit.json``), and later
+into a TensorRT plan's manifest.
 """
 
 from __future__ import annotations
