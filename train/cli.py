@@ -80,6 +80,10 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
               help="mse (the seed's) or mse+ssim: adds SSIM-WEIGHT * (1 - SSIM), the challenge metric, as a term.")
 @click.option("--ssim-weight", type=float, default=_DEFAULT["ssim_weight"], show_default=True,
               help="Weight of the SSIM term.")
+@click.option("--leak-weight", type=float, default=_DEFAULT["leak_weight"], show_default=True,
+              help="Extra weight on removed signal: adds LEAK-WEIGHT x the power of the clean signal found in the "
+                   "removed part (local projection), so taking signal costs more than leaving noise. "
+                   "--scaling robust only; 0 is off.")
 @click.option("--ema-decay", type=float, default=_DEFAULT["ema_decay"], show_default=True,
               help="EMA decay (after its warm-up ramp).")
 @click.option("--clean-fraction", type=float, default=_DEFAULT["clean_fraction"], show_default=True,
@@ -205,6 +209,9 @@ def _adapt(values: dict, adapt_values: dict, survey: Path | None, given: set[str
     """Run ``--adapt``: the flags given explicitly over :class:`~impeccable.train.adapt.AdaptConfig`'s defaults."""
     from impeccable.train.adapt import adapt
 
+    if "leak_weight" in explicit:
+        raise InputError("--leak-weight is an option of supervised training", received="--leak-weight with --adapt",
+                         expected="no --leak-weight", todo="drop --leak-weight (adaptation has no clean target)")
     # ``values`` is keyed by TrainConfig field; ``adapt_values`` by click parameter.
     kwargs = {name: value for name, value in values.items() if name in explicit}
     kwargs.update({_FIELD_OF.get(name, name): value for name, value in adapt_values.items() if name in given})

@@ -56,6 +56,8 @@ class TrainConfig:
         loss_reduction: ``"mean"`` (default) or ``"sum"`` (the seed's) reduction of the MSE.
         loss: ``"mse"`` (the seed's) or ``"mse+ssim"`` (adds ``ssim_weight * (1 - SSIM)``, see ``train.losses``).
         ssim_weight: Weight of the SSIM term of ``"mse+ssim"``.
+        leak_weight: Weight of the signal-leakage term (``train.losses.signal_leakage``: the power of the clean
+            signal in the removed part), added to either loss; field-ready (``robust``) runs only. 0: off.
         ema_decay: Upper bound of the EMA decay (timm ``ModelEmaV3`` with its warm-up ramp).
         clean_fraction: Share of training images whose input is the clean section itself (target unchanged): it
             teaches the network to leave noise-free data alone (the clean-in bar of DESIGN §3). 0 keeps the
@@ -108,6 +110,7 @@ class TrainConfig:
     loss_reduction: str = "mean"
     loss: str = "mse"
     ssim_weight: float = 0.5
+    leak_weight: float = 0.0
     ema_decay: float = 0.999
     clean_fraction: float = 0.0
     scaling: str = "robust"
@@ -171,6 +174,12 @@ class TrainConfig:
             raise InputError("unknown loss", received=self.loss, expected=", ".join(LOSSES))
         if self.ssim_weight < 0:
             raise InputError("--ssim-weight must not be negative", received=self.ssim_weight, expected=">= 0")
+        if self.leak_weight < 0:
+            raise InputError("--leak-weight must not be negative", received=self.leak_weight, expected=">= 0")
+        if self.leak_weight and self.scaling != "robust":
+            raise InputError("--leak-weight needs a field-ready run", received=f"--scaling {self.scaling}",
+                             expected="--scaling robust (the output in the input's units)",
+                             todo="drop --leak-weight or pass --scaling robust")
         if self.precision not in PRECISIONS:
             raise InputError("unknown precision", received=self.precision, expected=", ".join(PRECISIONS))
         if not 0.0 <= self.ema_decay < 1.0:

@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from impeccable.core.amplitude import ROBUST
 from impeccable.core.atomic import atomic_write
 from impeccable.core.card import new_card, window_of
 from impeccable.core.model_io import ModelIO
@@ -43,7 +44,7 @@ from impeccable.core.errors import DataError, InputError, ModelError, OutputErro
 from impeccable.core.geometry import WINDOW
 from impeccable.train import dataset as ds
 from impeccable.train.config import TrainConfig, write_config
-from impeccable.train.losses import training_loss
+from impeccable.train.losses import signal_leakage, training_loss
 from impeccable.train.state import load_last, model_state, restore_rng, save_last, unflatten_optimizer
 from impeccable.train.validate import validate
 
@@ -582,7 +583,11 @@ def supervised_loss(run: _Run, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = batch
     x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
     pred = forward(run, x)
-    return training_loss(pred, y, run.cfg.loss, run.cfg.loss_reduction, run.cfg.ssim_weight)
+    loss, mse = training_loss(pred, y, run.cfg.loss, run.cfg.loss_reduction, run.cfg.ssim_weight)
+    if run.cfg.leak_weight:
+        scale = y.numel() if run.cfg.loss_reduction == "sum" else 1
+        loss = loss + run.cfg.leak_weight * scale * signal_leakage(pred, x, y, ROBUST.pad_value)
+    return loss, mse
 
 
 def _end_epoch(run: _Run, epoch: int, stop_request: dict) -> None:
@@ -642,7 +647,9 @@ def _recipe(cfg: TrainConfig, steps_per_epoch: int, total_steps: int, warmup_ste
     return {
         "loss": {"name": cfg.loss, "reduction": cfg.loss_reduction, "on": "sigmoid output vs min-max scaled clean",
                  **({"ssim_weight": cfg.ssim_weight, "ssim": "torchmetrics, uniform 7x7, data range 1"}
-                    if cfg.loss == "mse+ssim" else {})},
+                    if cfg.loss == "mse+ssim" else {}),
+                 **({"leak_weight": cfg.leak_weight, "leak": "local power of the clean signal in the removed part, "
+                     "signal-recovery window (train.losses.signal_leakage)"} if cfg.leak_weight else {})},
         "optimizer": {"name": "AdamW", "lr": cfg.lr, "weight_decay": cfg.weight_decay},
         "schedule": {"name": "cosine (timm CosineLRScheduler, per update)", "warmup_steps": warmup_steps,
                      "warmup_lr": cfg.warmup_lr, "lr_min": cfg.lr_min},

@@ -25,6 +25,8 @@ from impeccable.train.config import TrainConfig
     ({"val_volumes": -1}, "--val-volumes"),
     ({"loss": "l1"}, "unknown loss"),
     ({"ssim_weight": -0.1}, "--ssim-weight"),
+    ({"leak_weight": -1.0}, "--leak-weight must not be negative"),
+    ({"leak_weight": 1.0, "scaling": "minmax"}, "--leak-weight needs a field-ready run"),
     ({"precision": "fp8"}, "unknown precision"),
 ])
 def test_bad_values_raise_one_line_errors(tmp_path, make_config, overrides, match):

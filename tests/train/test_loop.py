@@ -242,6 +242,20 @@ def test_loss_reduction_sum_is_recorded(tmp_path, make_config, fake_synth):
     assert read_metrics(tmp_path)[0]["loss"] < 1  # logged as the per-pixel MSE whatever the reduction
 
 
+def test_leak_weight_enters_the_loss_and_the_card(tmp_path, make_config, fake_synth):
+    runs = {}
+    for weight in (0.0, 50.0):
+        out = tmp_path / f"leak{weight:g}"
+        train(make_config(out, epochs=1, steps_per_epoch=2, leak_weight=weight, val_volumes=0, seed=3))
+        runs[weight] = json.loads((out / "model.json").read_text())
+    assert "leak_weight" not in runs[0.0]["training"]["loss"]
+    assert runs[50.0]["training"]["loss"]["leak_weight"] == 50.0
+    # The same batches and start, so weights that differ were moved by the term's gradient.
+    w0 = load_file(tmp_path / "leak0" / "model.safetensors")
+    w50 = load_file(tmp_path / "leak50" / "model.safetensors")
+    assert any(not torch.equal(w0[k], w50[k]) for k in w0)
+
+
 def test_config_dataclass_is_frozen(tmp_path, make_config):
     with pytest.raises(dataclasses.FrozenInstanceError):
         make_config(tmp_path).lr = 1.0

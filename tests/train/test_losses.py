@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
-from impeccable.train.losses import training_loss
+from impeccable.train.losses import signal_leakage, training_loss
 
 
 def _pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,3 +57,48 @@ def test_unknown_loss_is_refused():
     pred, target = _pair()
     with pytest.raises(ValueError, match="unknown loss"):
         training_loss(pred, target, "l1")
+
+
+def _section_pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A clean layered section about the robust zero level 0.5, and white noise on it (robust units)."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(256, dtype=torch.float32)
+    trace = torch.sin(2 * np.pi * t / 24) * torch.exp(-((t - 128) / 90) ** 2)
+    clean = 0.5 + 0.1 * trace.expand(2, 1, 48, 256).clone()
+    noise = 0.05 * torch.randn(clean.shape, generator=g)
+    return clean, noise
+
+
+def test_leakage_is_zero_when_nothing_is_removed_and_when_only_noise_orthogonal_to_the_signal_is():
+    clean, noise = _section_pair()
+    noisy = clean + noise
+    assert float(signal_leakage(noisy, noisy, clean, 0.5)) == 0.0  # the output is the input
+    # A removed part orthogonal to the signal everywhere: a trace-to-trace alternation (the clean section is the
+    # same on every trace, so each window's product averages out).
+    alternating = 0.05 * (torch.arange(48) % 2 * 2 - 1).float().view(1, 1, 48, 1).expand_as(clean)
+    leak = float(signal_leakage(clean, clean + alternating, clean, 0.5))
+    assert leak < 1e-4 * float(((clean - 0.5) ** 2).mean())
+
+
+def test_leakage_is_the_power_of_the_signal_taken():
+    clean, noise = _section_pair()
+    noisy = clean + noise
+    power = float(((clean - 0.5) ** 2).mean())
+    leaks = []
+    for share in (0.1, 0.3, 0.6):
+        pred = clean - share * (clean - 0.5)  # the noise removed exactly, and a share of the signal with it
+        leaks.append(float(signal_leakage(pred, noisy, clean, 0.5)))
+    # a^2 of the signal's power, less where the floor damps the weak flanks; noise adds a small chance term.
+    for share, leak in zip((0.1, 0.3, 0.6), leaks):
+        assert 0.5 * share**2 * power < leak < 1.1 * share**2 * power
+    assert leaks[0] < leaks[1] < leaks[2]
+
+
+def test_leakage_term_reaches_the_training_loss_and_moves_the_gradient_towards_keeping_signal():
+    clean, noise = _section_pair()
+    noisy = clean + noise
+    pred = (clean - 0.3 * (clean - 0.5)).requires_grad_()  # signal taken
+    loss = signal_leakage(pred, noisy, clean, 0.5)
+    loss.backward()
+    # Descending the gradient moves the output back towards the signal: -grad lines up with (clean - pred).
+    assert float((-pred.grad * (clean - pred.detach())).sum()) > 0
