@@ -6,7 +6,7 @@ from impeccable.benchmarks import field as fb
 from impeccable.data.scoring import score_volumes
 torch.set_num_threads(1)
 model = Path(sys.argv[1])
-d = Path("/work/runs/v11/synthetic")
+d = Path("runs/v11/synthetic")  # the run's synthetic cache
 for vid in sys.argv[2:]:
     noisy = np.load(next(d.glob(f"{vid}-*-noisy.npy")))
     clean = np.load(next(d.glob(f"{vid}-*-clean.npy")))
