@@ -664,7 +664,8 @@ def _recipe(cfg: TrainConfig, steps_per_epoch: int, total_steps: int, warmup_ste
         "batchnorm": "frozen (eval mode)" if cfg.frozen_bn else "trained",
         "encoder_weights": Path(cfg.encoder_weights).name if cfg.encoder_weights else None,
         "validation": {"volumes": "held out by volume", "sections": "the challenge's six per volume",
-                       "tta": cfg.val_tta, "uint8_range": "min/max over each volume's six sections (truth, noisy, prediction alike)"},
+                       "tta": cfg.val_tta,
+                       "uint8_range": "min/max over each volume's six sections (truth, noisy, prediction alike)"},
         "versions": {"torch": torch.__version__, "timm": timm.__version__, "smp": smp.__version__},
         "lineage": lineage,
     }

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from impeccable.core.signal_recovery import FLOOR, RADIUS
+
 LOSSES = ("mse", "mse+ssim")
 
 
@@ -57,15 +59,13 @@ def signal_leakage(pred: torch.Tensor, source: torch.Tensor, target: torch.Tenso
         pred: ``(N, 1, traces, samples)`` network output; any float dtype (computed in float32).
         source: Same shape, the network's input (the noisy section in the same units).
         target: Same shape, the clean section in the input's units.
-        zero: The data's zero level in those units (:attr:`impeccable.core.amplitude.Normalization.pad_value`).
+        zero: The data's zero level in those units (:attr:`impeccable.core.amplitude.Scaling.pad_value`).
 
     Returns:
         A scalar: ``mean(<r s>^2 / (<s s> + floor))``, ``<.>`` the triangle window of signal recovery, the floor a
         share of each image's mean signal power (:data:`impeccable.core.signal_recovery.FLOOR`) so that quiet
         zones, where any removal looks like all of the signal, do not dominate.
     """
-    from impeccable.core.signal_recovery import FLOOR, RADIUS
-
     removed = source.float() - pred.float()
     signal = target.float() - zero
     rs, ss = _local_mean(removed * signal, RADIUS), _local_mean(signal * signal, RADIUS)

@@ -12,8 +12,8 @@ sections', a prediction equal to the truth scored below 1, and the field-ready m
 units, whose extremes need not sit in the six sections) was charged for the difference. Measured on v11's
 validation volume syn-0003 (family b, light noise): whole volumes through the runtime, 0.9357 -> 0.9387; the
 mixed convention said 0.936 -> 0.905 (made worse), the shared one says 0.920 -> 0.921; syn-0001: the mixed
-0.933 -> 0.947, the shared 0.938 -> 0.947 (``benchmarks/results/2026-12-07-field-v11-full/``). The exported model's real score comes from
-``impeccable-denoise`` + ``impeccable-score`` on whole volumes.
+0.933 -> 0.947, the shared 0.938 -> 0.947 (``benchmarks/results/2026-12-07-field-v11-full/``). The exported
+model's real score comes from ``impeccable-denoise`` + ``impeccable-score`` on whole volumes.
 
 Before the runtime's tiling was used here, sections larger than the window were tiled half-overlapping and
 averaged plainly. Measured with the shipped model on two held-out synthetic pairs (seeds 900001, 900002): for

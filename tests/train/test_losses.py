@@ -94,7 +94,7 @@ def test_leakage_is_the_power_of_the_signal_taken():
     assert leaks[0] < leaks[1] < leaks[2]
 
 
-def test_leakage_term_reaches_the_training_loss_and_moves_the_gradient_towards_keeping_signal():
+def test_leakage_gradient_moves_the_output_back_towards_the_signal():
     clean, noise = _section_pair()
     noisy = clean + noise
     pred = (clean - 0.3 * (clean - 0.5)).requires_grad_()  # signal taken
