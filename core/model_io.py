@@ -61,17 +61,26 @@ class ModelIO:
         """The same contract with an engine's window (everything else, guard and gain included, is the card's)."""
         return replace(self, window=(int(window[0]), int(window[1])))
 
-    def with_removal_floor(self, floor: float | str | None) -> ModelIO:
+    def with_removal_floor(self, floor: float | str | None, coherence: float | None = None) -> ModelIO:
         """The contract with a run's removal floor (:mod:`impeccable.core.removal_floor`): dB, ``off``, or None
-        for the card's. Only a field-ready card's output is in its input's units, which the floor compares."""
-        if floor is None:
+        for the card's; and how far it rises for a laterally coherent removed part (dB, or None for the card's).
+        Only a field-ready card's output is in its input's units, which the floor compares."""
+        if floor is None and coherence is None:
             return self
         if self.scaling.kind != "robust":
             raise InputError("a removal floor needs a field-ready model", received=f"{self.scaling.kind} scaling",
                              expected="a model whose card has robust scaling (v7 on)",
                              todo="leave out --removal-floor, or pick a field-ready model with --model")
-        db = None if floor == "off" else float(floor)
-        return replace(self, output_guard=replace(self.output_guard, removal_floor_db=db))
+        guard = self.output_guard
+        if floor is not None:
+            guard = replace(guard, removal_floor_db=None if floor == "off" else float(floor))
+        if coherence is not None:
+            if guard.removal_floor_db is None:
+                raise InputError("a coherence raise needs a removal floor", received="no removal floor (the card's, or --removal-floor off)",
+                                 expected="a floor in dB, e.g. -13",
+                                 todo="leave out --removal-floor-coherence, or pass --removal-floor -13")
+            guard = replace(guard, removal_floor_coherence_db=float(coherence))
+        return replace(self, output_guard=guard)
 
     @property
     def pad_value(self) -> float:

@@ -33,11 +33,14 @@ class OutputGuard:
         recover_signal: First put back what of the removed part follows the output locally.
         removal_floor_db: Then keep the input where the removed part's local power is under about this many dB
             of the output's (None: off).
+        removal_floor_coherence_db: How far that floor rises where the removed part is laterally coherent
+            (dB; 0: not at all).
     """
 
     band_energy: bool = False
     recover_signal: bool = False
     removal_floor_db: float | None = None
+    removal_floor_coherence_db: float = 0.0
 
     @classmethod
     def from_card(cls, card: dict, robust: bool) -> OutputGuard:
@@ -46,12 +49,13 @@ class OutputGuard:
         kind = spec.get("kind", "band_energy" if robust else "none")
         floor = spec.get("removal_floor_db")
         return cls(band_energy=kind == "band_energy", recover_signal=bool(spec.get("recover_signal", False)),
-                   removal_floor_db=None if floor is None else float(floor))
+                   removal_floor_db=None if floor is None else float(floor),
+                   removal_floor_coherence_db=float(spec.get("removal_floor_coherence_db", 0.0)))
 
     def as_dict(self) -> dict:
         """JSON-ready, for a run's report."""
         return {"recover_signal": self.recover_signal, "removal_floor_db": self.removal_floor_db,
-                "band_energy": self.band_energy}
+                "removal_floor_coherence_db": self.removal_floor_coherence_db, "band_energy": self.band_energy}
 
     def __bool__(self) -> bool:
         return self.band_energy or self.recover_signal or self.removal_floor_db is not None
@@ -62,7 +66,8 @@ class OutputGuard:
         if self.recover_signal:
             output = recover_sections(output, source, radius_at(samples_per_model_sample))
         if self.removal_floor_db is not None:
-            output = floor_sections(output, source, self.removal_floor_db, radius_at(samples_per_model_sample))
+            output = floor_sections(output, source, self.removal_floor_db, radius_at(samples_per_model_sample),
+                                    self.removal_floor_coherence_db)
         if self.band_energy:
             output = guard_sections(output, source)
         return output

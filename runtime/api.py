@@ -47,8 +47,8 @@ from impeccable.runtime.volumes.slabs import ArrayReader
 from impeccable.runtime.volumes.zarr import TIME_NAMES  # the names a Zarr array's time axis is found by, too
 
 #: Options of :func:`denoise` (the DenoiseConfig fields that apply to an in-memory volume).
-OPTIONS = ("tta", "views", "batch_size", "scale", "strength", "removal_floor", "engine_options", "progress",
-           "sample_interval")
+OPTIONS = ("tta", "views", "batch_size", "scale", "strength", "removal_floor", "removal_floor_coherence",
+           "engine_options", "progress", "sample_interval")
 
 
 def _config(model, engine, options: dict) -> DenoiseConfig:
@@ -89,7 +89,8 @@ def _check_volume(volume) -> None:
 
 def _contract(config: DenoiseConfig, factory, window: tuple[int, int]):
     """The model's input contract and the data's sampling, as the CLI takes them (a caller's engine: defaults)."""
-    io = model_io(factory.model if isinstance(factory, EngineFactory) else config.model, window, config.removal_floor)
+    io = model_io(factory.model if isinstance(factory, EngineFactory) else config.model, window, config.removal_floor,
+                  config.removal_floor_coherence)
     return io, Sampling.of(config.sample_interval, None, io)
 
 
@@ -209,7 +210,8 @@ def denoise(volume, model=None, engine=None, time_axis: int | str = "auto", **op
         engine: Engine name [default: the fastest installed], or an open engine (numpy and threaded dask).
         time_axis: The time axis of a numpy or dask array, ``0``, ``2`` or ``"auto"`` (the unique longest axis,
             as ``--time-axis``); for a DataArray, ``"auto"`` or the time dimension's name.
-        **options: ``tta``, ``views``, ``batch_size``, ``scale``, ``strength``, ``removal_floor``, ``engine_options``,
+        **options: ``tta``, ``views``, ``batch_size``, ``scale``, ``strength``, ``removal_floor``,
+            ``removal_floor_coherence``, ``engine_options``,
             ``progress``, ``sample_interval`` (ms; a DataArray's regular time coordinate gives it too; unknown:
             the model's) (as :class:`~impeccable.runtime.config.DenoiseConfig`).
 

@@ -103,6 +103,11 @@ def _number_or_word(value: str | None) -> float | str | None:
                    "it, the input is kept (a processed stack comes back unchanged; noise that stands out is still "
                    "removed). Higher (e.g. -7): more conservative; off: the model's whole removal "
                    "[default: the model card's].")
+@click.option("--removal-floor-coherence", type=click.FloatRange(0.0, 30.0), default=None, metavar="DB",
+              help="Field-ready models: raise the removal floor by up to DB (0 to 30) where what the model removes "
+                   "lines up from trace to trace, as reflector energy does and random or erratic noise does not. "
+                   "10 keeps processed stacks nearly unchanged; it also keeps weak coherent noise (the challenge's "
+                   "streaks) [default: the model card's, 0 unless it says].")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               help="Also write the run summary and the QC figures behind the QC line as JSON: amplitude fit, "
                    "spectra of input, output and removed part, energy per band and below the signal band, "
@@ -142,7 +147,7 @@ def _number_or_word(value: str | None) -> float | str | None:
 @one_line_errors
 def main(input_path: Path, output: Path | None, model: Path | None, engine: str | None, precision: str | None,
          tta: bool, views: str, batch_size: int, time_axis: str, scale: str, strength: float,
-         removal_floor: str | None, report_path: Path | None, dataset: str | None, preview: Path | None,
+         removal_floor: str | None, removal_floor_coherence: float | None, report_path: Path | None, dataset: str | None, preview: Path | None,
          iline_byte: int, xline_byte: int, line_key: int | None, cdp_byte: int, overwrite: bool, progress: bool,
          cluster: str | None, workers: int | None, resume: bool, slab_sections: int | None, retries: int,
          sample_interval: float | None) -> None:
@@ -164,7 +169,8 @@ def main(input_path: Path, output: Path | None, model: Path | None, engine: str 
     options = {"precision": precision} if precision else {}
     config = DenoiseConfig(model=model, engine=engine, tta=tta, views=views, batch_size=batch_size,
                            time_axis=_time_axis(time_axis), scale=scale, strength=strength,
-                           removal_floor=_number_or_word(removal_floor), overwrite=overwrite,
+                           removal_floor=_number_or_word(removal_floor),
+                           removal_floor_coherence=removal_floor_coherence, overwrite=overwrite,
                            preview=preview, dataset=dataset, engine_options=options, progress=progress,
                            iline_byte=iline_byte, xline_byte=xline_byte, line_key=line_key, cdp_byte=cdp_byte,
                            cluster=cluster, workers=workers, sample_interval=sample_interval)

@@ -33,6 +33,9 @@ class DenoiseConfig:
         strength: 0..1: output = input - strength x the estimated noise (1: the full denoising; 0: the input).
         removal_floor: A field-ready model's removal floor (:mod:`impeccable.core.removal_floor`): dB (-60 to 0)
             of the local output's power under which the removed part is left in, ``off``, or None for the card's.
+        removal_floor_coherence: How many dB (0 to 30) that floor rises where the removed part is laterally
+            coherent (reflector energy a network took for noise looks so; random and erratic noise does not), or
+            None for the card's (0 unless it says).
         overwrite: Replace an existing output.
         preview: PNG path for a noisy/denoised/difference picture of one inline.
         dataset: HDF5 dataset path.
@@ -60,6 +63,7 @@ class DenoiseConfig:
     scale: str = "input"
     strength: float = 1.0
     removal_floor: float | str | None = None
+    removal_floor_coherence: float | None = None
     overwrite: bool = False
     preview: Path | None = None
     dataset: str | None = None
@@ -96,6 +100,15 @@ class DenoiseConfig:
                 raise InputError("removal floor out of range", received=self.removal_floor,
                                  expected="dB from -60 to 0 (e.g. -13; lower: more of the model's removal applied) "
                                           "or off", todo="pass --removal-floor -13, or --removal-floor off")
+        if self.removal_floor_coherence is not None:
+            try:
+                ok = 0.0 <= float(self.removal_floor_coherence) <= 30.0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise InputError("removal floor coherence out of range", received=self.removal_floor_coherence,
+                                 expected="dB from 0 to 30 (e.g. 10 for processed stacks; 0: off)",
+                                 todo="pass --removal-floor-coherence 10, or leave it out")
         if not 0.0 <= float(self.strength) <= 1.0:
             raise InputError("strength out of range", received=self.strength, expected="0..1 (1: the full denoising)",
                              todo="pass --strength 0.5, say")

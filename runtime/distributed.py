@@ -78,7 +78,8 @@ DistributedReport = RunReport
 def _identity(input_path: Path, config: DenoiseConfig, factory, plan: Plan, sampling: Sampling) -> dict:
     settings = {"engine": getattr(factory, "name", type(factory).__name__), "tta": config.tta,
                 "views": config.views, "batch_size": config.batch_size, "scale": config.scale,
-                "strength": config.strength, "removal_floor": config.removal_floor, "time_axis": config.time_axis,
+                "strength": config.strength, "removal_floor": config.removal_floor,
+                "removal_floor_coherence": config.removal_floor_coherence, "time_axis": config.time_axis,
                 "dataset": config.dataset,
                 "segy": config.segy_options() if format_of(input_path).header_options else None,
                 "engine_options": {k: str(v) for k, v in sorted(config.engine_options.items())},
@@ -139,7 +140,7 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
         # The workers' engines are built from the model's path: its card is the run's contract, as in one process
         # (a stand-in factory with no model path: a bare engine's defaults).
         io = model_io(config.resolved_model() if engine_factory is None or config.model is not None else None, window,
-                      config.removal_floor)
+                      config.removal_floor, config.removal_floor_coherence)
         sampling = Sampling.of(config.sample_interval, reader, io)
         # The single process's bound (the volume's windows, the engine's measured memory) against each worker's
         # memory: an absurd --batch-size must not exhaust the workers either; a sane one is never bound, so resume

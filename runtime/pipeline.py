@@ -137,5 +137,6 @@ def _write(reader, identity: dict, store: ScratchStore, output: Path, config: De
 def _model_io(config: DenoiseConfig, engine: Engine | None):
     """The model's input contract: its card's (a caller's engine with no model named: a bare engine's defaults)."""
     if engine is not None and config.model is None:
-        return model_io(None, tuple(engine.window), config.removal_floor)
-    return model_io(config.resolved_model(), None if engine is None else tuple(engine.window), config.removal_floor)
+        return model_io(None, tuple(engine.window), config.removal_floor, config.removal_floor_coherence)
+    return model_io(config.resolved_model(), None if engine is None else tuple(engine.window), config.removal_floor,
+                    config.removal_floor_coherence)

@@ -38,13 +38,15 @@ def default_io(window: tuple[int, int]) -> ModelIO:
     return ModelIO(tuple(window), MINMAX)
 
 
-def model_io(model, window: tuple[int, int] | None = None, removal_floor: float | str | None = None) -> ModelIO:
+def model_io(model, window: tuple[int, int] | None = None, removal_floor: float | str | None = None,
+             removal_floor_coherence: float | None = None) -> ModelIO:
     """A model's input contract from its card (:meth:`~impeccable.core.model_io.ModelIO.from_card`).
 
     Args:
         model: Model directory, ``.onnx`` or ``.plan`` (its directory's card), or None (no card).
         window: The engine's window, which wins over the card's [default: the card's, else 320 x 1280].
         removal_floor: The run's ``--removal-floor`` (:attr:`DenoiseConfig.removal_floor`) [None: the card's].
+        removal_floor_coherence: The run's ``--removal-floor-coherence`` [None: the card's].
     """
     from impeccable.core.card import read_card
     from impeccable.core.geometry import WINDOW
@@ -62,7 +64,7 @@ def model_io(model, window: tuple[int, int] | None = None, removal_floor: float 
         io = default_io(window or WINDOW)
     elif window is not None:
         io = io.with_window(window)
-    return io.with_removal_floor(removal_floor)
+    return io.with_removal_floor(removal_floor, removal_floor_coherence)
 
 
 @dataclass(frozen=True)

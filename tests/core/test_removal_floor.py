@@ -62,3 +62,72 @@ def test_the_card_switches_it_on_and_older_cards_keep_their_output():
     card["output_guard"].pop("removal_floor_db")
     assert ModelIO.from_card(card).output_guard.removal_floor_db is None
     assert not ModelIO.from_card(new_card()).output_guard  # min-max cards: no guard at all
+
+
+def _weak_removal(reflectors, rng, coherent: bool):
+    """A stack, a removed part 8 dB under it (the stack's own weaker reflectors, or random noise), and the
+    denoiser's output without it: ``(input, output)`` in model units."""
+    signal = reflectors(rng)
+    signal /= signal.std()
+    if coherent:
+        part = reflectors(rng)  # other reflectors: what a network takes from a stack when it mistakes them
+    else:
+        part = rng.normal(size=signal.shape)
+    part *= 10 ** (-8 / 20) / part.std()
+    return _unit(signal + part), _unit(signal)
+
+
+def test_a_coherent_raise_keeps_weak_reflectors_and_still_removes_weak_random_noise(reflectors):
+    """The same removed power, 8 dB under the stack: reflector energy stays, random noise goes."""
+    x, out = _weak_removal(reflectors, np.random.default_rng(3), coherent=True)
+    assert _applied(floor_sections(out, x, -13.0), x, out) > 0.8  # the plain floor takes it
+    assert _applied(floor_sections(out, x, -13.0, coherence_db=10.0), x, out) < 0.3
+    x, out = _weak_removal(reflectors, np.random.default_rng(4), coherent=False)
+    plain = _applied(floor_sections(out, x, -13.0), x, out)
+    assert plain > 0.7 and _applied(floor_sections(out, x, -13.0, coherence_db=10.0), x, out) > 0.97 * plain
+
+
+def test_strong_coherent_noise_is_removed_under_a_coherent_raise(reflectors):
+    """Swell, ground roll, linear noise: laterally coherent, but standing well out of the floor."""
+    rng = np.random.default_rng(5)
+    signal = reflectors(rng)
+    signal /= signal.std()
+    dipping = reflectors(rng)  # coherent events, 6 dB over the signal
+    x, out = _unit(signal + 2.0 * dipping / dipping.std()), _unit(signal)
+    assert _applied(floor_sections(out, x, -13.0, coherence_db=10.0), x, out) > 0.9
+
+
+def test_no_raise_is_the_plain_floor_bit_for_bit(reflectors):
+    x, out = _weak_removal(reflectors, np.random.default_rng(6), coherent=True)
+    assert np.array_equal(floor_sections(out, x, -13.0, coherence_db=0.0), floor_sections(out, x, -13.0))
+
+
+def test_lateral_coherence_tells_reflectors_from_random_and_erratic_traces(reflectors):
+    from impeccable.core.removal_floor import lateral_coherence
+
+    rng = np.random.default_rng(7)
+    assert np.median(lateral_coherence(reflectors(rng))) > 0.8
+    assert abs(np.median(lateral_coherence(rng.normal(size=(120, 400))))) < 0.1
+    erratic = np.zeros((120, 400))
+    erratic[::7] = rng.normal(size=(len(range(0, 120, 7)), 400))  # isolated bad traces
+    assert np.median(lateral_coherence(erratic)) < 0.1
+    assert np.all(lateral_coherence(np.ones((1, 50))) == 0)  # one trace: nothing to line up with
+
+
+def test_the_run_sets_the_raise_and_the_card_can_carry_it():
+    import pytest
+
+    from impeccable.core.errors import InputError
+
+    card = new_card(scaling="robust")
+    card["output_guard"]["removal_floor_db"] = -13
+    io = ModelIO.from_card(card)
+    assert io.output_guard.removal_floor_coherence_db == 0.0  # cards without it: no raise
+    assert io.with_removal_floor(None, 10).output_guard.removal_floor_coherence_db == 10.0
+    assert io.with_removal_floor(-9, None).output_guard.removal_floor_coherence_db == 0.0
+    card["output_guard"]["removal_floor_coherence_db"] = 8
+    assert ModelIO.from_card(card).output_guard.removal_floor_coherence_db == 8.0
+    with pytest.raises(InputError, match="coherence raise needs a removal floor"):
+        io.with_removal_floor("off", 10)
+    with pytest.raises(InputError, match="field-ready model"):
+        ModelIO.from_card(new_card()).with_removal_floor(None, 10)

@@ -18,9 +18,9 @@ from impeccable.core.tiling import predict_sections  # noqa: E402
 
 
 def _reference(model_dir, volume: np.ndarray, interval_ms: float | None, tta: bool = True,
-               bare: bool = False, removal_floor=None) -> np.ndarray:
+               bare: bool = False, removal_floor=None, coherence=None) -> np.ndarray:
     """The contract on the torch network; ``bare``: without the card's output guard and section gain;
-    ``removal_floor``: the run's (None: the card's)."""
+    ``removal_floor``, ``coherence``: the run's (None: the card's)."""
     import dataclasses
 
     from impeccable.core.output_guard import OutputGuard
@@ -31,7 +31,7 @@ def _reference(model_dir, volume: np.ndarray, interval_ms: float | None, tta: bo
     io = ModelIO.from_card(card)
     if bare:
         io = dataclasses.replace(io, output_guard=OutputGuard(), section_gain=None)
-    io = io.with_removal_floor(removal_floor)
+    io = io.with_removal_floor(removal_floor, coherence)
     stats = volume_stats(volume)
     with torch.inference_mode():
         pred = predict_sections(io.normalize(volume, stats), torch_runner(model.float().eval(), "cpu", None),
@@ -136,3 +136,18 @@ def test_the_removal_floor_on_the_network_matches_the_contract(tiny_robust_model
                              removal_floor=-3.0, progress=False)
     scale = float(np.percentile(np.abs(volume - np.median(volume)), 99))
     assert np.abs(got - _reference(tiny_robust_model_dir, volume, None, removal_floor=-3.0)).max() < 1e-3 * scale
+
+
+def test_the_coherence_raise_on_the_network_matches_the_contract(tiny_robust_model_dir, tiny_volume):
+    """removal_floor_coherence= reaches the output guard through the API and an engine, as the contract says."""
+    import impeccable
+
+    volume = tiny_volume((3, 40, 300), seed=5, amplitude=200.0, offset=900.0)
+    kwargs = dict(model=str(tiny_robust_model_dir), engine="onnxruntime", views="inline", removal_floor=-13.0,
+                  progress=False)
+    got = impeccable.denoise(volume, removal_floor_coherence=20.0, **kwargs)
+    scale = float(np.percentile(np.abs(volume - np.median(volume)), 99))
+    want = _reference(tiny_robust_model_dir, volume, None, removal_floor=-13.0, coherence=20.0)
+    assert np.abs(got - want).max() < 1e-3 * scale
+    plain = impeccable.denoise(volume, **kwargs)
+    assert np.abs(got - plain).max() > 1e-2 * scale  # the raise changed the output: the check above can fail
