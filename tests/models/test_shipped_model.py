@@ -21,11 +21,24 @@ def test_card_describes_the_seed_network_and_its_training():
     card = read_card(DEFAULT_MODEL_DIR)
     assert card["smp"]["arch"].lower() == "unetplusplus"
     assert card["smp"]["encoder_name"] == "tu-tf_efficientnetv2_s"
-    assert card["input_size"] == [320, 1280] and card["output_activation"] == "sigmoid"
+    assert card["input_size"] == [320, 1280]
     assert card["weights_dtype"] == "float16"
     assert card["data"]["source"] == "synthetic" and card["data"]["seeds"]
     assert card["training"]["steps_done"] > 0 and card["training"]["wall_time_s"] > 0
     assert "val_score" in card["metrics"]
+
+
+def test_the_default_is_field_ready():
+    """Robust scaling with a linear head, the data's zero level as padding, its interval, and the output guard
+    with the removal floor (issue 25): what keeps a field stack's signal and spectrum."""
+    from impeccable.core.model_io import ModelIO
+
+    card = read_card(DEFAULT_MODEL_DIR)
+    io = ModelIO.from_card(card)
+    assert io.scaling.kind == "robust" and card["output_activation"] == "identity" and card["smp"]["activation"] is None
+    assert io.pad_value == 0.5 and io.interval_ms == 4.0 and io.section_gain is not None
+    guard = io.output_guard
+    assert guard.band_energy and guard.recover_signal and guard.removal_floor_db == -13.0
 
 
 def test_weights_hash_matches_the_card_and_the_onnx_metadata():
