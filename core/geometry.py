@@ -20,10 +20,12 @@ def resolve_time_axis(shape: tuple[int, ...], time_axis: int | str = "auto") -> 
 
     Args:
         shape: The stored volume's shape, three axes.
-        time_axis: ``0``, ``2`` (or ``1``), or ``"auto"`` to pick the unique longest axis.
+        time_axis: ``0``, ``2`` (or ``1``), or ``"auto"`` to pick the unique longest axis (refused when that is the
+            middle one: stored volumes have time first or last).
 
     Raises:
-        InputError: The shape is not 3-D, the axis is out of range, or ``auto`` finds no unique longest axis.
+        InputError: The shape is not 3-D, the axis is out of range, or ``auto`` finds no unique longest axis or
+            the middle one.
     """
     if len(shape) != 3:
         raise InputError(
@@ -41,6 +43,16 @@ def resolve_time_axis(shape: tuple[int, ...], time_axis: int | str = "auto") -> 
                 received=f"shape {tuple(shape)}",
                 expected="one axis longer than the other two",
                 todo="pass --time-axis 0 or --time-axis 2",
+            )
+        if candidates[0] == 1:
+            # Stored volumes are (inline, crossline, time) or (time, inline, crossline); a middle axis longest is
+            # most often a 2-D line stored (1, traces, samples) with more traces than samples, and taking its
+            # traces for time would write back garbage without a word.
+            raise InputError(
+                "cannot tell the time axis: the longest axis is the middle one",
+                received=f"shape {tuple(shape)}",
+                expected="time last (inline, crossline, sample) or first (sample, inline, crossline)",
+                todo="pass --time-axis 2 (time last) or --time-axis 0 (time first)",
             )
         return candidates[0]
     axis = int(time_axis)

@@ -89,7 +89,7 @@ def _number_or_word(value: str | None) -> float | str | None:
                    "budget (a quarter of the available memory), which the run states when it binds.")
 @click.option("--time-axis", type=click.Choice(["auto", "0", "2"]), default="auto", show_default=True,
               help="Stored time axis of .npy/.h5 input: 0 (time first), 2 (time last) or auto (the unique "
-                   "longest axis; refused when two are as long).")
+                   "longest axis, first or last; refused when two are as long or it is the middle one).")
 @click.option("--sample-interval", type=float, default=None, metavar="MS",
               help="Milliseconds between samples (metres for depth), for .npy input or to override the file's "
                    "header or attributes; sections are resampled to the model's interval and back when they "

@@ -7,7 +7,7 @@ from impeccable.core.geometry import from_canonical, pad_sections, resolve_time_
 
 @pytest.mark.parametrize(
     ("shape", "axis", "expected"),
-    [((1259, 300, 300), "auto", 0), ((300, 300, 1259), "auto", 2), ((300, 1259, 300), "auto", 1),
+    [((1259, 300, 300), "auto", 0), ((300, 300, 1259), "auto", 2), ((300, 1259, 300), 1, 1),
      ((300, 300, 300), 0, 0), ((300, 300, 300), 2, 2), ((10, 20, 30), "2", 2)],
 )
 def test_resolve_time_axis(shape, axis, expected):
@@ -17,6 +17,7 @@ def test_resolve_time_axis(shape, axis, expected):
 @pytest.mark.parametrize(
     ("shape", "axis", "match"),
     [((300, 300, 300), "auto", "not unique"), ((1259, 1259, 30), "auto", "not unique"),
+     ((1, 534, 500), "auto", "middle one"), ((300, 1259, 300), "auto", "middle one"),
      ((10, 20), "auto", "2 dimension"), ((1, 2, 3, 4), "auto", "4 dimension"), ((10, 20, 30), 5, "out of range")],
 )
 def test_resolve_time_axis_errors(shape, axis, match):
