@@ -177,14 +177,18 @@ def read_audit(int8_onnx: str | Path) -> dict[str, Any] | None:
 
 # ---- calibration data ------------------------------------------------------------------------------------------
 
-def _cut(volume: np.ndarray, window: tuple[int, int], count: int, pad_value: float = 0.0) -> np.ndarray:
-    """``count`` evenly spaced inline sections of a normalized ``(inline, crossline, sample)`` float32 volume,
-    each cut to the window's top-left corner (the runtime's first tile) and zero-padded to it:
+def _cut(volume: np.ndarray, window: tuple[int, int], count: int, io: ModelIO) -> np.ndarray:
+    """``count`` evenly spaced inline sections of a normalized ``(inline, crossline, sample)`` float32 volume, as
+    the network sees them: balanced by the card's section gain (computed on the whole section, as the runtime
+    does), cut to the window's top-left corner (the runtime's first tile) and padded with the card's value:
     ``float32[count, 1, rows, cols]``."""
     from impeccable.core.geometry import pad_sections
 
     picks = np.unique(np.linspace(0, volume.shape[0] - 1, count).round().astype(int))
-    return pad_sections(np.ascontiguousarray(volume[picks, :window[0], :window[1]]), window, pad_value)
+    sections = np.ascontiguousarray(volume[picks], dtype=np.float32)
+    if io.section_gain is not None:
+        sections = io.section_gain.balance(sections, io.section_gain.gains(sections))
+    return pad_sections(np.ascontiguousarray(sections[:, :window[0], :window[1]]), window, io.pad_value)
 
 
 def _io(window: tuple[int, int], io: ModelIO | None) -> ModelIO:
@@ -222,7 +226,7 @@ def synthetic_calibration(window: tuple[int, int], count: int, seed: int = CALIB
     out, volume = [], 0
     while sum(len(o) for o in out) < count:
         _, noisy = synthesize_family_pair("mix", volume, seed + volume, shape)
-        out.append(_cut(_normalized(noisy, io), window, per_volume, io.pad_value))
+        out.append(_cut(_normalized(noisy, io), window, per_volume, io))
         volume += 1
     return np.concatenate(out)[:count]
 
@@ -256,7 +260,7 @@ def folder_calibration(folder: Path, window: tuple[int, int], count: int,
             raise InputError("calibration volume is unreadable", received=f"{path}: {exc}".splitlines()[0],
                              expected="a .npy array", todo="check the file") from exc
         volume = to_canonical(stored, resolve_time_axis(stored.shape))
-        out.append(_cut(_normalized(np.asarray(volume, dtype=np.float32), io), window, per_file, io.pad_value))
+        out.append(_cut(_normalized(np.asarray(volume, dtype=np.float32), io), window, per_file, io))
     return np.concatenate(out)[:count]
 
 
@@ -428,10 +432,10 @@ def scoring_volumes(first_seed: int, count: int, shape: tuple[int, int, int],
 
 
 def pipeline_scores(path: Path, volumes: list[ScoredVolume], window: tuple[int, int], batch: int,
-                    pad_value: float = 0.0, engine: str = "onnxruntime") -> tuple[list[float], float]:
+                    io: ModelIO | None = None, engine: str = "onnxruntime") -> tuple[list[float], float]:
     """Challenge score of the graph at ``path`` on each volume, denoised as the runtime does (tiles, flip TTA,
-    :func:`impeccable.core.tiling.predict_sections`, ``engine`` on the CPU: one of :data:`GATE_ENGINES`), and
-    the seconds spent in the graph."""
+    :func:`impeccable.core.tiling.predict_sections` with the card's padding, section gain and output guard,
+    ``engine`` on the CPU: one of :data:`GATE_ENGINES`), and the seconds spent in the graph."""
     from impeccable.core.tiling import predict_sections
     from impeccable.data.scoring import score_volumes
 
@@ -444,8 +448,10 @@ def pipeline_scores(path: Path, volumes: list[ScoredVolume], window: tuple[int, 
         spent[0] += time.perf_counter() - t0
         return out
 
+    io = _io(window, io)
     scores = [score_volumes(v.clean, predict_sections(v.sections, run, window, tta=True, batch=2 * batch,
-                                                                  pad_value=pad_value))
+                                                      pad_value=io.pad_value, guard=io.output_guard,
+                                                      gain=io.section_gain))
               for v in volumes]
     return scores, spent[0]
 
@@ -611,13 +617,13 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
                               todo="re-export it: impeccable-export MODEL_DIR --force") from exc
 
         search = scoring_volumes(SEARCH_SEED, config.search, search_shape, io)
-        reference, _ = pipeline_scores(onnx_path, search, window, config.batch, io.pad_value)
+        reference, _ = pipeline_scores(onnx_path, search, window, config.batch, io)
         echo(f"search volumes (fp32): {', '.join(f'{x:.4f}' for x in reference)}")
 
         def loss_with(method: str) -> Callable[[list[str]], float]:
             def loss_of(floated: list[str]) -> float:
                 quantize(pre, candidate, work / f"{method}.json", float_nodes_of(floated), method=method)
-                scores, _ = pipeline_scores(candidate, search, window, config.batch, io.pad_value)
+                scores, _ = pipeline_scores(candidate, search, window, config.batch, io)
                 return worst_loss(reference, scores)
             return loss_of
 
@@ -633,7 +639,7 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
         engines = gate_engines()
         fp32_scores, timing = {}, {}
         for engine in engines:
-            fp32_scores[engine], seconds = pipeline_scores(onnx_path, held_out, window, config.batch, io.pad_value,
+            fp32_scores[engine], seconds = pipeline_scores(onnx_path, held_out, window, config.batch, io,
                                                            engine=engine)
             timing[engine] = {"fp32_s": seconds}
 
@@ -644,7 +650,7 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
             rows = []
             for engine in engines:
                 scores, timing[engine]["int8_s"] = pipeline_scores(candidate, held_out, window, config.batch,
-                                                                   io.pad_value, engine=engine)
+                                                                   io, engine=engine)
                 rows += [{"engine": engine, "seed": v.seed, "family": v.family, "level": v.level, "fp32": f,
                           "int8": q, "loss": f - q} for v, f, q in zip(held_out, fp32_scores[engine], scores)]
             for r in rows:

@@ -318,3 +318,42 @@ def test_conv_flops_add_up_to_the_benchmarks_count(exported_dir):
 
     per_node = conv_flops(onnx.load(str(exported_dir / "model.onnx")))
     assert per_node and sum(per_node.values()) == pytest.approx(count_flops(exported_dir / "model.onnx"))
+
+
+def test_calibration_and_gate_feed_the_network_what_the_runtime_feeds_it(monkeypatch):
+    """A field-ready card balances each section's amplitude trend before the network and guards its output; the
+    INT8 calibration sections and the gate's pipeline must do the same, or they calibrate and judge a path no
+    user runs."""
+    from impeccable.core.card import new_card
+    from impeccable.core.model_io import ModelIO
+    from impeccable.core.tiling import predict_sections, split
+    from impeccable.export import int8 as q
+
+    io = ModelIO.from_card(dict(new_card(scaling="robust"), input_size=list(TINY_WINDOW)))
+    assert io.section_gain is not None and io.output_guard
+    rng = np.random.default_rng(0)
+    samples = TINY_WINDOW[1] + 40
+    trend = np.linspace(0.2, 3.0, samples, dtype=np.float32)  # deep data far stronger: the gain has work to do
+    volume = (0.5 + 0.05 * rng.normal(size=(8, TINY_WINDOW[0] + 8, samples)) * trend).astype(np.float32)
+    calib = q._cut(volume, TINY_WINDOW, 8, io)
+    tiles, _ = split(volume, TINY_WINDOW, mirror=False, pad_value=io.pad_value, gain=io.section_gain)
+    first = tiles.reshape(8, -1, 1, *TINY_WINDOW)[:, 0]
+    np.testing.assert_allclose(calib, first, atol=1e-6)
+    assert np.abs(calib - q._cut(volume, TINY_WINDOW, 8, q._io(TINY_WINDOW, None))).max() > 1e-2
+
+    def smooth(x):  # a stand-in network that removes half of the fine detail
+        return (x - 0.5 * (x - np.roll(x, 1, axis=-1))).astype(np.float32)
+
+    from impeccable.data.scoring import score_volumes
+
+    clean = volume.copy()
+    scored = q.ScoredVolume(1, "a", "moderate", clean, volume)
+    want = score_volumes(clean, predict_sections(volume, smooth, TINY_WINDOW, tta=True, batch=4,
+                                                 pad_value=io.pad_value, guard=io.output_guard,
+                                                 gain=io.section_gain))
+    # The graph is replaced by the stand-in network: what is checked is the pipeline around it.
+    monkeypatch.setattr(q, "_runner", lambda path, engine="onnxruntime": smooth)
+    scores, _ = q.pipeline_scores(Path("unused.onnx"), [scored], TINY_WINDOW, 2, io)
+    plain, _ = q.pipeline_scores(Path("unused.onnx"), [scored], TINY_WINDOW, 2, q._io(TINY_WINDOW, None))
+    assert scores[0] == pytest.approx(want, abs=1e-9)
+    assert abs(scores[0] - plain[0]) > 1e-4  # without the card's path the score differs: the check can fail
