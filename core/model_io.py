@@ -76,7 +76,8 @@ class ModelIO:
             guard = replace(guard, removal_floor_db=None if floor == "off" else float(floor))
         if coherence is not None:
             if guard.removal_floor_db is None:
-                raise InputError("a coherence raise needs a removal floor", received="no removal floor (the card's, or --removal-floor off)",
+                raise InputError("a coherence raise needs a removal floor",
+                                 received="no removal floor (the card's, or --removal-floor off)",
                                  expected="a floor in dB, e.g. -13",
                                  todo="leave out --removal-floor-coherence, or pass --removal-floor -13")
             guard = replace(guard, removal_floor_coherence_db=float(coherence))

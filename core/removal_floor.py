@@ -11,23 +11,25 @@ removal by the local ratio of the removed part's power to the output's, ``rho``,
 
 so where the removed part is ``tau`` of the local output's power (the card's ``floor_db``, e.g. -13 dB) half of
 it is applied, well below it almost none, and where the model finds real noise (rho near or above 1: the
-semi-synthetic field cases, the challenge's noise, erratic traces, swell) all of it.
-
-**The floor rises where the removed part is laterally coherent** (cards with ``removal_floor_coherence_db``):
-``tau`` in dB is ``floor_db + coherence_db * clip(c, 0, 1)``, ``c`` the removed part's local correlation between
-neighbouring traces over the same window. What a network takes from a processed stack is reflector energy it
-mistook for noise, and that lines up from trace to trace (Penobscot fed alone: coherence 0.97), while random and
-erratic noise does not (about 0); coherent noise worth removing (swell, ground roll, linear noise) is strong, so it
-stays well above even the raised floor. With v12 (-13 dB, +10 dB for a coherent removal) Penobscot fed alone lost
-1.9 % of its energy instead of 6.4 %, and the semi-synthetic cases gained more (+6.11 dB against +6.00), because
-weak reflector energy the network took from them now stays (benchmarks/results/2026-12-07-coherent-floor/). The ratio's denominator is
+semi-synthetic field cases, the challenge's noise, erratic traces, swell) all of it. The ratio's denominator is
 floored by a share of the section's mean output power (as recovery's): in a quiet zone or a muted top, where the
 output is next to nothing, the removed part is judged against the section's signal instead (noise the quiet zone
 makes plain is removed, a faint residue as harmless there as anywhere is kept). Time
 processing's TFDN (time-frequency noise attenuation) works the same way: only what stands out is touched.
 
-Field-ready cards ask for it with ``output_guard: {..., "removal_floor_db": -13, "removal_floor_coherence_db": 10}``; :mod:`impeccable.core.output_guard`
-applies it after signal recovery and before the band guard, in every driver.
+**The floor can rise where the removed part is laterally coherent** (``removal_floor_coherence_db``, 0 unless the
+card or the run says): ``tau`` in dB is ``floor_db + coherence_db * clip(c, 0, 1)``, ``c`` the removed part's local
+correlation between neighbouring traces over the same window. What a network takes from a processed stack is
+reflector energy it mistook for noise, and that lines up from trace to trace (Penobscot fed alone: coherence
+0.97), while random and erratic noise does not (about 0); coherent noise worth removing (swell, ground roll,
+linear noise) is strong, so it stays well above even the raised floor. With v12 (-13 dB, +10 dB for a coherent
+removal) Penobscot fed alone lost 1.9 % of its energy instead of 6.4 %, and the semi-synthetic cases gained more
+(+6.11 dB against +6.00); but the challenge's own noise (family a's weak coherent streaks) is kept as well, so it
+is not a card default (benchmarks/results/2026-12-07-coherent-floor/).
+
+Field-ready cards ask for the floor with ``output_guard: {..., "removal_floor_db": -13}`` (and, if ever, for the
+raise with ``"removal_floor_coherence_db": 10``); :mod:`impeccable.core.output_guard` applies it after signal
+recovery and before the band guard, in every driver.
 """
 from __future__ import annotations
 

@@ -262,7 +262,8 @@ def _time_dimension(array, time_axis: int | str) -> object:
     except InputError as exc:
         raise InputError("cannot tell the DataArray's time dimension", received=f"dims {array.dims}, shape "
                          f"{tuple(array.shape)}", expected=f"one dimension named {'/'.join(TIME_NAMES)}, or one "
-                         "longer than the other two, first or last", todo="pass time_axis='<its name>' or rename it") from exc
+                         "longer than the other two, first or last",
+                         todo="pass time_axis='<its name>' or rename it") from exc
 
 
 def _coordinate_step(values) -> float | None:

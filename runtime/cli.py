@@ -147,7 +147,8 @@ def _number_or_word(value: str | None) -> float | str | None:
 @one_line_errors
 def main(input_path: Path, output: Path | None, model: Path | None, engine: str | None, precision: str | None,
          tta: bool, views: str, batch_size: int, time_axis: str, scale: str, strength: float,
-         removal_floor: str | None, removal_floor_coherence: float | None, report_path: Path | None, dataset: str | None, preview: Path | None,
+         removal_floor: str | None, removal_floor_coherence: float | None, report_path: Path | None,
+         dataset: str | None, preview: Path | None,
          iline_byte: int, xline_byte: int, line_key: int | None, cdp_byte: int, overwrite: bool, progress: bool,
          cluster: str | None, workers: int | None, resume: bool, slab_sections: int | None, retries: int,
          sample_interval: float | None) -> None:

@@ -14,6 +14,14 @@ VIEWS = ("auto", "inline", "crossline", "both")
 NARROW_SECTION = 32
 
 
+def _within(value, low: float, high: float) -> bool:
+    """Whether ``value`` is a number in ``[low, high]`` (NaN, infinities and words are not)."""
+    try:
+        return low <= float(value) <= high
+    except (TypeError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class DenoiseConfig:
     """How to denoise one volume.
@@ -92,20 +100,12 @@ class DenoiseConfig:
             raise InputError("sample interval must be positive", received=self.sample_interval,
                              expected="milliseconds between samples, e.g. 2 or 4", todo="pass --sample-interval 4")
         if self.removal_floor is not None and self.removal_floor != "off":
-            try:
-                ok = -60.0 <= float(self.removal_floor) <= 0.0  # NaN and infinities fail too
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
+            if not _within(self.removal_floor, -60.0, 0.0):
                 raise InputError("removal floor out of range", received=self.removal_floor,
                                  expected="dB from -60 to 0 (e.g. -13; lower: more of the model's removal applied) "
                                           "or off", todo="pass --removal-floor -13, or --removal-floor off")
         if self.removal_floor_coherence is not None:
-            try:
-                ok = 0.0 <= float(self.removal_floor_coherence) <= 30.0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
+            if not _within(self.removal_floor_coherence, 0.0, 30.0):
                 raise InputError("removal floor coherence out of range", received=self.removal_floor_coherence,
                                  expected="dB from 0 to 30 (e.g. 10 for processed stacks; 0: off)",
                                  todo="pass --removal-floor-coherence 10, or leave it out")
