@@ -24,7 +24,9 @@ held-out traces each is scored against the stack: SNR in dB (``10 log10(sum s^2 
 challenge's SSIM (both blocks min-max scaled to uint8 on their own, skimage SSIM, ``impeccable.data.scoring``).
 Also: clean-in (the stack itself denoised by each model: SSIM against itself, energy removed) and, with
 ``--forgetting N``, the challenge score of both models on ``N`` held-out synthetic volumes of families a and b
-(moderate noise, and clean-in).
+(moderate noise, and clean-in). ``--removal-floor-coherence DB`` scores both models with that raise of the
+output guard's removal floor (the runtime's option of the same name), so that the adapted model is judged as a
+user who runs with it would see it.
 """
 
 from __future__ import annotations
@@ -128,11 +130,13 @@ def write_segy(path: Path, volume: np.ndarray) -> None:
         reader.close()
 
 
-def denoise(volume: np.ndarray, model_dir: Path, interval_ms: float = DT * 1000) -> np.ndarray:
+def denoise(volume: np.ndarray, model_dir: Path, interval_ms: float = DT * 1000,
+            coherence_db: float | None = None) -> np.ndarray:
     """A canonical volume denoised as ``impeccable-denoise`` feeds the model its card names (scaling, padding,
     resampling: :class:`impeccable.train.survey.SurveyFeed` over :class:`impeccable.core.model_io.ModelIO`),
     flip TTA, torch on the CPU (bf16 autocast where native, as the trainer); sections along the axis with more
-    traces. Returns the volume's units."""
+    traces; ``coherence_db``: the run's ``--removal-floor-coherence`` (None: the card's). Returns the volume's
+    units."""
     from impeccable.core.amplitude import volume_stats
     from impeccable.models.checkpoint import load_model
     from impeccable.train.adapt_qc import denoise as denoise_sections
@@ -140,6 +144,8 @@ def denoise(volume: np.ndarray, model_dir: Path, interval_ms: float = DT * 1000)
 
     model, card = load_model(model_dir)
     feed = SurveyFeed(card, interval_ms)
+    if coherence_db is not None:
+        feed.io = feed.io.with_removal_floor(None, coherence_db)
     stats = volume_stats(volume)  # per inline slice, as the runtime's reader statistics
     crossline = volume.shape[0] > volume.shape[1]
     sections = np.ascontiguousarray(volume.transpose(1, 0, 2)) if crossline else volume
@@ -147,7 +153,7 @@ def denoise(volume: np.ndarray, model_dir: Path, interval_ms: float = DT * 1000)
     return np.ascontiguousarray(out.transpose(1, 0, 2)) if crossline else out
 
 
-def forgetting(start: Path, adapted: Path, volumes: int, tmp: Path) -> dict:
+def forgetting(start: Path, adapted: Path, volumes: int, tmp: Path, coherence_db: float | None = None) -> dict:
     """Challenge score of both models on held-out synthetic volumes of families a and b (8 x 128 x 1259)."""
     from impeccable.data.families import synthesize_family_pair
     from impeccable.data.scoring import score_volumes
@@ -159,7 +165,7 @@ def forgetting(start: Path, adapted: Path, volumes: int, tmp: Path) -> dict:
             clean, noisy = synthesize_family_pair(family, k, 900001 + k, (8, 128, 1259), "moderate")
             row = {"seed": 900001 + k, "noisy": score_volumes(clean, noisy)}
             for name, model in (("start", start), ("adapted", adapted)):
-                row[name] = score_volumes(clean, denoise(noisy.astype(np.float32), model))
+                row[name] = score_volumes(clean, denoise(noisy.astype(np.float32), model, coherence_db=coherence_db))
             rows.append(row)
         out[family] = rows
     return out
@@ -198,14 +204,15 @@ def evaluate(case: str, args: dict, clean: np.ndarray, noisy: np.ndarray, run_di
     held = (slice(block["start"], block["stop"]), 0) if block["view_axis"] == "inline" else \
         (0, slice(block["start"], block["stop"]))
     outputs = {"noisy": noisy, "bandpass 5-60 Hz": bandpass(noisy, 5.0, 60.0, dt=DT)}
+    raise_db = args["removal_floor_coherence"]
     for name, model in (("start model", args["init_from"]), ("adapted model", run_dir)):
-        outputs[name] = denoise(noisy, model)
+        outputs[name] = denoise(noisy, model, coherence_db=raise_db)
     truth = clean[held]
     scores = {name: {"snr_db": snr_db(truth, out[held]), "ssim": ssim(truth, out[held])}
               for name, out in outputs.items()}
     clean_in = {}
     for name, model in (("start model", args["init_from"]), ("adapted model", run_dir)):
-        out = denoise(clean, model)
+        out = denoise(clean, model, coherence_db=raise_db)
         removed = float(np.sum((clean - out).astype(np.float64) ** 2) / np.sum(clean.astype(np.float64) ** 2))
         clean_in[name] = {"ssim_held_out": ssim(truth, out[held]), "ssim_line": ssim(clean[:, 0], out[:, 0]),
                           "removed_energy": removed}
@@ -216,7 +223,7 @@ def evaluate(case: str, args: dict, clean: np.ndarray, noisy: np.ndarray, run_di
            "clean_in": clean_in, "qc": json.loads(qc_path.read_text()) if qc_path.is_file() else None,
            "lineage": lineage}
     if args["forgetting"]:
-        row["forgetting"] = forgetting(args["init_from"], run_dir, args["forgetting"], tmp)
+        row["forgetting"] = forgetting(args["init_from"], run_dir, args["forgetting"], tmp, raise_db)
     return row
 
 
@@ -259,6 +266,8 @@ def markdown(report: dict) -> str:
 @click.option("--forgetting", type=int, default=1, show_default=True,
               help="Held-out synthetic volumes per family scored before/after (0: skip).")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--removal-floor-coherence", type=float, default=None,
+              help="Score both models with this --removal-floor-coherence (dB) [default: their cards'].")
 @click.option("--seed", type=int, default=2026, show_default=True, help="Seed of the noise.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write results (+ .md).")
 @one_line_errors

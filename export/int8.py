@@ -167,6 +167,52 @@ def audit_path(int8_onnx: str | Path) -> Path:
     return int8_onnx.with_name(int8_onnx.name.removesuffix(".onnx") + ".audit.json")
 
 
+def journal_path(int8_onnx: str | Path) -> Path:
+    """The search journal beside an INT8 graph: ``model.int8.onnx`` -> ``model.int8.search.json``."""
+    int8_onnx = Path(int8_onnx)
+    return int8_onnx.with_name(int8_onnx.name.removesuffix(".onnx") + ".search.json")
+
+
+class SearchJournal:
+    """The scores of every graph the search and the gate have measured, on disk, so that an export cut short
+    (the search takes hours on a small CPU) or refused resumes where it stopped: a rerun with the same source,
+    calibration and volumes takes each measured graph's scores from here instead of running it again (a rerun
+    with another ``--max-loss`` measures only the graphs its search and gate did not reach before). Written after every graph (atomic replace); removed once the INT8
+    graph is written, whose audit then holds the record.
+
+    Args:
+        path: The journal file (:func:`journal_path`).
+        key: Everything that decides a graph's scores (source graph hash, calibration digest, volumes, batch);
+            a journal with another key is ignored and replaced.
+    """
+
+    def __init__(self, path: Path, key: dict[str, Any]):
+        self.path, self.key = path, key
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            data = None
+        self.entries: dict[str, Any] = data["entries"] if isinstance(data, dict) and data.get("key") == key else {}
+
+    @staticmethod
+    def name(kind: str, method: str, floated: list[str]) -> str:
+        return f"{kind}|{method}|{','.join(sorted(floated))}"
+
+    def get(self, kind: str, method: str, floated: list[str]) -> Any:
+        """A measured result (None if this graph was not measured)."""
+        return self.entries.get(self.name(kind, method, floated))
+
+    def put(self, kind: str, method: str, floated: list[str], value: Any) -> Any:
+        self.entries[self.name(kind, method, floated)] = value
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"key": self.key, "entries": self.entries}, indent=1) + "\n")
+        os.replace(tmp, self.path)
+        return value
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def read_audit(int8_onnx: str | Path) -> dict[str, Any] | None:
     """The audit JSON beside an INT8 graph (None when missing or unreadable)."""
     try:
@@ -456,6 +502,15 @@ def pipeline_scores(path: Path, volumes: list[ScoredVolume], window: tuple[int, 
     return scores, spent[0]
 
 
+def _digest(array: np.ndarray) -> str:
+    """SHA-256 of an array's bytes, shape and dtype (the calibration sections a journal was measured with)."""
+    import hashlib
+
+    h = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
 def worst_loss(reference: list[float], candidate: list[float]) -> float:
     """The gate's measure: the largest score loss (reference - candidate) over the volumes."""
     return max(r - c for r, c in zip(reference, candidate))
@@ -619,12 +674,21 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
         search = scoring_volumes(SEARCH_SEED, config.search, search_shape, io)
         reference, _ = pipeline_scores(onnx_path, search, window, config.batch, io)
         echo(f"search volumes (fp32): {', '.join(f'{x:.4f}' for x in reference)}")
+        journal = SearchJournal(journal_path(out_path), {
+            "source_onnx_sha256": sha256_file(onnx_path), "calibration_sha256": _digest(calib),
+            **{k: v for k, v in config.settings().items() if k != "max_loss"}, "batch": config.batch,
+            "gate_engines": gate_engines(), "quantized_ops": list(QUANTIZED_OPS), "percentile": PERCENTILE})
+        if journal.entries:
+            echo(f"resuming: {len(journal.entries)} graph(s) already measured ({journal.path.name})")
 
         def loss_with(method: str) -> Callable[[list[str]], float]:
             def loss_of(floated: list[str]) -> float:
+                known = journal.get("search", method, floated)
+                if known is not None:
+                    return float(known)
                 quantize(pre, candidate, work / f"{method}.json", float_nodes_of(floated), method=method)
                 scores, _ = pipeline_scores(candidate, search, window, config.batch, io)
-                return worst_loss(reference, scores)
+                return journal.put("search", method, floated, worst_loss(reference, scores))
             return loss_of
 
         # Better ranges where they pay: each calibration's all-INT8 graph on the search volumes, the better kept.
@@ -646,19 +710,33 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
         def gate(floated: list[str]) -> list[dict[str, Any]]:
             echo(f"gate: challenge score on {len(held_out)} held-out volume(s) through {', '.join(engines)}, "
                  f"float {floated or 'none'} ...")
-            quantize(pre, candidate, work / f"{method}.json", float_nodes_of(floated), method=method)
-            rows = []
+            known = journal.get("gate", method, floated)
+            if known is None:
+                quantize(pre, candidate, work / f"{method}.json", float_nodes_of(floated), method=method)
+                known = {"rows": [], "int8_s": {}}
+                for engine in engines:
+                    scores, known["int8_s"][engine] = pipeline_scores(candidate, held_out, window, config.batch,
+                                                                      io, engine=engine)
+                    known["rows"] += [{"engine": engine, "seed": v.seed, "family": v.family, "level": v.level,
+                                       "fp32": f, "int8": q, "loss": f - q}
+                                      for v, f, q in zip(held_out, fp32_scores[engine], scores)]
+                journal.put("gate", method, floated, known)
+            rows = known["rows"]
             for engine in engines:
-                scores, timing[engine]["int8_s"] = pipeline_scores(candidate, held_out, window, config.batch,
-                                                                   io, engine=engine)
-                rows += [{"engine": engine, "seed": v.seed, "family": v.family, "level": v.level, "fp32": f,
-                          "int8": q, "loss": f - q} for v, f, q in zip(held_out, fp32_scores[engine], scores)]
+                timing[engine]["int8_s"] = known["int8_s"][engine]
             for r in rows:
                 echo(f"  held-out seed {r['seed']} ({r['family']}, {r['level']}, {r['engine']}): fp32 "
                      f"{r['fp32']:.4f}, int8 {r['int8']:.4f}, loss {r['loss']:+.4f}")
             return rows
 
-        floated, rows, attempts = gate_float_groups(sensitivity["ranked"], floated, gate, config.max_loss, echo)
+        try:
+            floated, rows, attempts = gate_float_groups(sensitivity["ranked"], floated, gate, config.max_loss, echo)
+        except Int8LossError:
+            echo(f"the measured graphs stay in {journal.path}: a rerun (another --max-loss, say) resumes from them")
+            raise
+        # The INT8 graph is rebuilt for the groups that passed (the last graph quantized may be another when
+        # the gate's result came from the journal).
+        quantize(pre, candidate, work / f"{method}.json", float_nodes_of(floated), method=method)
         float_nodes = float_nodes_of(floated)
         int8_share = sum(f for n, f in flops.items() if n not in set(float_nodes)) / total_flops
         sensitivity.update(float_groups=floated, gate_attempts=attempts,
@@ -706,6 +784,7 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
         report.write_text(json.dumps(audit, indent=2) + "\n")
         os.replace(candidate, out_path)
         os.replace(report, audit_path(out_path))
+        journal.remove()
     return out_path
 
 

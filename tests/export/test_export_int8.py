@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ pytest.importorskip("onnx")
 
 from impeccable.core.errors import EngineError, ExportError, InputError, ModelError  # noqa: E402
 from impeccable.export.int8 import (Int8Config, Int8LossError, audit_path, convert_int8,  # noqa: E402
-                                    synthetic_calibration)
+                                    journal_path, synthetic_calibration)
 from impeccable.export.onnx_export import synthetic_sections  # noqa: E402
 from impeccable.runtime.engines import create_engine  # noqa: E402
 
@@ -113,7 +114,78 @@ def test_a_graph_over_the_gate_is_refused_and_nothing_is_written(exported_dir, m
     _worse_int8(monkeypatch, 0.05)
     with pytest.raises(Int8LossError, match=r"INT8 costs more challenge score than allowed.* every group"):
         convert_int8(model / "model.onnx", config=TINY, echo=lambda line: None)
-    assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in exported_dir.iterdir())
+    # no graph, no audit: only the search journal, which a rerun resumes from
+    new = {p.name for p in model.iterdir()} - {p.name for p in exported_dir.iterdir()}
+    assert new == {journal_path(model / "model.int8.onnx").name}
+
+
+def _counting_scores(monkeypatch, stop_after: int | None = None) -> list[str]:
+    """Count the INT8 graphs scored (real scoring); with ``stop_after``, interrupt the run at the next one, as a
+    session that ends or a Ctrl-C does."""
+    from impeccable.export import int8
+
+    real, scored = int8.pipeline_scores, []
+
+    def counted(path, *args, **kwargs):
+        if path.name != "model.onnx":
+            if stop_after is not None and len(scored) >= stop_after:
+                raise KeyboardInterrupt
+            scored.append(path.name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(int8, "pipeline_scores", counted)
+    return scored
+
+
+def test_an_interrupted_export_resumes_from_its_journal_and_ends_where_a_whole_run_ends(
+        exported_dir, model_copy, int8_dir, monkeypatch):
+    whole = json.loads(audit_path(int8_dir / "model.int8.onnx").read_text())
+    model = model_copy(exported_dir)
+    target = model / "model.int8.onnx"
+    with monkeypatch.context() as m:
+        _counting_scores(m, stop_after=3)
+        with pytest.raises(KeyboardInterrupt):
+            convert_int8(model / "model.onnx", config=TINY, echo=lambda line: None)
+    assert not target.exists() and len(json.loads(journal_path(target).read_text())["entries"]) == 3
+    lines: list[str] = []
+    scored = _counting_scores(monkeypatch)
+    convert_int8(model / "model.onnx", config=TINY, echo=lines.append)
+    assert any(line.startswith("resuming: 3 graph(s) already measured") for line in lines)
+    audit = json.loads(audit_path(target).read_text())
+    # graphs a whole run measures: two calibrations (all INT8), each group alone, the greedy steps after the
+    # first (all INT8 again, known), and each gate attempt once per engine; the first three came from the journal
+    sens = audit["sensitivity"]
+    whole_run = 2 + len(sens["groups"]) + len(sens["steps"]) - 1 + sens["gate_attempts"] * len(audit["held_out"]["engines"])
+    assert len(scored) == whole_run - 3
+    assert audit["sensitivity"]["ranked"] == whole["sensitivity"]["ranked"]
+    assert audit["float_nodes"] == whole["float_nodes"]
+    assert not journal_path(target).exists()  # the audit holds the record now
+
+
+def test_a_refused_export_run_again_measures_nothing_again(exported_dir, model_copy, monkeypatch):
+    """Refused by the gate (every INT8 graph loses 0.05 more than it does), then run again: every graph comes
+    from the journal (none is measured again) and the refusal is the same."""
+    model = model_copy(exported_dir)
+    with monkeypatch.context() as m:
+        _worse_int8(m, 0.05)
+        with pytest.raises(Int8LossError) as first:
+            convert_int8(model / "model.onnx", config=TINY, echo=lambda line: None)
+    from impeccable.export import int8
+
+    monkeypatch.setattr(int8, "pipeline_scores", _only_fp32(int8.pipeline_scores))
+    lines: list[str] = []
+    with pytest.raises(Int8LossError) as again:
+        convert_int8(model / "model.onnx", config=TINY, echo=lines.append)
+    assert str(again.value) == str(first.value)
+    assert any(line.startswith("resuming: ") for line in lines)
+    assert not (model / "model.int8.onnx").exists()
+
+
+def _only_fp32(real):
+    def scores(path, *args, **kwargs):
+        assert path.name == "model.onnx", "an INT8 graph was measured again"
+        return real(path, *args, **kwargs)
+    return scores
 
 
 def test_a_loss_on_openvino_alone_is_refused(exported_dir, model_copy, monkeypatch):
