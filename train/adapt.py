@@ -170,6 +170,16 @@ def _effective(config: AdaptConfig, explicit: set[str] | None) -> tuple[AdaptCon
     return AdaptConfig.from_dict(state["config"]).resumed_with(config, explicit), state
 
 
+def with_coherence_raise(card: dict, raise_db: float) -> dict:
+    """The card with its removal floor's coherence raise set to ``raise_db`` (the adapted model's, and the start
+    model's for the before/after QC, so that the QC shows what adaptation changed, not the raise); unchanged when
+    ``raise_db`` is 0 or the card has no removal floor (min-max start models)."""
+    guard = card.get("output_guard") or {}
+    if not raise_db or guard.get("removal_floor_db") is None:
+        return card
+    return {**card, "output_guard": {**guard, "removal_floor_coherence_db": float(raise_db)}}
+
+
 def adapt(config: AdaptConfig, explicit: set[str] | None = None) -> AdaptResult:
     """Adapt a model to a survey as ``config`` says (or resume such a run); see the module docstring.
 
@@ -193,6 +203,8 @@ def adapt(config: AdaptConfig, explicit: set[str] | None = None) -> AdaptResult:
 
     run = loop._setup(config, explicit)
     cfg: AdaptConfig = run.cfg
+    init_card = with_coherence_raise(init_card, cfg.removal_floor_coherence)
+    run.card = with_coherence_raise(run.card, cfg.removal_floor_coherence)
     # The adapted model is trained on sections fed as its own card says the runtime will feed them (the
     # trainer made that card: --scaling, the start model's window).
     feed = SurveyFeed(run.card, survey.interval_ms)
@@ -243,4 +255,4 @@ def adapt(config: AdaptConfig, explicit: set[str] | None = None) -> AdaptResult:
 
 
 __all__ = ["AdaptConfig", "AdaptDataset", "AdaptResult", "QC_NAME", "adapt", "adapt_keys", "adapt_loss",
-           "is_adapt_run", "synthetic_count"]
+           "is_adapt_run", "synthetic_count", "with_coherence_raise"]

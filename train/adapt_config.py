@@ -44,6 +44,13 @@ class AdaptConfig(TrainConfig):
         qc_sections: At most this many held-out sections (or pieces) are denoised for the QC.
         dataset: HDF5 dataset / Zarr array of the survey.
         iline_byte, xline_byte, line_key, cdp_byte: SEG-Y geometry, as ``impeccable-denoise`` takes it.
+        removal_floor_coherence: dB by which the adapted model's removal floor rises where the removed part is
+            laterally coherent (the card's ``output_guard.removal_floor_coherence_db``; the runtime's
+            ``--removal-floor-coherence``), written into the adapted card when the start card has a removal
+            floor. An adapted model serves one field survey, whose reflectors it must keep: 10 dB kept Penobscot
+            fed alone at SSIM 0.987-0.989 before and after adaptation where the plain floor gave 0.94-0.96
+            (benchmarks/results/2026-12-07-adapt-penobscot-v12-coh10-cpu.md); what it costs is some of the
+            challenge's own coherent streak noise left in (synthetic family a). 0: the start card's value.
     """
 
     adapt: Path | None = None
@@ -60,6 +67,7 @@ class AdaptConfig(TrainConfig):
     xline_byte: int = 193
     line_key: int | None = None
     cdp_byte: int = 21
+    removal_floor_coherence: float = 10.0
     # The trainer's fields with other defaults for a short fine-tuning.
     synthetic: int | None = 4
     synthetic_family: str = "mix"
@@ -111,6 +119,9 @@ class AdaptConfig(TrainConfig):
             raise InputError("--holdout out of range", received=self.holdout, expected="0 <= share < 1")
         if self.qc_sections < 1:
             raise InputError("--qc-sections must be positive", received=self.qc_sections, expected=">= 1")
+        if not 0.0 <= self.removal_floor_coherence <= 30.0:
+            raise InputError("--removal-floor-coherence out of range", received=self.removal_floor_coherence,
+                             expected="0 to 30 dB", todo="e.g. --removal-floor-coherence 10, or 0 for the start card's")
         if self.loss_reduction != "mean":
             raise InputError("adaptation weighs its losses per image", received=f"--loss-reduction "
                              f"{self.loss_reduction}", expected="mean", todo="drop --loss-reduction")

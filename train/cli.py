@@ -33,7 +33,8 @@ _FIELD_OF = {"data_dir": "data", "steps": "steps_per_epoch", "window_text": "win
 _ADAPT = {f.name: f.default for f in dataclasses.fields(AdaptConfig) if f.default is not dataclasses.MISSING}
 #: Flags that only an --adapt run takes (click parameter names).
 _ADAPT_ONLY = ("adapt_steps", "mask", "mask_share", "mask_radius", "unmasked_weight", "trace_fill", "synthetic_share",
-               "holdout", "qc_sections", "dataset", "iline_byte", "xline_byte", "line_key", "cdp_byte")
+               "holdout", "qc_sections", "dataset", "iline_byte", "xline_byte", "line_key", "cdp_byte",
+               "removal_floor_coherence")
 
 
 def _size(text: str | None, flag: str) -> tuple[int, int] | None:
@@ -165,6 +166,10 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
               help="--adapt, SEG-Y 2-D lines: trace-header byte of the line number (as impeccable-denoise).")
 @click.option("--cdp-byte", type=int,
               help="--adapt, SEG-Y 2-D lines: trace-header byte that orders the traces along a line [default: 21].")
+@click.option("--removal-floor-coherence", type=float,
+              help="--adapt: dB by which the adapted model's removal floor rises where the removed part is laterally "
+                   "coherent (reflectors), written into its card (impeccable-denoise's option of the same name); 0 "
+                   f"keeps the start card's [default: {_ADAPT['removal_floor_coherence']:g}].")
 @click.pass_context
 @one_line_errors
 def main(ctx: click.Context, **opts: object) -> None:

@@ -101,6 +101,8 @@ def test_adapt_writes_a_model_directory_with_its_lineage_and_the_qc(tmp_path, su
     assert card["data"]["survey"]["held_out_block"] == {"view_axis": "inline", "start": 13, "stop": 16}
     # --scaling robust from a min-max start: a field-ready card (the trainer's linear twin of the sigmoid model)
     assert card["normalization"]["kind"] == "robust_per_volume" and card["output_activation"] == "identity"
+    # an adapted model keeps its survey's reflectors: its removal floor rises where the removed part is coherent
+    assert card["output_guard"]["removal_floor_coherence_db"] == 10.0
     qc = json.loads((tmp_path / "run" / QC_NAME).read_text())
     assert len(qc["held_out"]["pieces"]) == 2
     for name in ("start", "adapted"):
@@ -155,7 +157,7 @@ def test_adapt_flags_need_adapt(tmp_path):
 def test_help_documents_the_adaptation():
     text = CliRunner().invoke(main, ["--help"]).output
     for flag in ("--adapt", "--mask", "--mask-share", "--mask-radius", "--unmasked-weight", "--synthetic-share",
-                 "--steps", "--holdout"):
+                 "--steps", "--holdout", "--removal-floor-coherence"):
         assert flag in text
 
 
@@ -168,3 +170,24 @@ def test_the_qc_warns_when_the_adapted_model_takes_more_from_denoised_sections()
     assert qc_warnings(start, {**start, "removed_from_denoised": 0.03 + DENOISED_WARN / 2}) == []
     (warning,) = qc_warnings(start, {**start, "removed_from_denoised": 0.09})
     assert "already denoised" in warning and "0.090 vs 0.030" in warning
+
+
+def test_the_coherence_raise_lands_only_where_the_card_has_a_removal_floor():
+    from impeccable.core.model_io import ModelIO
+    from impeccable.train.adapt import with_coherence_raise
+
+    robust, minmax = new_card(scaling="robust"), new_card(scaling="minmax")
+    raised = with_coherence_raise(robust, 10.0)
+    assert ModelIO.from_card(raised).output_guard.removal_floor_coherence_db == 10.0
+    assert "removal_floor_coherence_db" not in robust["output_guard"]  # the start card is not changed
+    assert with_coherence_raise(robust, 0.0) is robust  # 0: the start card's own value
+    assert with_coherence_raise(minmax, 10.0) is minmax  # a min-max card has no removal floor to raise
+    floorless = {**robust, "output_guard": {**robust["output_guard"], "removal_floor_db": None}}
+    assert with_coherence_raise(floorless, 10.0) is floorless
+
+
+def test_an_out_of_range_coherence_raise_is_one_line_before_training(tmp_path, survey, start_model):
+    result = CliRunner().invoke(main, ["--adapt", str(survey), "--out", str(tmp_path / "run"), "--init-from",
+                                       str(start_model), "--removal-floor-coherence", "45"])
+    assert result.exit_code == 1 and "--removal-floor-coherence out of range" in result.output
+    assert not (tmp_path / "run" / "model.safetensors").exists()
