@@ -161,24 +161,27 @@ class Int8Config:
                 "held_out_shape": list(self.held_out_shape) if self.held_out_shape else None}
 
 
+def _beside(int8_onnx: str | Path, suffix: str) -> Path:
+    int8_onnx = Path(int8_onnx)
+    return int8_onnx.with_name(int8_onnx.name.removesuffix(".onnx") + suffix)
+
+
 def audit_path(int8_onnx: str | Path) -> Path:
     """The audit JSON beside an INT8 graph: ``model.int8.onnx`` -> ``model.int8.audit.json``."""
-    int8_onnx = Path(int8_onnx)
-    return int8_onnx.with_name(int8_onnx.name.removesuffix(".onnx") + ".audit.json")
+    return _beside(int8_onnx, ".audit.json")
 
 
 def journal_path(int8_onnx: str | Path) -> Path:
     """The search journal beside an INT8 graph: ``model.int8.onnx`` -> ``model.int8.search.json``."""
-    int8_onnx = Path(int8_onnx)
-    return int8_onnx.with_name(int8_onnx.name.removesuffix(".onnx") + ".search.json")
+    return _beside(int8_onnx, ".search.json")
 
 
 class SearchJournal:
     """The scores of every graph the search and the gate have measured, on disk, so that an export cut short
     (the search takes hours on a small CPU) or refused resumes where it stopped: a rerun with the same source,
     calibration and volumes takes each measured graph's scores from here instead of running it again (a rerun
-    with another ``--max-loss`` measures only the graphs its search and gate did not reach before). Written after every graph (atomic replace); removed once the INT8
-    graph is written, whose audit then holds the record.
+    with another ``--max-loss`` measures only the graphs its search and gate did not reach before). Written
+    after every graph (atomic replace); removed once the INT8 graph is written, whose audit then holds the record.
 
     Args:
         path: The journal file (:func:`journal_path`).

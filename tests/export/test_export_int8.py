@@ -155,7 +155,8 @@ def test_an_interrupted_export_resumes_from_its_journal_and_ends_where_a_whole_r
     # graphs a whole run measures: two calibrations (all INT8), each group alone, the greedy steps after the
     # first (all INT8 again, known), and each gate attempt once per engine; the first three came from the journal
     sens = audit["sensitivity"]
-    whole_run = 2 + len(sens["groups"]) + len(sens["steps"]) - 1 + sens["gate_attempts"] * len(audit["held_out"]["engines"])
+    gate_runs = sens["gate_attempts"] * len(audit["held_out"]["engines"])
+    whole_run = 2 + len(sens["groups"]) + len(sens["steps"]) - 1 + gate_runs
     assert len(scored) == whole_run - 3
     assert audit["sensitivity"]["ranked"] == whole["sensitivity"]["ranked"]
     assert audit["float_nodes"] == whole["float_nodes"]
