@@ -87,11 +87,13 @@ _GPU_INSTALL = f"{install_hint('gpu')}, on a machine with an NVIDIA GPU (CUDA 13
 #: Measured ``(base, per_image)`` peak resident bytes per engine and precision, 320 x 1280 images on the CPU:
 #: ``nice -n 10 python -m impeccable.benchmarks.memory --engines onnxruntime:fp32,openvino:fp32,openvino:bf16
 #: --images 1,4,8,16`` (a fresh process per point; the line bounds every measured peak), shipped model v5,
-#: benchmarks/results/2026-12-06-memory-cpu.json. ONNX Runtime without its CPU arena (see ort_engine); int8 has no
-#: figures until a model.int8.onnx exists to measure (runtime.memory's fallback bounds it meanwhile).
+#: benchmarks/results/2026-12-06-memory-cpu.json. ONNX Runtime without its CPU arena (see ort_engine). int8: the
+#: same command with ``--engines onnxruntime:int8,openvino:int8 --images 1,4,8`` on the shipped v12's
+#: model.int8.onnx (14 % of its FLOPs in INT8, float islands in f32), benchmarks/results/2026-12-07-int8-v12-export/.
 _MEMORY = {
-    "onnxruntime": {"fp32": (595_000_000, 290_000_000)},
-    "openvino": {"fp32": (348_000_000, 286_000_000), "bf16": (294_000_000, 139_000_000)},
+    "onnxruntime": {"fp32": (595_000_000, 290_000_000), "int8": (455_000_000, 308_000_000)},
+    "openvino": {"fp32": (348_000_000, 286_000_000), "bf16": (294_000_000, 139_000_000),
+                 "int8": (335_000_000, 262_000_000)},
 }
 
 #: name -> what the engine needs and offers. The CPU default prefers OpenVINO (the base install's engine,

@@ -1,0 +1,19 @@
+"""The shipped card against the candidate, per volume: the same benchmark command, seeds and engine."""
+import json, sys
+import numpy as np
+old, new = (json.load(open(p)) for p in sys.argv[1:3])
+k, c = "model openvino:bf16", "clean-in model openvino:bf16"
+idx = {(r["family"], r["level"], r["seed"]): r["scores"] for r in old["rows"]}
+print("| family | level | seed | noisy | card (-13 dB) | raise 10 dB | raise - card | clean-in card | clean-in raise |")
+print("|---|---|---|---|---|---|---|---|---|")
+agg = {}
+for r in new["rows"]:
+    key = (r["family"], r["level"], r["seed"]); o = idx[key]; s = r["scores"]
+    print(f"| {key[0]} | {key[1]} | {key[2]} | {s['noisy']:.4f} | {o[k]:.4f} | {s[k]:.4f} | {s[k]-o[k]:+.4f} | {o[c]:.4f} | {s[c]:.4f} |")
+    agg.setdefault(key[:2], []).append((s["noisy"], o[k], s[k], o[c], s[c]))
+print()
+print("| family | level | noisy | card | raise 10 dB | raise better on | clean-in card (min) | clean-in raise (min) |")
+print("|---|---|---|---|---|---|---|---|")
+for key, v in agg.items():
+    v = np.array(v)
+    print(f"| {key[0]} | {key[1]} | {v[:,0].mean():.3f} | {v[:,1].mean():.3f} | {v[:,2].mean():.3f} | {int((v[:,2] > v[:,1]).sum())}/{len(v)} | {v[:,3].mean():.3f} ({v[:,3].min():.3f}) | {v[:,4].mean():.3f} ({v[:,4].min():.3f}) |")
