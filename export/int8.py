@@ -485,8 +485,17 @@ def pipeline_scores(path: Path, volumes: list[ScoredVolume], window: tuple[int, 
     """Challenge score of the graph at ``path`` on each volume, denoised as the runtime does (tiles, flip TTA,
     :func:`impeccable.core.tiling.predict_sections` with the card's padding, section gain and output guard,
     ``engine`` on the CPU: one of :data:`GATE_ENGINES`), and the seconds spent in the graph."""
-    from impeccable.core.tiling import predict_sections
     from impeccable.data.scoring import score_volumes
+
+    outputs, spent = pipeline_outputs(path, volumes, window, batch, io, engine)
+    return [score_volumes(v.clean, out) for v, out in zip(volumes, outputs)], spent
+
+
+def pipeline_outputs(path: Path, volumes: list[ScoredVolume], window: tuple[int, int], batch: int,
+                     io: ModelIO | None = None, engine: str = "onnxruntime") -> tuple[list[np.ndarray], float]:
+    """What :func:`pipeline_scores` scores: each volume's denoised ``(inline, crossline, sample)`` float32 field
+    in the card's normalized units, and the seconds spent in the graph."""
+    from impeccable.core.tiling import predict_sections
 
     graph = _runner(path, engine)
     spent = [0.0]
@@ -498,11 +507,40 @@ def pipeline_scores(path: Path, volumes: list[ScoredVolume], window: tuple[int, 
         return out
 
     io = _io(window, io)
-    scores = [score_volumes(v.clean, predict_sections(v.sections, run, window, tta=True, batch=2 * batch,
-                                                      pad_value=io.pad_value, guard=io.output_guard,
-                                                      gain=io.section_gain))
-              for v in volumes]
-    return scores, spent[0]
+    outputs = [predict_sections(v.sections, run, window, tta=True, batch=2 * batch, pad_value=io.pad_value,
+                                guard=io.output_guard, gain=io.section_gain)
+               for v in volumes]
+    return outputs, spent[0]
+
+
+def uint8_split(clean: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
+    """What a candidate output's challenge-score loss against a reference output is made of.
+
+    The challenge scales each predicted volume to uint8 by its own minimum and maximum, so a candidate that moves
+    the volume's single most extreme sample moves every grey level, and SSIM charges for that although the
+    sections are otherwise unchanged (issue 30: most of v12's INT8 losses at the gate were this). The candidate is
+    scored once as the challenge scores it and once scaled by the reference output's range.
+
+    Args:
+        clean: The volume's clean truth, ``(inline, crossline, sample)``.
+        reference: The float32 graph's output, same shape.
+        candidate: The INT8 graph's output, same shape.
+
+    Returns:
+        ``loss`` (the gate's), ``loss_at_reference_range`` (what changed inside the sections), and both outputs'
+        ``[min, max]``.
+    """
+    from impeccable.data.scoring import score_scoring_sections, score_volumes
+
+    ref_range = (float(reference.min()), float(reference.max()))
+    base = score_volumes(clean, reference)
+    scaled = score_scoring_sections(clean, candidate, (float(clean.min()), float(clean.max())), ref_range)
+    return {"loss": base - score_volumes(clean, candidate), "loss_at_reference_range": base - scaled,
+            "reference_range": list(ref_range), "candidate_range": [float(candidate.min()), float(candidate.max())]}
+
+
+def _span(value_range: list[float]) -> str:
+    return f"[{value_range[0]:.3f}, {value_range[1]:.3f}]"
 
 
 def _digest(array: np.ndarray) -> str:
@@ -572,7 +610,9 @@ def gate_float_groups(ranked: list[str], floated: list[str], gate: Callable[[lis
             received = ("the search put every group back in float" if worst_row is None else
                         f"loss {worst_row['loss']:.4f} on held-out seed {worst_row['seed']} ({worst_row['level']}"
                         f"{', ' + worst_row['engine'] if 'engine' in worst_row else ''}): "
-                        f"fp32 {worst_row['fp32']:.4f}, int8 {worst_row['int8']:.4f}, after {attempts} graph(s)")
+                        f"fp32 {worst_row['fp32']:.4f}, int8 {worst_row['int8']:.4f}, after {attempts} graph(s)"
+                        + (f"; {worst_row['uint8_split']['loss_at_reference_range']:+.4f} of it inside the sections"
+                           if "uint8_split" in worst_row else ""))
             raise Int8LossError("INT8 costs more challenge score than allowed; no INT8 file written",
                                 received=received, expected=f"<= {max_loss:g} on every held-out volume (--max-loss) "
                                 "with a group left in INT8",
@@ -714,6 +754,7 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
             echo(f"gate: challenge score on {len(held_out)} held-out volume(s) through {', '.join(engines)}, "
                  f"float {floated or 'none'} ...")
             known = journal.get("gate", method, floated)
+            quantized = known is None  # the candidate file on disk is this graph
             if known is None:
                 quantize(pre, candidate, work / f"{method}.json", float_nodes_of(floated), method=method)
                 known = {"rows": [], "int8_s": {}}
@@ -730,6 +771,21 @@ def convert_int8(onnx_path: str | Path, out_path: str | Path | None = None, conf
             for r in rows:
                 echo(f"  held-out seed {r['seed']} ({r['family']}, {r['level']}, {r['engine']}): fp32 "
                      f"{r['fp32']:.4f}, int8 {r['int8']:.4f}, loss {r['loss']:+.4f}")
+            worst = max(rows, key=lambda r: r["loss"])
+            if worst["loss"] > config.max_loss and "uint8_split" not in worst:
+                # Why it fails, for the echo, the journal and a refusal: inside the sections, or the range.
+                if not quantized:
+                    quantize(pre, candidate, work / f"{method}.json", float_nodes_of(floated), method=method)
+                volume = next(v for v in held_out if v.seed == worst["seed"])
+                outs = [pipeline_outputs(p, [volume], window, config.batch, io, worst["engine"])[0][0]
+                        for p in (onnx_path, candidate)]
+                worst["uint8_split"] = uint8_split(volume.clean, *outs)
+                journal.put("gate", method, floated, known)
+            if "uint8_split" in worst:
+                split = worst["uint8_split"]
+                echo(f"  seed {worst['seed']} ({worst['engine']}): {split['loss_at_reference_range']:+.4f} of it "
+                     f"inside the sections (scaled by the float32 output's range); the output's range moved "
+                     f"{_span(split['reference_range'])} -> {_span(split['candidate_range'])}")
             return rows
 
         try:

@@ -195,9 +195,17 @@ def test_a_loss_on_openvino_alone_is_refused(exported_dir, model_copy, monkeypat
         pytest.skip("openvino not installed")
     model = model_copy(exported_dir)
     _worse_int8(monkeypatch, 0.05, engines=("openvino",))
-    with pytest.raises(Int8LossError, match=r"held-out seed \d+ \(\w+, openvino\)"):
-        convert_int8(model / "model.onnx", config=TINY, echo=lambda line: None)
+    lines: list[str] = []
+    with pytest.raises(Int8LossError, match=r"held-out seed \d+ \(\w+, openvino\).*of it inside the sections"):
+        convert_int8(model / "model.onnx", config=TINY, echo=lines.append)
     assert not (model / "model.int8.onnx").exists()
+    # each failed gate graph says how much of its worst loss is inside the sections and how the range moved
+    # (measured for real: the injected loss is in the score, not in the outputs)
+    assert any("inside the sections (scaled by the float32 output's range)" in line for line in lines)
+    journal = json.loads(journal_path(model / "model.int8.onnx").read_text())
+    splits = [r["uint8_split"] for k, v in journal["entries"].items() if k.startswith("gate") for r in v["rows"]
+              if "uint8_split" in r]
+    assert splits and all(len(x["reference_range"]) == 2 and np.isfinite(x["loss"]) for x in splits)
 
 
 def test_cli_refuses_a_graph_over_the_gate_in_one_line(exported_dir, model_copy, tmp_path, monkeypatch):
@@ -430,3 +438,22 @@ def test_calibration_and_gate_feed_the_network_what_the_runtime_feeds_it(monkeyp
     plain, _ = q.pipeline_scores(Path("unused.onnx"), [scored], TINY_WINDOW, 2, q._io(TINY_WINDOW, None))
     assert scores[0] == pytest.approx(want, abs=1e-9)
     assert abs(scores[0] - plain[0]) > 1e-4  # without the card's path the score differs: the check can fail
+
+
+def test_uint8_split_tells_a_moved_extreme_from_a_changed_section():
+    """The challenge scales each volume by its own range: one extreme sample moved costs score although nothing
+    else changed, and the split says so; a change inside the sections costs at either range."""
+    from impeccable.data.families import synthesize_family_pair
+    from impeccable.export.int8 import uint8_split
+
+    clean, noisy = synthesize_family_pair("b", 0, 800003, (8, 32, 64), "moderate")
+    reference = (0.8 * clean + 0.2 * noisy).astype(np.float32)
+    moved = reference.copy()
+    peak = np.unravel_index(np.argmax(moved), moved.shape)
+    moved[peak] += 0.5 * float(moved.max() - moved.min())  # the maximum moves by half the range
+    split = uint8_split(clean, reference, moved)
+    assert split["loss"] > 0.01 and abs(split["loss_at_reference_range"]) < 0.001
+    assert split["candidate_range"][1] > split["reference_range"][1]
+    blurred = reference + np.random.default_rng(0).normal(0, reference.std(), reference.shape).astype(np.float32)
+    inside = uint8_split(clean, reference, blurred)
+    assert inside["loss_at_reference_range"] > 0.01
