@@ -1,10 +1,14 @@
-"""v5 (2026-12-01 run) against the candidate, per volume: the same benchmark command, seeds and engine."""
+"""v5 (2026-12-01 run) against the candidate, per volume: the same benchmark command, seeds and engine.
+
+    python compare_quality.py OLD.json NEW.json [OLD_NAME NEW_NAME]      # names default to v5 and v12
+"""
 import json, sys
 import numpy as np
 old, new = (json.load(open(p)) for p in sys.argv[1:3])
+a, b = sys.argv[3:5] if len(sys.argv) >= 5 else ("v5", "v12")
 k, c = "model openvino:bf16", "clean-in model openvino:bf16"
 idx = {(r["family"], r["level"], r["seed"]): r["scores"] for r in old["rows"]}
-print("| family | level | seed | noisy | v5 | v12 | v12 - v5 | clean-in v5 | clean-in v12 |")
+print(f"| family | level | seed | noisy | {a} | {b} | {b} - {a} | clean-in {a} | clean-in {b} |")
 print("|---|---|---|---|---|---|---|---|---|")
 agg = {}
 for r in new["rows"]:
@@ -12,7 +16,7 @@ for r in new["rows"]:
     print(f"| {key[0]} | {key[1]} | {key[2]} | {s['noisy']:.4f} | {o[k]:.4f} | {s[k]:.4f} | {s[k]-o[k]:+.4f} | {o[c]:.4f} | {s[c]:.4f} |")
     agg.setdefault(key[:2], []).append((s["noisy"], o[k], s[k], o[c], s[c]))
 print()
-print("| family | level | noisy | v5 | v12 | v12 better on | clean-in v5 (min) | clean-in v12 (min) |")
+print(f"| family | level | noisy | {a} | {b} | {b} better on | clean-in {a} (min) | clean-in {b} (min) |")
 print("|---|---|---|---|---|---|---|---|")
 for key, v in agg.items():
     v = np.array(v)
