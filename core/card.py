@@ -68,7 +68,9 @@ BAND_GUARD = {"kind": "band_energy",
               "removal_floor": "the removed part applied with weight rho^2 / (rho^2 + tau^2), rho its local power over "
                                "the output's (the recovery window; floored at 0.3 of the section's mean output "
                                "power), tau = 10^(removal_floor_db / 10); an optional removal_floor_coherence_db "
-                               "raises that dB by as much times the removed part's local lateral coherence (0..1)"}
+                               "raises that dB by as much times the removed part's local lateral coherence (0..1), "
+                               "and an optional removal_floor_conformity (a slope width) keeps that rise to removal "
+                               "whose events run parallel to the output's"}
 #: Field-ready models from v8: each section's slow amplitude trend balanced before the network, restored after.
 SECTION_GAIN = {"kind": "time_trend", "window_samples": 125, "floor": 0.1,
                 "what": "per section and sample: median over traces of |unit - 0.5|, Hann-smoothed over the window, "

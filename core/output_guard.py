@@ -35,12 +35,15 @@ class OutputGuard:
             of the output's (None: off).
         removal_floor_coherence_db: How far that floor rises where the removed part is laterally coherent
             (dB; 0: not at all).
+        removal_floor_conformity: Keep that rise to removal whose events run parallel to the output's: the slope
+            width in model samples per trace over which it fades (0: wherever the removal is coherent).
     """
 
     band_energy: bool = False
     recover_signal: bool = False
     removal_floor_db: float | None = None
     removal_floor_coherence_db: float = 0.0
+    removal_floor_conformity: float = 0.0
 
     @classmethod
     def from_card(cls, card: dict, robust: bool) -> OutputGuard:
@@ -50,12 +53,14 @@ class OutputGuard:
         floor = spec.get("removal_floor_db")
         return cls(band_energy=kind == "band_energy", recover_signal=bool(spec.get("recover_signal", False)),
                    removal_floor_db=None if floor is None else float(floor),
-                   removal_floor_coherence_db=float(spec.get("removal_floor_coherence_db", 0.0)))
+                   removal_floor_coherence_db=float(spec.get("removal_floor_coherence_db", 0.0)),
+                   removal_floor_conformity=float(spec.get("removal_floor_conformity", 0.0)))
 
     def as_dict(self) -> dict:
         """JSON-ready, for a run's report."""
         return {"recover_signal": self.recover_signal, "removal_floor_db": self.removal_floor_db,
-                "removal_floor_coherence_db": self.removal_floor_coherence_db, "band_energy": self.band_energy}
+                "removal_floor_coherence_db": self.removal_floor_coherence_db,
+                "removal_floor_conformity": self.removal_floor_conformity, "band_energy": self.band_energy}
 
     def __bool__(self) -> bool:
         return self.band_energy or self.recover_signal or self.removal_floor_db is not None
@@ -67,7 +72,8 @@ class OutputGuard:
             output = recover_sections(output, source, radius_at(samples_per_model_sample))
         if self.removal_floor_db is not None:
             output = floor_sections(output, source, self.removal_floor_db, radius_at(samples_per_model_sample),
-                                    self.removal_floor_coherence_db)
+                                    self.removal_floor_coherence_db, self.removal_floor_conformity,
+                                    samples_per_model_sample)
         if self.band_energy:
             output = guard_sections(output, source)
         return output

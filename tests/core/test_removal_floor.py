@@ -131,3 +131,59 @@ def test_the_run_sets_the_raise_and_the_card_can_carry_it():
         io.with_removal_floor("off", 10)
     with pytest.raises(InputError, match="field-ready model"):
         ModelIO.from_card(new_card()).with_removal_floor(None, 10)
+
+
+def _events(rng, dip, traces=120, samples=400, count=20):
+    """``count`` band-limited reflections all dipping ``dip`` samples per trace, unit std, ``(traces, samples)``."""
+    t = np.arange(samples)
+    out = np.zeros((traces, samples))
+    for _ in range(count):
+        centre = rng.uniform(0, samples) + dip * np.arange(traces)[:, None]
+        out += rng.normal() * np.exp(-((t - centre) / 3.0) ** 2) * np.cos((t - centre) / 2.0)
+    return out / out.std()
+
+
+def test_a_conforming_raise_keeps_what_runs_with_the_stack_and_removes_what_crosses_it():
+    """Reflector energy taken from a stack runs parallel to the events kept; weak coherent noise that crosses
+    them (the challenge's streaks) gets the plain floor back."""
+    rng = np.random.default_rng(7)
+    stack = _events(rng, 0.2)
+    weak = 10 ** (-8 / 20)
+    parallel, crossing = weak * _events(rng, 0.2), weak * _events(rng, -0.8)
+    for part, kept_with_conformity in ((parallel, True), (crossing, False)):
+        x, out = _unit(stack + part), _unit(stack)
+        plain = _applied(floor_sections(out, x, -13.0), x, out)
+        raised = _applied(floor_sections(out, x, -13.0, coherence_db=10.0), x, out)
+        conforming = _applied(floor_sections(out, x, -13.0, coherence_db=10.0, conformity=0.6), x, out)
+        assert plain > 0.8 and raised < 0.4  # the plain raise keeps both
+        if kept_with_conformity:
+            assert conforming < 0.4
+        else:
+            assert conforming > 0.9 * plain
+
+
+def test_event_slopes_read_the_same_at_2_ms_as_at_4_ms():
+    from scipy.signal import resample
+
+    from impeccable.core.removal_floor import event_slope
+    from impeccable.core.signal_recovery import radius_at
+
+    section = _events(np.random.default_rng(8), 0.5)
+    at_2ms = resample(section, 2 * section.shape[1], axis=1)  # the same events, two samples per model sample
+    p4 = event_slope(section, radius_at(1.0), 1.0)[10:-10, 40:-40]
+    p2 = event_slope(at_2ms, radius_at(2.0), 2.0)[10:-10, 80:-80]
+    assert abs(np.median(p4) - 0.5) < 0.05 and abs(np.median(p2) - 0.5) < 0.05
+
+
+def test_the_card_carries_the_conformity_and_without_it_the_raise_is_unchanged(reflectors):
+    from impeccable.core.output_guard import OutputGuard
+
+    card = new_card(scaling="robust")
+    card["output_guard"].update(removal_floor_db=-13, removal_floor_coherence_db=10)
+    assert OutputGuard.from_card(card, robust=True).removal_floor_conformity == 0.0
+    card["output_guard"]["removal_floor_conformity"] = 0.6
+    guard = OutputGuard.from_card(card, robust=True)
+    assert guard.removal_floor_conformity == 0.6 and guard.as_dict()["removal_floor_conformity"] == 0.6
+    x, out = _weak_removal(reflectors, np.random.default_rng(9), coherent=True)
+    assert np.array_equal(floor_sections(out, x, -13.0, coherence_db=10.0, conformity=0.0),
+                          floor_sections(out, x, -13.0, coherence_db=10.0))
