@@ -31,10 +31,10 @@ is not a card default (benchmarks/results/2026-12-07-coherent-floor/).
 width in model samples per trace, 0 unless the card says): the raise is multiplied by
 ``exp(-((p_removed - p_output) / width)^2)``, ``p`` the structure-tensor slope of the removed part and of the output
 over the same window. Reflector energy a network takes from a stack runs parallel to the events it kept; what it
-removes from the challenge's data mostly crosses them. On v12 (harness, width 0.6, raise 10 dB): Penobscot fed alone
-0.981, the semi-synthetic cases +6.15 dB with 12 of 15 won, at a third of the plain raise's cost on the held-out
-synthetic volumes (benchmarks/results/2026-12-07-coherent-floor/). Slopes are counted per model sample, so a dip
-reads the same at 2 ms and 4 ms.
+removes from the challenge's data mostly crosses them. On v12 (width 0.6, raise 10 dB, through the product):
+Penobscot fed alone 0.981, the semi-synthetic cases +6.15 dB with 12 of 15 won, at a quarter of the plain raise's
+average cost on the 32 held-out synthetic volumes (benchmarks/results/2026-12-07-coherent-floor/). Slopes are
+counted per model sample, so a dip reads the same at 2 ms and 4 ms.
 
 Field-ready cards ask for the floor with ``output_guard: {..., "removal_floor_db": -13}`` (and, if ever, for the
 raise with ``"removal_floor_coherence_db": 10`` and ``"removal_floor_conformity": 0.6``);
