@@ -1,7 +1,7 @@
 """What a field-ready card does to each denoised section before its amplitude fit: one object, every driver.
 
 Three steps, each comparing a blended output section with the section the model was given (same units, the
-data's interval):
+model's interval: :mod:`impeccable.core.tiling` applies it before the removed part goes back to the data's):
 
 1. **Signal recovery** (:mod:`impeccable.core.signal_recovery`, optional): what of the removed part follows the
    output locally is put back (leaked reflectors).
@@ -21,7 +21,7 @@ import numpy as np
 
 from impeccable.core.band_guard import guard_sections
 from impeccable.core.removal_floor import floor_sections
-from impeccable.core.signal_recovery import radius_at, recover_sections
+from impeccable.core.signal_recovery import recover_sections
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,14 @@ class OutputGuard:
     def __bool__(self) -> bool:
         return self.band_energy or self.recover_signal or self.removal_floor_db is not None
 
-    def apply(self, output: np.ndarray, source: np.ndarray, samples_per_model_sample: float = 1.0) -> np.ndarray:
-        """``(n, traces, samples)`` float32 guarded sections; ``source``: the same sections as the model saw them;
-        ``samples_per_model_sample``: the data's samples in one of the model's (recovery's window is a time span)."""
+    def apply(self, output: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """``(n, traces, samples)`` float32 guarded sections; ``source``: the same sections as the model saw them,
+        both at the model's sample interval (the windows and slopes are counted in model samples)."""
         if self.recover_signal:
-            output = recover_sections(output, source, radius_at(samples_per_model_sample))
+            output = recover_sections(output, source)
         if self.removal_floor_db is not None:
-            output = floor_sections(output, source, self.removal_floor_db, radius_at(samples_per_model_sample),
-                                    self.removal_floor_coherence_db, self.removal_floor_conformity,
-                                    samples_per_model_sample)
+            output = floor_sections(output, source, self.removal_floor_db, coherence_db=self.removal_floor_coherence_db,
+                                    conformity=self.removal_floor_conformity)
         if self.band_energy:
             output = guard_sections(output, source)
         return output

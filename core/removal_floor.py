@@ -5,7 +5,8 @@ processor judges a stack fed alone by whether it comes back unchanged, and in th
 output``) a faint, incoherent, widespread residue is both the least useful removal (it buys little signal-to-noise
 ratio) and the riskiest (faint reflectors and fine texture look the same to the network). The floor weighs the
 removal by the local ratio of the removed part's power to the output's, ``rho``, over the signal-recovery window
-(:data:`impeccable.core.signal_recovery.RADIUS`, the same time span at any interval):
+(:data:`impeccable.core.signal_recovery.RADIUS`; the guard runs at the model's interval, so the window is the same
+time span at any data interval):
 
     output' = input - w * removed,    w = rho^2 / (rho^2 + tau^2)
 
@@ -34,7 +35,7 @@ over the same window. Reflector energy a network takes from a stack runs paralle
 removes from the challenge's data mostly crosses them. On v12 (width 0.6, raise 10 dB, through the product):
 Penobscot fed alone 0.981, the semi-synthetic cases +6.15 dB with 12 of 15 won, at a quarter of the plain raise's
 average cost on the 32 held-out synthetic volumes (benchmarks/results/2026-12-07-coherent-floor/). Slopes are
-counted per model sample, so a dip reads the same at 2 ms and 4 ms.
+counted in the model's samples (the guard runs at its interval), so a dip reads the same at 2 ms and 4 ms.
 
 Field-ready cards ask for the floor with ``output_guard: {..., "removal_floor_db": -13}`` (and, if ever, for the
 raise with ``"removal_floor_coherence_db": 10`` and ``"removal_floor_conformity": 0.6``);
@@ -62,14 +63,15 @@ def lateral_coherence(removed: np.ndarray, radius: tuple[int, int] = RADIUS) -> 
     return 0.5 * (np.concatenate([pair, pair[-1:]]) + np.concatenate([pair[:1], pair]))
 
 
-def event_slope(section: np.ndarray, radius: tuple[int, int], samples_per_model_sample: float = 1.0) -> np.ndarray:
-    """The local slope of the events of a ``(traces, samples)`` float64 section, in model samples per trace.
+def event_slope(section: np.ndarray, radius: tuple[int, int]) -> np.ndarray:
+    """The local slope of the events of a ``(traces, samples)`` float64 section at the model's interval, in samples
+    per trace.
 
     From the structure tensor (products of the gradients averaged over the window): the dominant gradient is
     normal to the events. Clipped to +-5 (steeper is no reflector at the model's sampling).
     """
     gx = np.gradient(section, axis=0)
-    gt = np.gradient(section, axis=1) * samples_per_model_sample  # per model sample: 2 ms reads as 4 ms
+    gt = np.gradient(section, axis=1)
     jxx, jtt, jxt = (local_mean(a, radius) for a in (gx * gx, gt * gt, gx * gt))
     theta = 0.5 * np.arctan2(2.0 * jxt, jxx - jtt)
     nx, nt = np.cos(theta), np.sin(theta)
@@ -77,8 +79,7 @@ def event_slope(section: np.ndarray, radius: tuple[int, int], samples_per_model_
 
 
 def floor_weights(output: np.ndarray, source: np.ndarray, floor_db: float,
-                  radius: tuple[int, int] = RADIUS, coherence_db: float = 0.0, conformity: float = 0.0,
-                  samples_per_model_sample: float = 1.0) -> np.ndarray:
+                  radius: tuple[int, int] = RADIUS, coherence_db: float = 0.0, conformity: float = 0.0) -> np.ndarray:
     """The share in ``[0, 1]`` of the removed part that is applied, for one ``(traces, samples)`` section.
 
     Args:
@@ -89,7 +90,6 @@ def floor_weights(output: np.ndarray, source: np.ndarray, floor_db: float,
         coherence_db: How far the floor rises where the removed part is fully coherent laterally (dB, >= 0).
         conformity: With ``coherence_db``: the slope width (model samples per trace) over which the raise fades
             where the removed part's events cross the output's (0: the raise everywhere it is coherent).
-        samples_per_model_sample: The data's samples in one of the model's (for the slopes).
 
     Returns:
         ``(traces, samples)`` float64 weights.
@@ -102,7 +102,7 @@ def floor_weights(output: np.ndarray, source: np.ndarray, floor_db: float,
     if coherence_db:
         share = np.clip(lateral_coherence(r, radius), 0.0, 1.0)
         if conformity:
-            apart = event_slope(r, radius, samples_per_model_sample) - event_slope(y, radius, samples_per_model_sample)
+            apart = event_slope(r, radius) - event_slope(y, radius)
             share = share * np.exp(-(apart / conformity) ** 2)
         tau_db = floor_db + coherence_db * share
     tau2 = 10.0 ** (2.0 * np.asarray(tau_db) / 10.0)
@@ -110,8 +110,7 @@ def floor_weights(output: np.ndarray, source: np.ndarray, floor_db: float,
 
 
 def floor_sections(output: np.ndarray, source: np.ndarray, floor_db: float,
-                   radius: tuple[int, int] = RADIUS, coherence_db: float = 0.0, conformity: float = 0.0,
-                   samples_per_model_sample: float = 1.0) -> np.ndarray:
+                   radius: tuple[int, int] = RADIUS, coherence_db: float = 0.0, conformity: float = 0.0) -> np.ndarray:
     """Sections with the model's weak removal left out (module notes).
 
     Args:
@@ -119,7 +118,7 @@ def floor_sections(output: np.ndarray, source: np.ndarray, floor_db: float,
         source: Same shape, the sections as the model saw them (same units as ``output``).
         floor_db: See :func:`floor_weights`.
         radius: Half-width of the local window in traces and samples.
-        coherence_db, conformity, samples_per_model_sample: See :func:`floor_weights`.
+        coherence_db, conformity: See :func:`floor_weights`.
 
     Returns:
         ``(n, traces, samples)`` float32.
@@ -128,7 +127,7 @@ def floor_sections(output: np.ndarray, source: np.ndarray, floor_db: float,
         raise ValueError(f"output {output.shape} and input {source.shape} differ in shape")
     out = np.empty(output.shape, dtype=np.float32)
     for i in range(out.shape[0]):
-        w = floor_weights(output[i], source[i], floor_db, radius, coherence_db, conformity, samples_per_model_sample)
+        w = floor_weights(output[i], source[i], floor_db, radius, coherence_db, conformity)
         x = np.asarray(source[i], dtype=np.float64)
         out[i] = x - w * (x - np.asarray(output[i], dtype=np.float64))
     return out

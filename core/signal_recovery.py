@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 #: Half-width of the local window, in traces and in samples at the model's interval (11 traces x 41 samples, 160 ms
-#: at 4 ms); a section at another interval gets the same time span (:func:`radius_at`).
+#: at 4 ms): the output guard runs at the model's interval, so data at any interval get the same time span.
 RADIUS = (5, 20)
 #: Traces of the lateral median taken of output and removed part before their product (an erratic trace is an
 #: outlier among 5; a reflector is not).
@@ -75,14 +75,6 @@ def _weights(s: np.ndarray, r: np.ndarray, radius: tuple[int, int]) -> np.ndarra
     else:
         s_med, r_med = s, r
     return np.clip(local_mean(r_med * s_med, radius) / (power + floor), 0.0, 1.0)
-
-
-def radius_at(samples_per_model_sample: float) -> tuple[int, int]:
-    """:data:`RADIUS` for data with ``samples_per_model_sample`` samples in each of the model's (2 for a 2 ms
-    line and a 4 ms model): the same window in time, so a line is recovered alike at any interval (a window
-    counted in samples spanned half the time at 2 ms: 2 ms vs 4 ms differed 0.066-0.079 with it, 0.014-0.054
-    without recovery)."""
-    return RADIUS[0], max(1, int(round(RADIUS[1] * samples_per_model_sample)))
 
 
 def recover_sections(output: np.ndarray, source: np.ndarray, radius: tuple[int, int] = RADIUS) -> np.ndarray:

@@ -113,3 +113,35 @@ def test_what_lies_above_the_models_band_passes_through_untouched():
                                   resampling=Resampling.between(2.0, 4.0))
     inner = slice(100, -100)
     np.testing.assert_allclose(out[0, :, inner], np.broadcast_to(high[inner], (8, 600)), atol=0.05)
+
+
+def test_the_output_guard_judges_at_the_models_interval_so_2ms_and_4ms_come_out_alike(reflectors):
+    """A leaky 'model' (a lateral blur: it takes noise and some of the dipping signal) with every guard step the
+    card can ask for: the same line at 2 ms and at 4 ms loses the same removed part (at 4 ms, brought back)."""
+    from scipy.ndimage import gaussian_filter1d, uniform_filter1d
+    from scipy.signal import resample_poly
+
+    from impeccable.core.output_guard import OutputGuard
+
+    rng = np.random.default_rng(11)
+    signal = reflectors(rng, traces=80, samples=300)
+    noise = gaussian_filter1d(rng.standard_normal(signal.shape), 1.5, axis=-1)  # below 4 ms's Nyquist, as field noise
+    x4 = (0.5 + 0.1 * (signal + noise / noise.std() * 0.3 * signal.std()))[None].astype(np.float32)
+    x2 = resample_poly(x4, 2, 1, axis=-1).astype(np.float32)  # the same line, sampled at 2 ms
+    guard = OutputGuard(band_energy=True, recover_signal=True, removal_floor_db=-13.0,
+                        removal_floor_coherence_db=10.0, removal_floor_conformity=0.6)
+
+    def leaky(images):
+        return uniform_filter1d(images, 5, axis=-2, mode="reflect")
+
+    def removed(x, data_ms):
+        out = tiling.predict_sections(x, leaky, (64, 128), tta=False, batch=4, pad_value=0.5, guard=guard,
+                                      resampling=Resampling.between(data_ms, 4.0))
+        return x - out
+
+    r4 = removed(x4, 4.0)
+    r2 = resample_poly(removed(x2, 2.0), 1, 2, axis=-1)
+    inner = (slice(None), slice(None), slice(20, -20))
+    diff = np.linalg.norm((r2 - r4)[inner]) / np.linalg.norm(r4[inner])
+    assert np.linalg.norm(r4) > 0.1 * np.linalg.norm(x4 - 0.5)  # the guard left a removal to compare
+    assert diff < 0.05, diff  # guarded after resampling back: 0.18

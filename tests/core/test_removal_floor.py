@@ -162,19 +162,6 @@ def test_a_conforming_raise_keeps_what_runs_with_the_stack_and_removes_what_cros
             assert conforming > 0.9 * plain
 
 
-def test_event_slopes_read_the_same_at_2_ms_as_at_4_ms():
-    from scipy.signal import resample
-
-    from impeccable.core.removal_floor import event_slope
-    from impeccable.core.signal_recovery import radius_at
-
-    section = _events(np.random.default_rng(8), 0.5)
-    at_2ms = resample(section, 2 * section.shape[1], axis=1)  # the same events, two samples per model sample
-    p4 = event_slope(section, radius_at(1.0), 1.0)[10:-10, 40:-40]
-    p2 = event_slope(at_2ms, radius_at(2.0), 2.0)[10:-10, 80:-80]
-    assert abs(np.median(p4) - 0.5) < 0.05 and abs(np.median(p2) - 0.5) < 0.05
-
-
 def test_the_card_carries_the_conformity_and_without_it_the_raise_is_unchanged(reflectors):
     from impeccable.core.output_guard import OutputGuard
 

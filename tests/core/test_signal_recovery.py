@@ -78,25 +78,3 @@ def test_erratic_traces_are_not_put_back(reflectors):
     recovered = recover_sections(y, x)
     clean = (0.5 + 0.1 * signal)[None]
     assert np.sum((recovered - clean)[0, bad] ** 2) < 1.1 * np.sum((y - clean)[0, bad] ** 2)
-
-
-def test_the_window_is_a_time_span_so_2ms_and_4ms_recover_alike(reflectors):
-    from scipy.signal import resample_poly
-
-    from impeccable.core.signal_recovery import radius_at
-
-    rng = np.random.default_rng(5)
-    signal = reflectors(rng, samples=300)
-    noise = rng.normal(size=signal.shape) * signal.std()
-    x4 = (signal + noise)[None].astype(np.float32)
-    leaky4 = (0.6 * signal + 0.1 * noise)[None].astype(np.float32)
-    x2, leaky2 = (resample_poly(a, 2, 1, axis=-1).astype(np.float32) for a in (x4, leaky4))  # the line at 2 ms
-    put_back4 = recover_sections(leaky4, x4, radius_at(1.0)) - leaky4
-
-    def at_4ms(radius):
-        put_back2 = recover_sections(leaky2, x2, radius) - leaky2
-        back = resample_poly(put_back2, 1, 2, axis=-1)
-        return np.sum((back - put_back4) ** 2) / np.sum(put_back4 ** 2)
-
-    assert radius_at(2.0) == (5, 40) and radius_at(0.5) == (5, 10)
-    assert at_4ms(radius_at(2.0)) < 0.5 * at_4ms(radius_at(1.0)), (at_4ms(radius_at(2.0)), at_4ms(radius_at(1.0)))
