@@ -66,3 +66,16 @@ def test_robust_pair_scales_input_and_target_alike():
     assert np.median(x) == pytest.approx(0.5, abs=0.02)
     x, y = robust_pair(clean + noise, clean, np.random.default_rng(0))
     assert abs(np.median(x) - 0.5) < 0.1 and x.shape == y.shape
+
+
+@pytest.mark.parametrize("factor", [0.45, 1.9])
+def test_the_noise_alone_can_move_in_frequency_and_keeps_its_length(factor):
+    from impeccable.data.synth_field import _noise_stretch
+
+    t = np.arange(500)
+    noise = np.tile(np.sin(2 * np.pi * 0.05 * t), (6, 1)).astype(np.float32)  # 0.05 cycles per sample
+    out = _noise_stretch(noise, factor, np.random.default_rng(0))
+    assert out.shape == noise.shape
+    peak = np.fft.rfftfreq(500)[np.argmax(np.abs(np.fft.rfft(out[0] * np.hanning(500))))]
+    assert peak == pytest.approx(0.05 / factor, rel=0.1)
+    assert np.max(np.abs(np.diff(out[0]))) < 1.2 * 2 * np.pi * 0.05 / factor  # no jump where copies meet
