@@ -40,6 +40,28 @@ def _onnx_is_current(path: Path, card: dict, config: ExportConfig) -> bool:
             and props.get("exporter") == ("dynamo" if config.dynamo else "torchscript"))
 
 
+#: Card fields the exported graph depends on; the rest (scaling, padding, output guard, gains, metrics) are read by
+#: the runtime around the graph, so a card that changed only there is written into the ONNX, graph untouched.
+GRAPH_FIELDS = ("format_version", "smp", "input_size", "output_activation", "weights_sha256", "weights_dtype")
+
+
+def _only_card_is_stale(path: Path, card: dict, config: ExportConfig) -> bool:
+    """Whether ``path`` is this exporter's graph for these weights and only its card's runtime fields changed."""
+    from impeccable.export.onnx_export import PRODUCER
+
+    if not path.is_file():
+        return False
+    props = onnx_metadata(path)
+    try:
+        stamped = json.loads(props.get("card", ""))
+    except json.JSONDecodeError:
+        return False
+    return (props.get("producer") == PRODUCER and props.get("weights_sha256") == card.get("weights_sha256")
+            and props.get("opset") == str(config.opset)
+            and props.get("exporter") == ("dynamo" if config.dynamo else "torchscript")
+            and all(stamped.get(k) == card.get(k) for k in GRAPH_FIELDS))
+
+
 def _fp16_is_current(path: Path, onnx_path: Path, margin: float) -> bool:
     """Whether ``path`` was converted from ``onnx_path`` as it is now, with this margin, and has its audit."""
     from impeccable.export.fp16 import audit_path, read_audit
@@ -117,6 +139,12 @@ def run_export(config: ExportConfig, echo: Callable[[str], None] = click.echo) -
     fresh_onnx = not config.force and _onnx_is_current(onnx_path, card, config)
     if fresh_onnx:
         echo(f"kept {onnx_path}: up to date with the weights (--force exports it again)")
+    elif not config.force and _only_card_is_stale(onnx_path, card, config):
+        from impeccable.export.onnx_export import restamp_card
+
+        restamp_card(onnx_path, card)
+        echo(f"wrote the card into {onnx_path}: only its runtime fields changed, the graph is untouched "
+             "(--force exports it again)")
     else:
         _needs_torch()
         from impeccable.export.onnx_export import export_onnx

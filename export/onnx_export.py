@@ -209,6 +209,23 @@ def set_metadata(graph: onnx.ModelProto, **props: str) -> None:
         graph.metadata_props.add(key=key, value=value)
 
 
+def restamp_card(path: str | Path, card: dict) -> Path:
+    """Write ``card`` into an exported ONNX file's metadata, graph and weights untouched (atomically, checked).
+
+    For a card whose runtime fields changed (output guard, scaling notes, metrics): the graph does not depend on
+    them, so no export and no parity run are needed (:func:`impeccable.export.cli._only_card_is_stale` decides).
+    """
+    import onnx
+
+    path = Path(path)
+    graph = onnx.load(str(path))
+    set_metadata(graph, card=json.dumps(card, sort_keys=True))
+    with atomic_write(path) as f:
+        onnx.save(graph, str(f.tmp))
+        onnx.checker.check_model(str(f.tmp), full_check=True)
+    return path
+
+
 def metadata(graph: onnx.ModelProto) -> dict[str, str]:
     """The graph's ``metadata_props`` as a dict."""
     return {p.key: p.value for p in graph.metadata_props}

@@ -59,6 +59,38 @@ def test_up_to_date_files_are_kept(exported_dir, model_copy, no_tensorrt):
     assert [line.split()[0] for line in again.stdout.splitlines()][:2] == ["kept", "kept"]
 
 
+def test_a_card_changed_outside_the_graph_is_written_into_the_onnx_graph_untouched(exported_dir, model_copy,
+                                                                                    no_tensorrt, monkeypatch):
+    import json
+
+    import onnx
+
+    from impeccable.core.onnx_meta import onnx_metadata
+    from impeccable.export import onnx_export
+
+    model_dir = model_copy(exported_dir)
+    card_path = model_dir / "model.json"
+    card = json.loads(card_path.read_text())
+    card.setdefault("output_guard", {})["below_band_db"] = -15.0
+    card_path.write_text(json.dumps(card))
+    before = onnx.load(str(model_dir / "model.onnx")).graph
+    def no_export(*args, **kwargs):
+        raise RuntimeError("exported again")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
+    result = CliRunner().invoke(main, [str(model_dir)])
+    assert result.exit_code == 0, result.output
+    assert "wrote the card into" in result.stdout and "graph is untouched" in result.stdout
+    assert json.loads(onnx_metadata(model_dir / "model.onnx")["card"]) == card
+    after = onnx.load(str(model_dir / "model.onnx")).graph
+    assert before.SerializeToString() == after.SerializeToString()
+    assert CliRunner().invoke(main, [str(model_dir)]).stdout.startswith("kept ")  # now up to date
+    card["input_size"] = [card["input_size"][0] * 2, card["input_size"][1]]  # a graph field: a real export
+    card_path.write_text(json.dumps(card))
+    again = CliRunner().invoke(main, [str(model_dir)])
+    assert isinstance(again.exception, RuntimeError) and "exported again" in str(again.exception)
+
+
 @pytest.mark.parametrize(("args", "match"), [
     (["{missing}"], "Error: model directory not found"),
     (["{model}", "--batch", "16", "--max-batch", "8"], "Error: batch sizes out of order | received --batch 16 --max-batch 8"),
