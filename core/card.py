@@ -52,25 +52,36 @@ ROBUST_NORMALIZATION = {
 ROBUST_PADDING = {"kind": "constant", "value": 0.5, "where": "end of both axes",
                   "section": "rows = traces, columns = samples", "why": "0.5 is the data's zero level"}
 #: The removal floor of new field-ready cards (dB; core.removal_floor): chosen on v9's development lines, cases and
-#: held-out synthetic volumes (benchmarks/results/2026-12-07-field-v9/).
+#: held-out synthetic volumes (benchmarks/results/2026-12-07-field-v9/); its conforming raise (session 18-19:
+#: benchmarks/results/2026-12-07-coherent-floor/, 2026-12-07-guard-defaults/).
 REMOVAL_FLOOR_DB = -13.0
+REMOVAL_FLOOR_COHERENCE_DB = 10.0
+REMOVAL_FLOOR_CONFORMITY = 0.6
+#: Energy below the band taken away where it is above this many dB of the trace's (core.below_band; session 19).
+BELOW_BAND_DB = -15.0
 #: Field-ready models: signal that leaked into the removed part put back (core.signal_recovery), weak removal on
-#: strong signal left in (core.removal_floor, cards from v9), then no output band may hold more energy than the
-#: input's (core.band_guard); core.output_guard applies all three.
+#: strong signal left in (core.removal_floor, cards from v9), outstanding energy below the band taken away
+#: (core.below_band, cards from session 19), then no output band may hold more energy than the input's
+#: (core.band_guard); core.output_guard applies them all, at the model's interval.
 BAND_GUARD = {"kind": "band_energy",
               "what": "per section, the output's power spectrum along time (tapered traces, averaged over traces) "
                       "scaled down with a zero-phase gain wherever it exceeds the input's; the level left alone",
               "recover_signal": True,
               "recovery": "local signal-and-noise orthogonalization: the removed part's local least-squares weight "
-                          "in [0, 1] on the output (11 traces x 41 samples at the model's interval, the same time span at the "
-                          "data's; 5-trace lateral median) put back",
+                          "in [0, 1] on the output (11 traces x 41 samples; 5-trace lateral median) put back",
               "removal_floor_db": REMOVAL_FLOOR_DB,
+              "removal_floor_coherence_db": REMOVAL_FLOOR_COHERENCE_DB,
+              "removal_floor_conformity": REMOVAL_FLOOR_CONFORMITY,
               "removal_floor": "the removed part applied with weight rho^2 / (rho^2 + tau^2), rho its local power over "
                                "the output's (the recovery window; floored at 0.3 of the section's mean output "
-                               "power), tau = 10^(removal_floor_db / 10); an optional removal_floor_coherence_db "
-                               "raises that dB by as much times the removed part's local lateral coherence (0..1), "
-                               "and an optional removal_floor_conformity (a slope width) keeps that rise to removal "
-                               "whose events run parallel to the output's"}
+                               "power), tau_dB = removal_floor_db + removal_floor_coherence_db * clip(c, 0, 1) * "
+                               "exp(-((p_removed - p_output) / removal_floor_conformity)^2), c the removed part's "
+                               "local lateral coherence, p structure-tensor event slopes (samples per trace)",
+              "below_band_db": BELOW_BAND_DB,
+              "below_band": "per trace, the part below sampling.band_hz[0] (zero-phase Butterworth, order 4, the "
+                            "level left alone) taken away with weight rho^2 / (rho^2 + tau^2), rho its energy over "
+                            "the rest of the trace's, tau = 10^(below_band_db / 10)",
+              "where": "every step at the model's sample interval, before the removed part is resampled back"}
 #: Field-ready models from v8: each section's slow amplitude trend balanced before the network, restored after.
 SECTION_GAIN = {"kind": "time_trend", "window_samples": 125, "floor": 0.1,
                 "what": "per section and sample: median over traces of |unit - 0.5|, Hann-smoothed over the window, "

@@ -251,9 +251,10 @@ def main(model_dir: Path, out: Path | None, fp16: bool, batch: int, max_batch: i
     """Export MODEL_DIR (model.safetensors + model.json) to a checked model.onnx.
 
     model.onnx takes float32 [batch, 1, rows, cols] (batch dynamic, rows x cols the card's window) and
-    returns the sigmoid output; it carries the card and the weights' sha256. It is written only after the
-    graph checks (no run-time shape ops, constant pads, onnx.checker) and an ONNX Runtime vs PyTorch
-    comparison (max abs <= 1e-4, batch 1 and 3) pass.
+    returns the network's output (linear for field-ready cards, sigmoid for min-max ones); it carries the card
+    and the weights' sha256. It is written only after the graph checks (no run-time shape ops, constant pads,
+    onnx.checker) and an ONNX Runtime vs PyTorch comparison (max abs <= 1e-4, batch 1 and 3) pass. A card
+    changed only outside the graph (output guard, notes, metrics) is written into the existing model.onnx.
 
     With --int8 it also writes model.int8.onnx and model.int8.audit.json (for --precision int8 on
     onnxruntime, openvino and tensorrt), only after the held-out loss check passes.

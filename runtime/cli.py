@@ -105,9 +105,9 @@ def _number_or_word(value: str | None) -> float | str | None:
                    "[default: the model card's].")
 @click.option("--removal-floor-coherence", type=click.FloatRange(0.0, 30.0), default=None, metavar="DB",
               help="Field-ready models: raise the removal floor by up to DB (0 to 30) where what the model removes "
-                   "lines up from trace to trace, as reflector energy does and random or erratic noise does not. "
-                   "10 keeps processed stacks nearly unchanged; it also keeps weak coherent noise (the challenge's "
-                   "streaks) [default: the model card's, 0 unless it says].")
+                   "lines up from trace to trace, as reflector energy does and random or erratic noise does not "
+                   "(the shipped card: 10, kept to removal that runs parallel to the output's events); 0 turns it "
+                   "off [default: the model card's].")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               help="Also write the run summary and the QC figures behind the QC line as JSON: amplitude fit, "
                    "spectra of input, output and removed part, energy per band and below the signal band, "

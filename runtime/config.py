@@ -43,7 +43,7 @@ class DenoiseConfig:
             of the local output's power under which the removed part is left in, ``off``, or None for the card's.
         removal_floor_coherence: How many dB (0 to 30) that floor rises where the removed part is laterally
             coherent (reflector energy a network took for noise looks so; random and erratic noise does not), or
-            None for the card's (0 unless it says).
+            None for the card's (the shipped card's: 10; 0 when a card is silent).
         overwrite: Replace an existing output.
         preview: PNG path for a noisy/denoised/difference picture of one inline.
         dataset: HDF5 dataset path.

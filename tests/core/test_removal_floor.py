@@ -120,9 +120,10 @@ def test_the_run_sets_the_raise_and_the_card_can_carry_it():
     from impeccable.core.errors import InputError
 
     card = new_card(scaling="robust")
-    card["output_guard"]["removal_floor_db"] = -13
+    assert ModelIO.from_card(card).output_guard.removal_floor_coherence_db == 10.0  # new cards' default
+    del card["output_guard"]["removal_floor_coherence_db"]
     io = ModelIO.from_card(card)
-    assert io.output_guard.removal_floor_coherence_db == 0.0  # cards without it: no raise
+    assert io.output_guard.removal_floor_coherence_db == 0.0  # cards without it (v9-v12's first card): no raise
     assert io.with_removal_floor(None, 10).output_guard.removal_floor_coherence_db == 10.0
     assert io.with_removal_floor(-9, None).output_guard.removal_floor_coherence_db == 0.0
     card["output_guard"]["removal_floor_coherence_db"] = 8
@@ -166,6 +167,7 @@ def test_the_card_carries_the_conformity_and_without_it_the_raise_is_unchanged(r
     from impeccable.core.output_guard import OutputGuard
 
     card = new_card(scaling="robust")
+    del card["output_guard"]["removal_floor_conformity"]
     card["output_guard"].update(removal_floor_db=-13, removal_floor_coherence_db=10)
     assert OutputGuard.from_card(card, robust=True).removal_floor_conformity == 0.0
     card["output_guard"]["removal_floor_conformity"] = 0.6

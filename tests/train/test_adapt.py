@@ -177,6 +177,7 @@ def test_the_coherence_raise_lands_only_where_the_card_has_a_removal_floor():
     from impeccable.train.adapt import with_coherence_raise
 
     robust, minmax = new_card(scaling="robust"), new_card(scaling="minmax")
+    del robust["output_guard"]["removal_floor_coherence_db"]  # a start card without the raise (v12's first card)
     raised = with_coherence_raise(robust, 10.0)
     assert ModelIO.from_card(raised).output_guard.removal_floor_coherence_db == 10.0
     assert "removal_floor_coherence_db" not in robust["output_guard"]  # the start card is not changed
