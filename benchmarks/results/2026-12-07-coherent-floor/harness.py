@@ -1,6 +1,6 @@
 """Field benchmark on v12 with the network's outputs cached on disk, so output-guard variants cost no inference.
 
-python harness.py VARIANT [seeds]   (VARIANT: a name in variants.py)
+python harness.py VARIANT [seeds]   (VARIANT: a name in variants.py; MODEL=DIR picks the model directory)
 """
 import hashlib, json, sys, time
 from pathlib import Path
@@ -46,7 +46,8 @@ import variants
 name = sys.argv[1]
 seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 og.floor_sections = getattr(variants, name)
-den = fb.reference_denoiser(Path("/work/runs/v12"))
+import os
+den = fb.reference_denoiser(Path(os.environ.get("MODEL", "/work/runs/v12")))  # MODEL=DIR: another card (session 19)
 t0 = time.time()
 res = fb.run(den, fb.DEFAULT_FIELD, Path(f"/work/runs/fexp/out-{name}-{seeds}"), seeds=seeds, log=lambda s: print(s, flush=True))
 Path(f"/work/runs/fexp/{name}-{seeds}.json").write_text(json.dumps(res, indent=1))

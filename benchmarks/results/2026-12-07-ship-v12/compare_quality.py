@@ -1,12 +1,13 @@
 """v5 (2026-12-01 run) against the candidate, per volume: the same benchmark command, seeds and engine.
 
-    python compare_quality.py OLD.json NEW.json [OLD_NAME NEW_NAME]      # names default to v5 and v12
+    python compare_quality.py OLD.json NEW.json [OLD_NAME NEW_NAME [ENGINE]]   # v5, v12, openvino:bf16 by default
 """
 import json, sys
 import numpy as np
 old, new = (json.load(open(p)) for p in sys.argv[1:3])
 a, b = sys.argv[3:5] if len(sys.argv) >= 5 else ("v5", "v12")
-k, c = "model openvino:bf16", "clean-in model openvino:bf16"
+engine = sys.argv[5] if len(sys.argv) >= 6 else "openvino:bf16"
+k, c = f"model {engine}", f"clean-in model {engine}"
 idx = {(r["family"], r["level"], r["seed"]): r["scores"] for r in old["rows"]}
 print(f"| family | level | seed | noisy | {a} | {b} | {b} - {a} | clean-in {a} | clean-in {b} |")
 print("|---|---|---|---|---|---|---|---|---|")
