@@ -10,11 +10,12 @@ the band's low edge (zero-phase Butterworth, order 4, the trace's level left alo
     w = rho^2 / (rho^2 + tau^2),    rho = its energy over the rest of the trace's,  tau = 10^(below_band_db / 10)
 
 the removal floor's form (:mod:`impeccable.core.removal_floor`): a stack whose low end is 48 dB down keeps it
-(w ~ 1e-5 at -20 dB), a trace under swell (rho near 1) loses it. Broadband data whose signal reaches below the
+(w ~ 3e-7 at -15 dB), a trace under swell (rho near 1) loses it. Broadband data whose signal reaches below the
 band keep theirs as long as it stays ``below_band_db`` under the band's energy.
 
 It works at the model's interval (:mod:`impeccable.core.output_guard` runs there), after the removal floor and
-before the band guard. Cards ask for it with ``output_guard: {..., "below_band_db": -20}``; off when silent.
+before the band guard. Cards ask for it with ``output_guard: {..., "below_band_db": -15}`` (the shipped card and new cards); off when
+silent.
 """
 from __future__ import annotations
 

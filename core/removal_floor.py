@@ -25,8 +25,8 @@ reflector energy it mistook for noise, and that lines up from trace to trace (Pe
 0.97), while random and erratic noise does not (about 0); coherent noise worth removing (swell, ground roll,
 linear noise) is strong, so it stays well above even the raised floor. With v12 (-13 dB, +10 dB for a coherent
 removal) Penobscot fed alone lost 1.9 % of its energy instead of 6.4 %, and the semi-synthetic cases gained more
-(+6.11 dB against +6.00); but the challenge's own noise (family a's weak coherent streaks) is kept as well, so it
-is not a card default (benchmarks/results/2026-12-07-coherent-floor/).
+(+6.11 dB against +6.00); but the challenge's own noise (family a's weak coherent streaks) is kept as well, so
+the raise everywhere is no card default; the conforming raise below is (benchmarks/results/2026-12-07-coherent-floor/).
 
 **The raise can be kept to removal that follows the output's structure** (``removal_floor_conformity``, a slope
 width in model samples per trace, 0 unless the card says): the raise is multiplied by
@@ -37,8 +37,9 @@ Penobscot fed alone 0.981, the semi-synthetic cases +6.15 dB with 12 of 15 won, 
 average cost on the 32 held-out synthetic volumes (benchmarks/results/2026-12-07-coherent-floor/). Slopes are
 counted in the model's samples (the guard runs at its interval), so a dip reads the same at 2 ms and 4 ms.
 
-Field-ready cards ask for the floor with ``output_guard: {..., "removal_floor_db": -13}`` (and, if ever, for the
-raise with ``"removal_floor_coherence_db": 10`` and ``"removal_floor_conformity": 0.6``);
+Field-ready cards ask for the floor with ``output_guard: {..., "removal_floor_db": -13}`` and, from session 19 (the
+shipped card and new cards), for the conforming raise with ``"removal_floor_coherence_db": 10`` and
+``"removal_floor_conformity": 0.6``;
 :mod:`impeccable.core.output_guard` applies it after signal recovery and before the band guard, in every driver.
 """
 from __future__ import annotations

@@ -28,16 +28,23 @@ from impeccable.export.config import DEFAULT_MARGIN, DEFAULT_OPSET, ExportConfig
 EXIT_NO_ENGINE = 2
 
 
-def _onnx_is_current(path: Path, card: dict, config: ExportConfig) -> bool:
-    """Whether ``path`` is this exporter's output for these weights, card, exporter and opset."""
+def _stamps(path: Path, card: dict, config: ExportConfig) -> dict[str, str] | None:
+    """``path``'s metadata if it is this exporter's graph for these weights, exporter and opset, else None."""
     from impeccable.export.onnx_export import PRODUCER
 
     if not path.is_file():
-        return False
+        return None
     props = onnx_metadata(path)
-    return (props.get("producer") == PRODUCER and props.get("weights_sha256") == card.get("weights_sha256")
-            and props.get("card") == json.dumps(card, sort_keys=True) and props.get("opset") == str(config.opset)
+    same = (props.get("producer") == PRODUCER and props.get("weights_sha256") == card.get("weights_sha256")
+            and props.get("opset") == str(config.opset)
             and props.get("exporter") == ("dynamo" if config.dynamo else "torchscript"))
+    return props if same else None
+
+
+def _onnx_is_current(path: Path, card: dict, config: ExportConfig) -> bool:
+    """Whether ``path`` is this exporter's output for these weights, card, exporter and opset."""
+    props = _stamps(path, card, config)
+    return props is not None and props.get("card") == json.dumps(card, sort_keys=True)
 
 
 #: Card fields the exported graph depends on; the rest (scaling, padding, output guard, gains, metrics) are read by
@@ -47,19 +54,14 @@ GRAPH_FIELDS = ("format_version", "smp", "input_size", "output_activation", "wei
 
 def _only_card_is_stale(path: Path, card: dict, config: ExportConfig) -> bool:
     """Whether ``path`` is this exporter's graph for these weights and only its card's runtime fields changed."""
-    from impeccable.export.onnx_export import PRODUCER
-
-    if not path.is_file():
+    props = _stamps(path, card, config)
+    if props is None:
         return False
-    props = onnx_metadata(path)
     try:
         stamped = json.loads(props.get("card", ""))
     except json.JSONDecodeError:
         return False
-    return (props.get("producer") == PRODUCER and props.get("weights_sha256") == card.get("weights_sha256")
-            and props.get("opset") == str(config.opset)
-            and props.get("exporter") == ("dynamo" if config.dynamo else "torchscript")
-            and all(stamped.get(k) == card.get(k) for k in GRAPH_FIELDS))
+    return all(stamped.get(k) == card.get(k) for k in GRAPH_FIELDS)
 
 
 def _fp16_is_current(path: Path, onnx_path: Path, margin: float) -> bool:
