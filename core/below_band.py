@@ -14,8 +14,8 @@ the removal floor's form (:mod:`impeccable.core.removal_floor`): a stack whose l
 band keep theirs as long as it stays ``below_band_db`` under the band's energy.
 
 It works at the model's interval (:mod:`impeccable.core.output_guard` runs there), after the removal floor and
-before the band guard. Cards ask for it with ``output_guard: {..., "below_band_db": -15}`` (the shipped card and new cards); off when
-silent.
+before the band guard. Cards ask for it with ``output_guard: {..., "below_band_db": -15}`` (the shipped card and
+new cards); off when silent.
 """
 from __future__ import annotations
 
