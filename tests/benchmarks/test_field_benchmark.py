@@ -36,3 +36,14 @@ def test_identity_removes_nothing_and_results_are_json(tmp_path, monkeypatch):
     assert results["summary"]["cases"] == 1
     json.dumps(results)  # numpy scalars would fail here
     assert (tmp_path / "out" / "line.png").stat().st_size > 0
+
+
+def test_the_seam_figure_is_the_inputs_on_an_untouched_line_and_sees_a_pasted_tile():
+    rng = np.random.default_rng(1)
+    line = rng.normal(0, 1, (1, 534, 64))  # two tiles of 320 traces, starting at 0 and 214
+    untouched = field.seam_ratio(line, window_traces=320)
+    assert untouched == field.damage_figures(line, line.copy(), 4.0)["seam_ratio_input"]
+    assert untouched > 1.0  # the largest of a few jumps over the median, with no tiling at all
+    pasted = line.copy()
+    pasted[:, 214:] += 3.0  # a tile pasted with an offset: a jump where it begins
+    assert field.seam_ratio(pasted, window_traces=320) > 2 * untouched
