@@ -187,6 +187,11 @@ class Scaling:
         padding, which these models were trained with) for ``minmax``."""
         return 0.5 if self.kind == "robust" else 0.0
 
+    @property
+    def base(self) -> float:
+        """The model's unit value of the data's zero level (the affine's ``base``): 0.5 robust, 0 minmax."""
+        return 0.5 if self.kind == "robust" else 0.0
+
     def affine(self, stats: VolumeStats) -> tuple[float, float]:
         """``(offset, gain)`` with ``unit = (v - offset) * gain + base`` (base 0.5 for robust, 0 for minmax)."""
         if self.kind == "minmax":
@@ -217,8 +222,7 @@ class Scaling:
     def denormalize(self, unit: np.ndarray, stats: VolumeStats) -> np.ndarray:
         """A prediction in the model's units mapped back to the volume's own units (float32)."""
         offset, gain = self.affine(stats)
-        base = np.float32(0.5 if self.kind == "robust" else 0.0)
-        return (unit.astype(np.float32) - base) * np.float32(1.0 / gain) + np.float32(offset)
+        return (unit.astype(np.float32) - np.float32(self.base)) * np.float32(1.0 / gain) + np.float32(offset)
 
     @classmethod
     def of(cls, card: dict) -> Scaling:

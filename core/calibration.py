@@ -10,7 +10,11 @@ fits, once per volume, the affine map that brings the prediction closest to the 
 
 and writes ``(gain * u + offset) * (max - min) + min``. With an intercept in the fit, the removed part
 ``r = input - output`` has zero mean, and it is uncorrelated with the output over the volume: no systematic
-gain. ``gain == 1`` and ``offset == 0`` mean the raw inverse was already right; the run reports both.
+gain. The fit is solved in those min-max coordinates whatever the model's scaling; the run reports it against
+the raw inverse of the model's own scaling (:meth:`AmplitudeFit.as_dict`): ``gain == 1`` and ``offset == 0``
+mean the raw inverse was already right. (For a ``robust`` model the raw inverse is ``(u - 0.5) * spread / 0.25
++ center``, which in min-max coordinates is a gain of ``4 * spread / (max - min)``, not 1: the solved gain of
+Alaska's line is 0.515, the reported one 1.061.)
 
 Why a least-squares fit to the *noisy* input is the right target: if the prediction were the clean signal
 ``s`` and the input ``s + n`` with zero-mean noise uncorrelated with ``s``, the fit returns gain 1 and offset
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from impeccable.core.amplitude import VolumeStats
+from impeccable.core.amplitude import MINMAX, Scaling, VolumeStats
 
 #: Names of the per-inline sums, in column order.
 SUM_NAMES = ("n", "x", "u", "xx", "uu", "xu")
@@ -94,9 +98,27 @@ class AmplitudeFit:
         return cls(gain=float(gain), offset=float(offset), samples=int(n), mean=float(mx * span + stats.vmin),
                    std=float(math.sqrt(var_x) * span))
 
-    def offset_units(self, stats: VolumeStats) -> float:
-        """The offset in the input's units (what the fit adds to the raw inverse normalization at ``u = 0``)."""
-        return self.offset * (stats.vmax - stats.vmin)
+    def relative(self, stats: VolumeStats, scaling: Scaling = MINMAX) -> tuple[float, float]:
+        """``(gain, offset)`` against the raw inverse of the model's ``scaling``: the gain over the raw inverse's,
+        and what the fit adds to it at the data's zero level (``u`` = the scaling's base), in the input's units.
+
+        The raw inverse in min-max coordinates is ``x_n = u / (g * span) + (c - base / g - vmin) / span`` with
+        ``(c, g)`` the scaling's affine (:meth:`~impeccable.core.amplitude.Scaling.affine`); for ``minmax`` it is
+        ``x_n = u``, so the figures are the solved ones.
+        """
+        span = stats.vmax - stats.vmin
+        center, g = scaling.affine(stats)
+        raw_gain = 1.0 / (g * span)
+        raw_offset = (center - scaling.base / g - stats.vmin) / span
+        at_base = (self.gain - raw_gain) * scaling.base + (self.offset - raw_offset)
+        return self.gain / raw_gain, at_base * span
+
+    def as_dict(self, stats: VolumeStats, scaling: Scaling = MINMAX) -> dict:
+        """The fit as the run report shows it: against the raw inverse of the model's ``scaling``
+        (:meth:`relative`); ``solved_gain`` is the gain in min-max coordinates."""
+        gain, offset = self.relative(stats, scaling)
+        return {"gain": gain, "offset": offset, "offset_of_std": offset / self.std if self.std > 0 else 0.0,
+                "samples": self.samples, "solved_gain": self.gain}
 
     def apply(self, inputs: np.ndarray, unit: np.ndarray, stats: VolumeStats, strength: float = 1.0) -> np.ndarray:
         """The output in the input's units: ``input - strength * (input - fitted prediction)``, float32.
@@ -118,7 +140,3 @@ class AmplitudeFit:
         out = x - strength * (x - fitted)
         return np.where(np.isfinite(x), out, fitted).astype(np.float32)
 
-    def as_dict(self, stats: VolumeStats) -> dict:
-        """The fit as the run report shows it."""
-        return {"gain": self.gain, "offset": self.offset_units(stats), "offset_of_std":
-                (self.offset_units(stats) / self.std) if self.std > 0 else 0.0, "samples": self.samples}

@@ -244,6 +244,6 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
     return RunReport(output, sum(p["sections"] for p in done_predictions),
                      sum(p.get("images", 0) for p in done_predictions),
                      sum(p.get("engine_s", 0.0) for p in done_predictions), time.perf_counter() - t0, stats.nonfinite,
-                     stats, engine_name, 0.0, config.batch_size, batch_note, fit=fit.as_dict(stats), qc=qc,
+                     stats, engine_name, 0.0, config.batch_size, batch_note, fit=fit.as_dict(stats, io.scaling), qc=qc,
                      strength=config.strength, cluster=cluster, sampling=sampling.as_dict(),
                      output_guard=io.output_guard.as_dict())

@@ -111,7 +111,7 @@ def denoise_file(input_path: str | Path, output: str | Path, config: DenoiseConf
             engine.close()
         reader.close()
     return RunReport(output, sections, images, engine_s, time.perf_counter() - t0, stats.nonfinite, stats, name,
-                     load_s, batch, batch_note, stale, fit=fit.as_dict(stats), qc=qc, strength=config.strength,
+                     load_s, batch, batch_note, stale, fit=fit.as_dict(stats, io.scaling), qc=qc, strength=config.strength,
                      sampling=sampling.as_dict(), output_guard=io.output_guard.as_dict())
 
 

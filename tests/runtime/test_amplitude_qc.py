@@ -180,3 +180,35 @@ def test_strength_out_of_range_is_refused(tmp_path, strength):
     vol, _ = _survey()
     with pytest.raises(InputError, match="strength"):
         _denoise(tmp_path, vol, StandIn(lambda b: b), strength=strength)
+
+
+def test_a_robust_models_fit_is_reported_against_its_own_raw_inverse(tmp_path, tiny_robust_model_dir):
+    # A robust model that returns what it saw: the raw inverse is right, so the report says gain 1, offset 0,
+    # whatever the solved gain in min-max coordinates (4 * spread / span, far from 1), kept as ``solved_gain``.
+    from impeccable.core.card import read_card, window_of
+
+    vol, _ = _survey(noise=0.3)
+    window = window_of(read_card(tiny_robust_model_dir))
+    out, report = _denoise(tmp_path, vol, StandIn(lambda b: b, window=window), model=str(tiny_robust_model_dir))
+    assert report.fit["gain"] == pytest.approx(1.0, rel=1e-4)
+    assert abs(report.fit["offset_of_std"]) < 1e-4
+    assert abs(report.fit["solved_gain"] - 1.0) > 0.2
+    np.testing.assert_allclose(out, vol, rtol=0, atol=1e-3 * vol.std())
+
+
+@pytest.mark.parametrize("squeeze, shift", [(1.0, 0.0), (0.8, 0.0), (1.3, 0.05)])
+def test_the_relative_figures_undo_a_known_squeeze_about_the_zero_level(squeeze, shift):
+    # The prediction of a robust model squeezed about the data's zero level (0.5) and shifted: the fit against
+    # the raw inverse is gain 1 / squeeze and an offset of -shift / squeeze in the model's units.
+    from impeccable.core.amplitude import ROBUST, volume_stats
+
+    vol, _ = _survey(noise=0.3)
+    stats = volume_stats(vol)
+    center, g = ROBUST.affine(stats)
+    unit = ((vol.astype(np.float64) - center) * g + 0.5)  # the raw robust scaling, unclipped
+    pred = (0.5 + squeeze * (unit - 0.5) + shift).astype(np.float32)
+    fit = AmplitudeFit.from_sums(inline_sums(vol, pred, stats), stats)
+    gain, offset = fit.relative(stats, ROBUST)
+    assert gain == pytest.approx(1 / squeeze, rel=1e-5)
+    assert offset == pytest.approx(-shift / squeeze / g, rel=1e-4, abs=1e-6 * float(vol.std()))
+    np.testing.assert_allclose(fit.apply(vol, pred, stats), vol, rtol=0, atol=1e-4 * vol.std())
