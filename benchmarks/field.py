@@ -180,7 +180,7 @@ def reference_denoiser(model_dir: Path, tta: bool = True, batch: int = 4) -> Den
             pred = predict_sections(io.normalize(volume, stats), run, io.window, tta, batch,
                                     pad_value=io.pad_value, resampling=io.resampling(interval_ms),
                                     guard=io.output_guard, gain=io.section_gain)
-        fit = AmplitudeFit.from_sums(inline_sums(volume, pred, stats), stats)
+        fit = AmplitudeFit.from_sums(inline_sums(volume, pred, stats), stats, io.scaling)
         return fit.apply(volume, pred, stats)
 
     return denoise

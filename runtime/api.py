@@ -189,7 +189,7 @@ def denoise_dask(volume, config: DenoiseConfig, engine):
                                                           dtype=np.float32)
     unit_slabs = unit.to_delayed().ravel()
     fitted = dask.delayed(reduce_fit)([dask.delayed(_fit_slab)(s, u, stats, config.strength, io.scaling)
-                                 for s, u in zip(slabs, unit_slabs)], stats)
+                                 for s, u in zip(slabs, unit_slabs)], stats, io.scaling)
     dtype = np.uint8 if config.scale == "uint8" else np.float32
     out = [da.from_delayed(dask.delayed(_output_slab)(s, u, fitted, stats, config, io.scaling),
                            (n, shape[1], shape[2]), dtype=dtype) for s, u, n in zip(slabs, unit_slabs, il_sizes)]

@@ -188,7 +188,8 @@ def run_distributed(input_path: str | Path, output: str | Path, config: DenoiseC
                 fresh = [i for i in range(len(slabs)) if run.done(kind, i) is None]
                 results = passes.pass_(kind, slabs, functools.partial(task_predict, job, view), ())
                 done_predictions += [results[i] for i in fresh]
-            fit, unit_range = reduce_fit(passes.pass_("fit", plan.inline, task_fit, (job,)), stats)
+            fit, unit_range = reduce_fit(passes.pass_("fit", plan.inline, task_fit, (job,)), stats,
+                                         io.scaling)
             job = replace(job, fit=fit, unit_range=unit_range)
             qc = reduce_qc(passes.pass_("write", plan.inline, task_write, (job,)), qc_interval(reader, sampling))
         finish_output(reader, identity["input"], output, config,

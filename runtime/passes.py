@@ -85,17 +85,19 @@ def fit_part(reader: VolumeReader, predictions: PredictionBlocks, stats: VolumeS
     return {"sums": sums.tolist(), "lo": lo, "hi": hi}
 
 
-def reduce_fit(parts: list[dict], stats: VolumeStats) -> tuple[AmplitudeFit, tuple[float, float]]:
-    """The amplitude fit of the whole volume and its final unit field's ``(min, max)``, from the slabs' parts."""
+def reduce_fit(parts: list[dict], stats: VolumeStats,
+               scaling: Scaling = MINMAX) -> tuple[AmplitudeFit, tuple[float, float]]:
+    """The amplitude fit of the whole volume and its final unit field's ``(min, max)``, from the slabs' parts
+    (``scaling``: the model's)."""
     sums = np.concatenate([np.asarray(p["sums"], dtype=np.float64).reshape(-1, 6) for p in parts])
-    return AmplitudeFit.from_sums(sums, stats), (min(p["lo"] for p in parts), max(p["hi"] for p in parts))
+    return AmplitudeFit.from_sums(sums, stats, scaling), (min(p["lo"] for p in parts), max(p["hi"] for p in parts))
 
 
 def fit_amplitudes(reader: VolumeReader, predictions: PredictionBlocks, stats: VolumeStats, strength: float,
                    step: int, scaling: Scaling = MINMAX) -> tuple[AmplitudeFit, tuple[float, float]]:
     """The fit pass over a whole volume by blocks of ``step`` inlines (:func:`fit_part`, :func:`reduce_fit`)."""
     return reduce_fit([fit_part(reader, predictions, stats, strength, a, b, scaling)
-                       for a, b in blocks(reader.shape[0], step)], stats)
+                       for a, b in blocks(reader.shape[0], step)], stats, scaling)
 
 
 def write_part(reader: VolumeReader, predictions: PredictionBlocks, write: Callable[[int, int, np.ndarray], None],

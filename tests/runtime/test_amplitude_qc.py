@@ -196,19 +196,43 @@ def test_a_robust_models_fit_is_reported_against_its_own_raw_inverse(tmp_path, t
     np.testing.assert_allclose(out, vol, rtol=0, atol=1e-3 * vol.std())
 
 
-@pytest.mark.parametrize("squeeze, shift", [(1.0, 0.0), (0.8, 0.0), (1.3, 0.05)])
-def test_the_relative_figures_undo_a_known_squeeze_about_the_zero_level(squeeze, shift):
-    # The prediction of a robust model squeezed about the data's zero level (0.5) and shifted: the fit against
-    # the raw inverse is gain 1 / squeeze and an offset of -shift / squeeze in the model's units.
+def _robust_prediction(vol, squeeze, shift):
+    """The robust model's raw scaling of ``vol`` (unclipped), squeezed about the data's zero level and shifted."""
     from impeccable.core.amplitude import ROBUST, volume_stats
 
-    vol, _ = _survey(noise=0.3)
     stats = volume_stats(vol)
     center, g = ROBUST.affine(stats)
-    unit = ((vol.astype(np.float64) - center) * g + 0.5)  # the raw robust scaling, unclipped
-    pred = (0.5 + squeeze * (unit - 0.5) + shift).astype(np.float32)
-    fit = AmplitudeFit.from_sums(inline_sums(vol, pred, stats), stats)
+    unit = (vol.astype(np.float64) - center) * g + 0.5
+    return (0.5 + squeeze * (unit - 0.5) + shift).astype(np.float32), stats, g
+
+
+@pytest.mark.parametrize("squeeze, shift", [(1.0, 0.0), (1.3, 0.0), (1.3, 0.05)])
+def test_the_relative_figures_undo_a_known_squeeze_about_the_zero_level(squeeze, shift):
+    # The prediction of a robust model stretched about the data's zero level (0.5) and shifted: the fit against
+    # the raw inverse is gain 1 / squeeze and an offset of -shift / squeeze in the model's units.
+    from impeccable.core.amplitude import ROBUST
+
+    vol, _ = _survey(noise=0.3)
+    pred, stats, g = _robust_prediction(vol, squeeze, shift)
+    fit = AmplitudeFit.from_sums(inline_sums(vol, pred, stats), stats, ROBUST)
     gain, offset = fit.relative(stats, ROBUST)
     assert gain == pytest.approx(1 / squeeze, rel=1e-5)
     assert offset == pytest.approx(-shift / squeeze / g, rel=1e-4, abs=1e-6 * float(vol.std()))
     np.testing.assert_allclose(fit.apply(vol, pred, stats), vol, rtol=0, atol=1e-4 * vol.std())
+
+
+def test_a_robust_models_gain_never_exceeds_its_raw_inverses():
+    # A robust prediction shrunk to 0.8 of the input about its zero level: least squares would amplify it by
+    # 1.25; capped, the output is the raw inverse (gain 1) with the input's mean, so no band rises above the
+    # input's. A min-max model (any gain can be right) is fitted freely.
+    from impeccable.core.amplitude import MINMAX, ROBUST
+
+    vol, _ = _survey(noise=0.3)
+    pred, stats, _ = _robust_prediction(vol, 0.8, 0.0)
+    sums = inline_sums(vol, pred, stats)
+    fit = AmplitudeFit.from_sums(sums, stats, ROBUST)
+    assert fit.relative(stats, ROBUST)[0] == pytest.approx(1.0, rel=1e-9)
+    out = fit.apply(vol, pred, stats).astype(np.float64)
+    assert abs(out.mean() - vol.mean()) < 1e-4 * vol.std()
+    assert out.std() == pytest.approx(0.8 * vol.std(), rel=1e-3)
+    assert AmplitudeFit.from_sums(sums, stats, MINMAX).relative(stats, ROBUST)[0] == pytest.approx(1.25, rel=1e-5)

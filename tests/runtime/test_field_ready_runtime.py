@@ -39,7 +39,7 @@ def _reference(model_dir, volume: np.ndarray, interval_ms: float | None, tta: bo
         pred = predict_sections(io.normalize(volume, stats), torch_runner(model.float().eval(), "cpu", None),
                                 io.window, tta, 4, pad_value=io.pad_value, resampling=io.resampling(interval_ms),
                                 guard=io.output_guard, gain=io.section_gain)
-    return AmplitudeFit.from_sums(inline_sums(volume, pred, stats), stats).apply(volume, pred, stats)
+    return AmplitudeFit.from_sums(inline_sums(volume, pred, stats), stats, io.scaling).apply(volume, pred, stats)
 
 
 def _spiky(tiny_volume) -> np.ndarray:
