@@ -520,6 +520,9 @@ def summary_words(q: dict) -> str:
             continue
         if low["output_over_input"] > BAND_WARN and (low["output_share"] or 0.0) >= BAND_MIN_SHARE:
             words.append(f"ADDED energy {where} (output/input {low['output_over_input']:.2f}x)")
+        elif low["output_over_input"] > BAND_WARN:  # a ratio of next to nothing: say so, not "nothing added (1.14x)"
+            words.append(f"nothing of weight added {where} (output/input {low['output_over_input']:.2f}x of "
+                         f"{(low['output_share'] or 0.0) * 100:.2g} % of the input's energy)")
         else:
             words.append(f"nothing added {where} (output/input {low['output_over_input']:.2f}x)")
         break

@@ -76,6 +76,16 @@ def test_added_low_frequencies_are_warned_and_a_clean_run_is_not():
     assert any("below 8 Hz" in w for w in added["warnings"])
     assert any("in the band 0 Hz-" in w for w in added["warnings"])
     assert "ADDED energy below 8 Hz" in added["summary"]
+    # A noise-free input and the swell at 1/100 of that amplitude: the ratio is above 1.1 but of next to nothing
+    # (under 0.1 % of the input's energy), so no warning, and the summary says so rather than "nothing added (3x)".
+    spectrum = np.fft.rfft(signal, axis=-1)
+    spectrum[..., np.fft.rfftfreq(750, DT_MS * 1e-3) < 10.0] = 0
+    quiet = np.fft.irfft(spectrum, 750, axis=-1)  # nothing at all below 10 Hz
+    faint = _report(quiet.astype(np.float32), (quiet + 1e-2 * swell).astype(np.float32))
+    assert faint["low_frequency"]["below_8_hz"]["output_share"] < 1e-3
+    assert faint["low_frequency"]["below_8_hz"]["output_over_input"] > BAND_WARN
+    assert not any("below 8 Hz" in w for w in faint["warnings"])
+    assert "nothing of weight added below 8 Hz" in faint["summary"]
 
 
 def test_a_blob_at_the_bottom_shows_in_the_removed_energy_by_depth():
