@@ -185,7 +185,7 @@ class Scaling:
     def pad_value(self) -> float:
         """The normalized value the window is padded with: the data's zero level for ``robust``, 0 (the seed's
         padding, which these models were trained with) for ``minmax``."""
-        return 0.5 if self.kind == "robust" else 0.0
+        return self.base
 
     @property
     def base(self) -> float:
